@@ -1,0 +1,1 @@
+"""The llama-metrics proxy: mitmproxy addons that measure Ollama traffic."""

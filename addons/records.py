@@ -1,0 +1,38 @@
+"""The record of one finished request, as the proxy hands it to metrics and history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PRIORITIES = ("high", "normal", "low")
+
+
+@dataclass(slots=True, kw_only=True)
+class RequestRecord:
+    """Everything measured about one request once its last byte went to the client.
+
+    Times are seconds. ``started_at`` is wall-clock (``time.time()``) at arrival; the
+    durations are differences of ``time.perf_counter()`` readings. ``None`` means "not
+    known" (the server did not report it, or the request never got that far).
+    """
+
+    started_at: float
+    endpoint: str
+    model: str
+    status: int
+    error_type: str | None = None
+    priority: str = "normal"
+    stream: bool = False
+    prompt_tokens: int | None = None
+    generated_tokens: int | None = None
+    usage_reported: bool = False
+    ttft_s: float | None = None
+    duration_s: float = 0.0
+    queue_wait_s: float = 0.0
+    tokens_per_second: float | None = None
+    load_duration_s: float | None = None
+    prompt_eval_duration_s: float | None = None
+    request_bytes: int = 0
+    response_bytes: int = 0
+    prompt: str | None = None
+    response: str | None = None
