@@ -1,0 +1,75 @@
+"""Serves ``/metrics`` (Prometheus text) and ``/health`` (JSON) on the proxy's metrics port."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+logger = logging.getLogger(__name__)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    registry: CollectorRegistry
+    health: Callable[[], dict]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+            self._send(200, encoder(self.server.registry), content_type)
+        elif path == "/health":
+            health = self.server.health()
+            status = 200 if health.get("status") == "ok" else 503
+            self._send(status, json.dumps(health).encode(), "application/json")
+        else:
+            body = json.dumps({"error": f"not found: {path}; try /metrics or /health"})
+            self._send(404, body.encode(), "application/json")
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        logger.debug("metrics server: " + format, *args)
+
+
+class MetricsServer:
+    """A small threaded HTTP server; scrapes never touch the proxy's event loop."""
+
+    def __init__(
+        self, host: str, port: int, registry: CollectorRegistry, health: Callable[[], dict]
+    ) -> None:
+        self._server = _Server((host, port), _Handler)  # OSError if the port is taken
+        self._server.registry = registry
+        self._server.health = health
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="metrics-server", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

@@ -1,0 +1,193 @@
+"""The request-traffic metrics of the catalogue, built into a given registry."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from .records import RequestRecord
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "ollama_proxy_"
+
+# Like vLLM's: a first token can take a model load (minutes) or a millisecond.
+TTFT_BUCKETS = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5,
+    10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
+)
+TOKEN_LATENCY_BUCKETS = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    20.0, 40.0, 80.0,
+)
+DURATION_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0,
+    30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0,
+)
+SERVER_DURATION_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 60.0, 120.0, 300.0,
+)
+QUEUE_WAIT_BUCKETS = (
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+    300.0,
+)
+RATE_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0)
+
+
+def one_two_five(start: int, stop: int) -> tuple[float, ...]:
+    """1-2-5 series from ``start`` up to ``stop``: 1, 2, 5, 10, 20, 50, ..."""
+    out: list[float] = []
+    decade = start
+    while decade <= stop:
+        out.extend(float(decade * m) for m in (1, 2, 5) if decade * m <= stop)
+        decade *= 10
+    return tuple(out)
+
+
+TOKEN_COUNT_BUCKETS = one_two_five(1, 500_000)
+SIZE_BUCKETS = tuple(float(4**n * 64) for n in range(12))  # 64 B ... 256 MiB
+
+
+class ProxyMetrics:
+    """Every request-traffic series; ``observe`` takes a finished request."""
+
+    def __init__(self, registry: CollectorRegistry, *, version: str = "0.0.0") -> None:
+        def counter(name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
+            return Counter(PREFIX + name, doc, labels, registry=registry)
+
+        def histogram(
+            name: str, doc: str, labels: Sequence[str], buckets: Iterable[float]
+        ) -> Histogram:
+            return Histogram(PREFIX + name, doc, labels, buckets=tuple(buckets), registry=registry)
+
+        self.requests = counter(
+            "requests", "Finished requests.", ("endpoint", "model", "status")
+        )
+        self.errors = counter(
+            "errors", "Failed requests by kind.", ("endpoint", "model", "error_type")
+        )
+        self.prompt_tokens = counter(
+            "prompt_tokens", "Input tokens as reported by the server.", ("model",)
+        )
+        self.generated_tokens = counter(
+            "generated_tokens", "Output tokens as reported by the server.", ("model",)
+        )
+        self.usage_estimated = counter(
+            "usage_estimated",
+            "Requests whose output tokens were counted from content chunks because the "
+            "server sent no final report.",
+            ("endpoint", "model"),
+        )
+        self.model_loads = counter(
+            "model_loads", "Requests that caused a model load.", ("model",)
+        )
+        self.request_duration = histogram(
+            "request_duration_seconds",
+            "Arrival at the proxy to the last byte sent to the client.",
+            ("endpoint", "model"),
+            DURATION_BUCKETS,
+        )
+        self.ttft = histogram(
+            "time_to_first_token_seconds",
+            "Request forwarded upstream to the first content token.",
+            ("endpoint", "model"),
+            TTFT_BUCKETS,
+        )
+        self.tpot = histogram(
+            "time_per_output_token_seconds",
+            "Per request: (last token - first token) / (tokens - 1).",
+            ("model",),
+            TOKEN_LATENCY_BUCKETS,
+        )
+        self.itl = histogram(
+            "inter_token_latency_seconds",
+            "Gap between successive content chunks.",
+            ("model",),
+            TOKEN_LATENCY_BUCKETS,
+        )
+        self.tokens_per_second = histogram(
+            "tokens_per_second",
+            "Per request generation rate (server-reported when present).",
+            ("model",),
+            RATE_BUCKETS,
+        )
+        self.request_prompt_tokens = histogram(
+            "request_prompt_tokens", "Prompt tokens per request.", ("model",), TOKEN_COUNT_BUCKETS
+        )
+        self.request_generated_tokens = histogram(
+            "request_generated_tokens",
+            "Generated tokens per request.",
+            ("model",),
+            TOKEN_COUNT_BUCKETS,
+        )
+        self.prompt_eval_duration = histogram(
+            "prompt_eval_duration_seconds",
+            "Server-reported prompt processing time.",
+            ("model",),
+            SERVER_DURATION_BUCKETS,
+        )
+        self.model_load_duration = histogram(
+            "model_load_duration_seconds",
+            "Server-reported load time, when a load happened.",
+            ("model",),
+            SERVER_DURATION_BUCKETS,
+        )
+        self.queue_wait = histogram(
+            "queue_wait_seconds", "Time in the proxy's own queue.", ("priority",),
+            QUEUE_WAIT_BUCKETS,
+        )
+        self.request_size = histogram(
+            "request_size_bytes", "Request bodies.", ("endpoint",), SIZE_BUCKETS
+        )
+        self.response_size = histogram(
+            "response_size_bytes", "Response bodies.", ("endpoint",), SIZE_BUCKETS
+        )
+        self.active = Gauge(
+            PREFIX + "active_requests",
+            "Requests forwarded upstream and not finished.",
+            ("model",),
+            registry=registry,
+        )
+        self.build_info = Info(PREFIX + "build", "This proxy.", registry=registry)
+        self.build_info.info({"version": version})
+
+    def observe(
+        self,
+        record: RequestRecord,
+        label: str,
+        *,
+        tpot_s: float | None = None,
+        load_happened: bool = False,
+    ) -> None:
+        """Count one finished request whose model label is ``label``.
+
+        Inter-token gaps are observed as they happen, not here.
+        """
+        endpoint = record.endpoint
+        self.requests.labels(endpoint, label, str(record.status)).inc()
+        if record.error_type:
+            self.errors.labels(endpoint, label, record.error_type).inc()
+        self.request_duration.labels(endpoint, label).observe(record.duration_s)
+        self.request_size.labels(endpoint).observe(record.request_bytes)
+        self.response_size.labels(endpoint).observe(record.response_bytes)
+        if record.ttft_s is not None:
+            self.ttft.labels(endpoint, label).observe(record.ttft_s)
+        if record.prompt_tokens is not None:
+            self.prompt_tokens.labels(label).inc(record.prompt_tokens)
+            self.request_prompt_tokens.labels(label).observe(record.prompt_tokens)
+        if record.generated_tokens is not None:
+            self.generated_tokens.labels(label).inc(record.generated_tokens)
+            self.request_generated_tokens.labels(label).observe(record.generated_tokens)
+            if not record.usage_reported:
+                self.usage_estimated.labels(endpoint, label).inc()
+        if record.tokens_per_second is not None:
+            self.tokens_per_second.labels(label).observe(record.tokens_per_second)
+        if record.prompt_eval_duration_s is not None:
+            self.prompt_eval_duration.labels(label).observe(record.prompt_eval_duration_s)
+        if load_happened and record.load_duration_s is not None:
+            self.model_loads.labels(label).inc()
+            self.model_load_duration.labels(label).observe(record.load_duration_s)
+        if tpot_s is not None:
+            self.tpot.labels(label).observe(tpot_s)

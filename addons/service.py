@@ -1,0 +1,144 @@
+"""The proxy's options and lifecycle: resolves settings, starts and stops its parts."""
+
+from __future__ import annotations
+
+import logging
+from importlib import metadata
+from typing import Any, Optional
+
+from mitmproxy import ctx, exceptions
+from mitmproxy.addonmanager import Loader
+from prometheus_client import CollectorRegistry
+
+from . import errors, settings
+from .exporter import MetricsServer
+from .metrics import ProxyMetrics
+from .routes import ModelLabels
+from .tap import TrafficTap
+
+logger = logging.getLogger(__name__)
+
+# Options given with ``--set``; unset (None) means "from the YAML file, environment or default".
+OPTIONS = {
+    "metrics_host": "Address for /metrics and /health (default 127.0.0.1).",
+    "metrics_port": "Port for /metrics and /health (default 8001).",
+    "history_path": "SQLite file for request history; empty disables it.",
+    "max_concurrency": "Requests forwarded at once; 0 = unlimited (default).",
+    "max_queue": "Requests waiting for admission before 503 (default 100).",
+    "max_model_labels": "Model names unknown to the upstream that get their own label.",
+    "store_prompts": "Store prompts and responses in the history (default false).",
+    "load_threshold_seconds": "A reported load_duration above this counts as a model load.",
+}
+
+
+def version() -> str:
+    try:
+        return metadata.version("llama-metrics")
+    except metadata.PackageNotFoundError:
+        return "0.1.0"
+
+
+def upstream_url() -> str:
+    """The reverse-proxy target mitmproxy was started with."""
+    for mode in ctx.options.mode:
+        if mode.startswith("reverse:"):
+            return mode[len("reverse:") :]
+    return "http://127.0.0.1:11434"
+
+
+class MetricsProxy:
+    """The one addon ``llama_metrics.py`` loads; its parts are nested addons."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.metrics = ProxyMetrics(self.registry, version=version())
+        self.labels = ModelLabels()
+        self.tap = TrafficTap(self.metrics, self.labels)
+        self.addons = [self.tap]
+        self.settings: dict[str, Any] = {}
+        self.server: MetricsServer | None = None
+        self._uninstall_errors: Any = None
+        self._rebind = False
+
+    def load(self, loader: Loader) -> None:
+        loader.add_option(
+            "llama_config", str, "", "YAML configuration file (default config/llama-metrics.yml)."
+        )
+        for name, help_text in OPTIONS.items():
+            loader.add_option(name, Optional[str], None, help_text)  # type: ignore[arg-type]
+
+    def configure(self, updated: set[str]) -> None:
+        if not updated & (set(OPTIONS) | {"llama_config"}) and self.settings:
+            return
+        overrides = {name: getattr(ctx.options, name) for name in OPTIONS}
+        try:
+            new = settings.load(
+                "proxy", config=ctx.options.llama_config or None, overrides=overrides
+            )
+        except settings.ConfigError as e:
+            if not self.settings:  # at start: nothing starts half-configured
+                logger.error("llama-metrics: %s", e)
+                raise SystemExit(2) from e
+            raise exceptions.OptionsError(str(e)) from e
+        old, self.settings = self.settings, new
+        if not old:
+            self.first_configure(new)
+        self.labels.max_others = new["max_model_labels"]
+        self.tap.store_prompts = new["store_prompts"]
+        self.tap.load_threshold_s = new["load_threshold_seconds"]
+        endpoint = (new["metrics_host"], new["metrics_port"])
+        if self.server is not None and endpoint != (old["metrics_host"], old["metrics_port"]):
+            self.stop_server()
+            self.start_server()
+
+    def first_configure(self, new: dict[str, Any]) -> None:
+        # mitmproxy listens on every interface unless told otherwise; this proxy does not.
+        changes: dict[str, Any] = {"connection_strategy": "lazy"}
+        if not ctx.options.listen_host:
+            changes["listen_host"] = new["listen_host"]
+            self._rebind = True
+        ctx.options.update(**changes)
+
+    async def running(self) -> None:
+        self._uninstall_errors = errors.install(upstream_url())
+        self.start_server()
+        if self._rebind:
+            await self.rebind_proxy()
+
+    async def rebind_proxy(self) -> None:
+        """Listen on ``listen_host`` (127.0.0.1) when the command line named no address.
+
+        mitmproxy binds its servers before this script can change the default, so they are
+        brought up again on the configured address right at start.
+        """
+        proxyserver = ctx.master.addons.get("proxyserver")
+        host = ctx.options.listen_host
+        if proxyserver is None or all(a[0] == host for a in proxyserver.listen_addrs()):
+            return
+        await proxyserver.servers.update([])
+        await proxyserver.setup_servers()
+
+    def start_server(self) -> None:
+        host, port = self.settings["metrics_host"], self.settings["metrics_port"]
+        try:
+            self.server = MetricsServer(host, port, self.registry, self.health)
+        except OSError as e:
+            logger.error("cannot serve metrics on %s:%s: %s", host, port, e)
+            ctx.master.shutdown()
+            raise exceptions.OptionsError(f"metrics_port {port} on {host}: {e}") from e
+        self.server.start()
+        logger.info("metrics on http://%s:%d/metrics", host, self.server.port)
+
+    def stop_server(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def done(self) -> None:
+        self.stop_server()
+        if self._uninstall_errors is not None:
+            self._uninstall_errors()
+            self._uninstall_errors = None
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "ok", "version": version(), "upstream": upstream_url()}

@@ -1,0 +1,302 @@
+"""The addon that measures every flow: times it, taps its response stream, and counts it once."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mitmproxy import http
+
+from .metrics import ProxyMetrics
+from .records import RequestRecord
+from .routes import INFERENCE_ENDPOINTS, NO_MODEL, ModelLabels, endpoint_template
+from .streams import Parser, PassthroughParser, StreamStats, parser_for
+from .usage import USAGE_ENDPOINTS, UsageEventFilter, wants_injected_usage, with_usage
+
+logger = logging.getLogger(__name__)
+
+KEY = "llama_metrics"
+# Text kept per request when storing prompts and responses is configured.
+MAX_STORED_TEXT = 64 * 1024
+# Streaming endpoints that stream when the request does not say: Ollama's default.
+NATIVE_STREAM_DEFAULT = frozenset({"/api/generate", "/api/chat"})
+
+
+class StreamTap:
+    """``flow.response.stream``: returns every byte, in order; only parses on the side.
+
+    It never raises (an exception would hang the client) and never returns ``b""`` for a
+    chunk (that would end the client's chunked response early): nothing to send is ``[]``.
+    """
+
+    __slots__ = ("parser", "filter", "sent", "_broken")
+
+    def __init__(self, parser: Parser, usage_filter: UsageEventFilter | None) -> None:
+        self.parser = parser
+        self.filter = usage_filter
+        self.sent = 0
+        self._broken = False
+
+    def __call__(self, data: bytes) -> bytes | list[bytes]:
+        if self._broken:
+            return [data] if data else []
+        try:
+            if data:
+                self.parser.feed(data, time.perf_counter())
+            if self.filter is not None:
+                data = self.filter.feed(data) if data else self.filter.flush()
+            self.sent += len(data)
+            return data if data else []
+        except Exception:
+            self._broken = True
+            logger.exception("stream tap failed; passing the rest of this response through")
+            return [data] if data else []
+
+
+class FlowState:
+    """What the tap knows about one flow between its hooks."""
+
+    __slots__ = (
+        "started_at", "t_arrival", "t_forwarded", "t_headers", "endpoint", "inference", "model",
+        "label", "priority", "stream", "strip_usage", "request_bytes", "queue_wait_s", "prompt",
+        "tap", "active", "finished", "admitted",
+    )
+
+    def __init__(self) -> None:
+        self.started_at = time.time()
+        self.t_arrival = time.perf_counter()
+        self.t_forwarded: float | None = None
+        self.t_headers: float | None = None
+        self.endpoint = "other"
+        self.inference = False
+        self.model = ""
+        self.label = NO_MODEL
+        self.priority = "normal"
+        self.stream = False
+        self.strip_usage = False
+        self.request_bytes = 0
+        self.queue_wait_s = 0.0
+        self.prompt: str | None = None
+        self.tap: StreamTap | None = None
+        self.active = False
+        self.finished = False
+        self.admitted = False
+
+
+def request_json(request: http.Request) -> Any:
+    if request.headers.get("content-encoding") or not request.raw_content:
+        return None
+    try:
+        return json.loads(request.raw_content)
+    except ValueError:
+        return None
+
+
+def prompt_text(body: dict) -> str | None:
+    for key in ("messages", "prompt", "input"):
+        if key in body:
+            value = body[key]
+            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            return text[:MAX_STORED_TEXT]
+    return None
+
+
+class TrafficTap:
+    """Measures each request from arrival to its last byte and reports it exactly once."""
+
+    def __init__(
+        self,
+        metrics: ProxyMetrics,
+        labels: ModelLabels,
+        *,
+        load_threshold_s: float = 0.25,
+        store_prompts: bool = False,
+        on_record: Callable[[RequestRecord], None] | None = None,
+    ) -> None:
+        self.metrics = metrics
+        self.labels = labels
+        self.load_threshold_s = load_threshold_s
+        self.store_prompts = store_prompts
+        self.on_record = on_record
+
+    # -- hooks -------------------------------------------------------------------------
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        flow.metadata[KEY] = FlowState()
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        st = flow.metadata.get(KEY)
+        if st is None:  # the flow began before this addon was loaded
+            st = flow.metadata[KEY] = FlowState()
+        self.classify(flow, st)
+        self.forwarded(st)
+
+    def classify(self, flow: http.HTTPFlow, st: FlowState) -> None:
+        """Route, model, streaming and usage injection, from the request as the client sent it."""
+        request = flow.request
+        st.endpoint = endpoint_template(request.path)
+        st.request_bytes = len(request.raw_content or b"")
+        if st.endpoint not in INFERENCE_ENDPOINTS:
+            return
+        st.inference = True
+        body = request_json(request)
+        if isinstance(body, dict):
+            model = body.get("model")
+            st.model = model[:200] if isinstance(model, str) else ""
+            stream = body.get("stream")
+            st.stream = stream is True or (stream is None and st.endpoint in NATIVE_STREAM_DEFAULT)
+            if st.endpoint in USAGE_ENDPOINTS and wants_injected_usage(body):
+                request.content = with_usage(body)
+                request.headers.pop("accept-encoding", None)  # the filter reads plain bytes
+                st.strip_usage = True
+            if self.store_prompts:
+                st.prompt = prompt_text(body)
+        st.label = self.labels.label(st.model)
+
+    def forwarded(self, st: FlowState) -> None:
+        """The request leaves for the upstream now: the clock for time to first token starts."""
+        st.t_forwarded = time.perf_counter()
+        self.metrics.active.labels(st.label).inc()
+        st.active = True
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        st = flow.metadata.get(KEY)
+        if st is None or flow.response is None:
+            return
+        st.t_headers = time.perf_counter()
+        response = flow.response
+        parser: Parser
+        usage_filter = None
+        if st.inference and 200 <= response.status_code < 300:
+            content_type = response.headers.get("content-type", "")
+            parser = parser_for(
+                content_type,
+                content_encoding=response.headers.get("content-encoding", ""),
+                capture_text=self.store_prompts,
+                on_gap=self.metrics.itl.labels(st.label).observe,
+            )
+            if st.strip_usage and content_type.startswith("text/event-stream"):
+                usage_filter = UsageEventFilter()
+        else:
+            parser = PassthroughParser()
+        st.tap = StreamTap(parser, usage_filter)
+        response.stream = st.tap
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        st = flow.metadata.get(KEY)
+        if st is None or st.finished:
+            return
+        if st.tap is None:  # a body-less response is never streamed
+            st.tap = StreamTap(PassthroughParser(), None)
+            content = flow.response.raw_content if flow.response else None
+            st.tap.sent = len(content or b"")
+        self.finish(flow, st, None)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        st = flow.metadata.get(KEY)
+        if st is None or st.finished:
+            return
+        self.finish(flow, st, self.error_type(flow, st))
+
+    @staticmethod
+    def error_type(flow: http.HTTPFlow, st: FlowState) -> str:
+        message = flow.error.msg if flow.error else ""
+        if message.startswith("Client disconnected") or message == "Connection killed.":
+            return "client_cancelled"
+        if st.t_headers is None and not flow.server_conn.timestamp_tcp_setup:
+            return "upstream_unreachable"
+        return "stream_aborted"
+
+    # -- accounting ----------------------------------------------------------------------
+
+    def finish(self, flow: http.HTTPFlow, st: FlowState, error_type: str | None) -> None:
+        """Count the flow once, whatever way it ended, and free what it held."""
+        st.finished = True
+        now = time.perf_counter()
+        try:
+            record, tpot_s, load_happened = self.build_record(flow, st, error_type, now)
+            self.metrics.observe(record, st.label, tpot_s=tpot_s, load_happened=load_happened)
+            if self.on_record is not None:
+                self.on_record(record)
+        except Exception:
+            logger.exception("could not account for %s %s", flow.request.method, st.endpoint)
+        finally:
+            self.release(st)
+
+    def release(self, st: FlowState) -> None:
+        if st.active:
+            st.active = False
+            self.metrics.active.labels(st.label).dec()
+
+    def build_record(
+        self, flow: http.HTTPFlow, st: FlowState, error_type: str | None, now: float
+    ) -> tuple[RequestRecord, float | None, bool]:
+        tap = st.tap
+        stats = tap.parser.finish(now) if tap is not None else StreamStats()
+        response = flow.response
+        if response is not None:
+            status = response.status_code
+        elif error_type == "client_cancelled":
+            status = 499  # the client closed the request before any answer: nginx's convention
+        else:
+            status = 502
+        if error_type is None:
+            if status >= 400:
+                error_type = "upstream_status"
+            elif stats.error is not None:
+                error_type = "stream_error"
+            elif stats.malformed:
+                error_type = "malformed_response"
+
+        usage = stats.usage
+        reported = usage is not None and (
+            usage.generated_tokens is not None or usage.prompt_tokens is not None
+        )
+        prompt_tokens = usage.prompt_tokens if usage is not None else None
+        generated = usage.generated_tokens if usage is not None else None
+        if not reported and tap is not None and tap.parser.estimates_tokens:
+            generated = stats.content_chunks or None
+
+        ttft = None
+        if stats.first_token_at is not None and st.t_forwarded is not None:
+            ttft = max(0.0, stats.first_token_at - st.t_forwarded)
+        tpot = None
+        span = None
+        if stats.first_token_at is not None and stats.last_token_at is not None:
+            span = stats.last_token_at - stats.first_token_at
+            if stats.content_chunks > 1:
+                tpot = span / (stats.content_chunks - 1)
+        rate = None
+        if usage is not None and usage.generated_tokens and usage.eval_duration_s:
+            rate = usage.generated_tokens / usage.eval_duration_s
+        elif span and stats.content_chunks > 1:
+            rate = (stats.content_chunks - 1) / span
+        load_s = usage.load_duration_s if usage is not None else None
+
+        record = RequestRecord(
+            started_at=st.started_at,
+            endpoint=st.endpoint,
+            model=st.model,
+            status=status,
+            error_type=error_type,
+            priority=st.priority,
+            stream=st.stream,
+            prompt_tokens=prompt_tokens,
+            generated_tokens=generated,
+            usage_reported=reported,
+            ttft_s=ttft,
+            duration_s=now - st.t_arrival,
+            queue_wait_s=st.queue_wait_s,
+            tokens_per_second=rate,
+            load_duration_s=load_s,
+            prompt_eval_duration_s=usage.prompt_eval_duration_s if usage is not None else None,
+            request_bytes=st.request_bytes,
+            response_bytes=tap.sent if tap is not None else 0,
+            prompt=st.prompt,
+            response="".join(stats.text)[:MAX_STORED_TEXT] if stats.text is not None else None,
+        )
+        load_happened = load_s is not None and load_s >= self.load_threshold_s
+        return record, tpot, load_happened
