@@ -1,0 +1,208 @@
+"""Wire-format parsers: recorded bytes in, split anywhere, exact numbers out."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+
+import pytest
+
+from addons.streams import (
+    JsonParser,
+    LineBuffer,
+    NdjsonParser,
+    PassthroughParser,
+    SseParser,
+    parser_for,
+)
+from tests import fixtures
+
+INFERENCE = [
+    name
+    for name in fixtures.ALL
+    if fixtures.load(name).status == 200
+    and fixtures.load(name).path not in ("/api/tags", "/api/show")
+]
+
+
+def random_splits(data: bytes, rng: random.Random) -> list[bytes]:
+    cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randint(1, 40))))
+    return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+
+
+def feed_all(parser, pieces: list[bytes]) -> None:
+    for i, piece in enumerate(pieces):
+        parser.feed(piece, float(i))
+    parser.finish(float(len(pieces)))
+
+
+@pytest.mark.parametrize("name", INFERENCE)
+@pytest.mark.parametrize("seed", range(25))
+def test_recorded_bodies_split_anywhere_give_the_recorded_counts(name: str, seed: int) -> None:
+    rec = fixtures.load(name)
+    expected = fixtures.EXPECTED[name]
+    parser = parser_for(rec.content_type)
+    feed_all(parser, random_splits(rec.body, random.Random(seed)))
+    stats = parser.stats
+    assert stats.malformed == 0
+    assert stats.error is None
+    assert stats.body_bytes == len(rec.body)
+    assert (stats.usage.prompt_tokens if stats.usage else None) == expected.prompt_tokens
+    if expected.reported:
+        assert stats.usage is not None
+        assert stats.usage.generated_tokens == expected.generated_tokens
+    if expected.content_chunks is not None:
+        assert stats.content_chunks == expected.content_chunks
+
+
+def test_native_final_chunk_durations_are_seconds() -> None:
+    rec = fixtures.load("03-api-chat-stream-toolcalls.json")
+    parser = NdjsonParser()
+    feed_all(parser, [rec.body])
+    usage = parser.stats.usage
+    assert usage is not None
+    assert usage.load_duration_s == pytest.approx(1.696622425)
+    assert usage.eval_duration_s == pytest.approx(3.433220895)
+    assert usage.prompt_eval_duration_s == pytest.approx(0.124084719)
+    assert parser.stats.done_reason == "stop"
+
+
+def test_token_times_and_gaps_come_from_arrival_times() -> None:
+    gaps: list[float] = []
+    parser = NdjsonParser(on_gap=gaps.append)
+    lines = [
+        b'{"response":"a","done":false}\n',
+        b'{"response":"","done":false}\n',  # no content: not a token
+        b'{"response":"b","done":false}\n',
+        b'{"response":"c","done":false}\n',
+        b'{"response":"","done":true,"eval_count":3}\n',
+    ]
+    for t, line in zip([1.0, 1.5, 2.0, 4.0, 4.5], lines, strict=True):
+        parser.feed(line, t)
+    stats = parser.finish(5.0)
+    assert (stats.first_token_at, stats.last_token_at) == (1.0, 4.0)
+    assert stats.content_chunks == 3
+    assert gaps == [1.0, 2.0]
+    assert stats.usage is not None and stats.usage.generated_tokens == 3
+
+
+def test_utf8_split_inside_a_character_is_reassembled() -> None:
+    line = json.dumps({"response": "日本 é 🦙", "done": False}, ensure_ascii=False).encode()
+    parser = NdjsonParser(capture_text=True)
+    for i in range(len(line)):
+        parser.feed(line[i : i + 1], float(i))
+    parser.feed(b"\n", 99.0)
+    stats = parser.finish(100.0)
+    assert stats.malformed == 0
+    assert stats.text == ["日本 é 🦙"]
+
+
+def test_malformed_line_and_error_object_are_counted_not_raised() -> None:
+    parser = NdjsonParser()
+    parser.feed(b'{"response":"a","done":false}\nnot json at all\n', 1.0)
+    parser.feed(b'{"error":"model runner crashed"}\n', 2.0)
+    stats = parser.finish(3.0)
+    assert stats.malformed == 1
+    assert stats.error == "model runner crashed"
+    assert stats.content_chunks == 1
+    assert not stats.done
+
+
+def test_stream_without_final_chunk_keeps_what_it_saw() -> None:
+    parser = NdjsonParser()
+    parser.feed(b'{"response":"a","done":false}\n{"response":"b","done":false}\n{"resp', 1.0)
+    stats = parser.finish(2.0)
+    assert stats.content_chunks == 2
+    assert stats.usage is None
+    assert stats.malformed == 1  # the cut-off last line
+    assert parser.estimates_tokens
+
+
+def test_sse_error_event_and_done_marker() -> None:
+    parser = SseParser()
+    parser.feed(b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}]}\n\n', 1.0)
+    parser.feed(b'data: {"error":{"message":"boom","type":"api_error"}}\n\ndata: [DONE]\n\n', 2.0)
+    stats = parser.finish(3.0)
+    assert stats.error == "boom"
+    assert stats.done
+    assert stats.content_chunks == 1
+
+
+def test_sse_completions_and_anthropic_messages() -> None:
+    completions = SseParser()
+    completions.feed(b'data: {"choices":[{"text":"x","index":0}]}\n\n', 1.0)
+    completions.feed(b'data: {"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":1}}\n\n', 2)
+    assert completions.finish(3.0).usage is not None
+    assert completions.stats.content_chunks == 1
+
+    messages = SseParser()
+    events = [
+        {"type": "message_start", "message": {"usage": {"input_tokens": 7, "output_tokens": 1}}},
+        {"type": "content_block_delta", "delta": {"type": "text_delta", "text": "Hi"}},
+        {"type": "content_block_delta", "delta": {"type": "text_delta", "text": "!"}},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+         "usage": {"output_tokens": 2}},
+        {"type": "message_stop"},
+    ]
+    for i, event in enumerate(events):
+        messages.feed(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode(), float(i))
+    stats = messages.finish(9.0)
+    assert stats.usage is not None
+    assert (stats.usage.prompt_tokens, stats.usage.generated_tokens) == (7, 2)
+    assert stats.content_chunks == 2 and stats.done and stats.done_reason == "end_turn"
+
+
+def test_responses_api_stream() -> None:
+    parser = SseParser()
+    parser.feed(b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta"'
+                b',"delta":"Hel"}\n\n', 1.0)
+    parser.feed(b'event: response.completed\ndata: {"type":"response.completed","response":'
+                b'{"usage":{"input_tokens":3,"output_tokens":5}}}\n\n', 2.0)
+    stats = parser.finish(3.0)
+    assert stats.content_chunks == 1
+    assert stats.usage is not None
+    assert (stats.usage.prompt_tokens, stats.usage.generated_tokens) == (3, 5)
+
+
+def test_gzip_encoded_json_is_decoded() -> None:
+    rec = fixtures.load("06-api-generate-nostream.json")
+    body = gzip.compress(rec.body)
+    parser = parser_for("application/json; charset=utf-8", content_encoding="gzip")
+    feed_all(parser, random_splits(body, random.Random(1)))
+    assert parser.stats.usage is not None
+    assert parser.stats.usage.generated_tokens == 63
+    assert parser.stats.body_bytes == len(body)
+
+
+def test_unknown_encoding_and_types_are_only_counted() -> None:
+    parser = parser_for("application/json", content_encoding="br")
+    feed_all(parser, [b"\x00\x01garbage"])
+    assert parser.stats.usage is None and parser.stats.malformed == 0
+    assert isinstance(parser_for("text/plain"), PassthroughParser)
+    assert isinstance(parser_for("application/x-ndjson"), NdjsonParser)
+    assert isinstance(parser_for("text/event-stream; charset=utf-8"), SseParser)
+    assert isinstance(parser_for("application/json"), JsonParser)
+
+
+def test_json_body_that_is_not_an_object() -> None:
+    parser = JsonParser()
+    feed_all(parser, [b"[1, 2", b", 3]"])
+    assert parser.stats.malformed == 1
+
+
+@pytest.mark.parametrize(
+    ("chunks", "lines", "tail"),
+    [
+        ([b"a\nb", b"c\n"], [b"a", b"bc"], b""),
+        ([b"\n\n"], [b"", b""], b""),
+        ([b"abc"], [], b"abc"),
+    ],
+)
+def test_line_buffer(chunks: list[bytes], lines: list[bytes], tail: bytes) -> None:
+    buf = LineBuffer()
+    out: list[bytes] = []
+    for chunk in chunks:
+        out.extend(buf.feed(chunk))
+    assert out == lines
+    assert buf.flush() == tail
