@@ -1,0 +1,310 @@
+"""What models the upstream Ollama has and has loaded, polled in the background.
+
+``InventoryPoller`` asks ``/api/version``, ``/api/ps`` and ``/api/tags`` every ``interval``
+seconds on a daemon thread (never on the request path, never on a scrape);
+``InventoryCollector`` exposes the last poll to Prometheus.
+
+A poll succeeds only when all three answer with well-formed JSON. Anything else (refused
+connection, timeout, HTTP error, a body that is not the JSON Ollama sends) counts as the
+upstream being down: ``up`` is False and ``loaded`` is cleared, while ``known`` and ``version``
+keep their last good values so the label guard does not forget models during an outage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_REGISTRY_PREFIXES = ("registry.ollama.ai/", "library/")
+
+
+def normalize_model(name: str) -> str:
+    """The form Ollama compares names in: ``llama3`` and ``Llama3:latest`` are one model."""
+    name = name.strip().casefold()
+    for prefix in _DEFAULT_REGISTRY_PREFIXES:
+        name = name.removeprefix(prefix)
+    # A tag follows the last path segment; a ':' before a '/' is a registry's port.
+    if ":" not in name.rsplit("/", 1)[-1]:
+        name += ":latest"
+    return name
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadedModel:
+    """One entry of ``/api/ps``: a model Ollama holds in memory."""
+
+    name: str
+    size: int | None = None
+    size_vram: int | None = None
+    expires_at: str | None = None
+    parameter_size: str | None = None
+    quantization_level: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryState:
+    """The result of the last poll, swapped in whole so readers see one consistent poll."""
+
+    up: bool | None = None
+    version: str | None = None
+    loaded: dict[str, LoadedModel] = field(default_factory=dict)
+    known: frozenset[str] = frozenset()
+    known_normalized: frozenset[str] = frozenset()
+
+
+def _object(body: bytes, path: str) -> dict[str, Any]:
+    data = json.loads(body)  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} returned {type(data).__name__}, not a JSON object")
+    return data
+
+
+def _models(body: bytes, path: str) -> list[dict[str, Any]]:
+    models = _object(body, path).get("models")
+    if models is None:  # Ollama sends "models": null when there are none
+        return []
+    if not isinstance(models, list):
+        raise ValueError(f"{path} returned 'models' of type {type(models).__name__}")
+    return [m for m in models if isinstance(m, dict) and isinstance(_name(m), str)]
+
+
+def _name(entry: dict[str, Any]) -> Any:
+    return entry.get("name") or entry.get("model")
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def parse_version(body: bytes) -> str:
+    version = _object(body, "/api/version").get("version")
+    if not isinstance(version, str):
+        raise ValueError("/api/version has no 'version' string")
+    return version
+
+
+def parse_ps(body: bytes) -> dict[str, LoadedModel]:
+    loaded = {}
+    for entry in _models(body, "/api/ps"):
+        details = entry.get("details")
+        details = details if isinstance(details, dict) else {}
+        name = _name(entry)
+        loaded[name] = LoadedModel(
+            name=name,
+            size=_int(entry.get("size")),
+            size_vram=_int(entry.get("size_vram")),
+            expires_at=_str(entry.get("expires_at")),
+            parameter_size=_str(details.get("parameter_size")),
+            quantization_level=_str(details.get("quantization_level")),
+        )
+    return loaded
+
+
+def parse_tags(body: bytes) -> frozenset[str]:
+    return frozenset(_name(entry) for entry in _models(body, "/api/tags"))
+
+
+def _make_urllib_fetch(timeout: float) -> Callable[[str], bytes]:
+    # No proxy from the environment: like mitmproxy's reverse mode, talk to Ollama directly.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def fetch(url: str) -> bytes:
+        request = urllib.request.Request(url, headers={"Accept": "application/json"})
+        try:
+            with opener.open(request, timeout=timeout) as response:
+                body: bytes = response.read()
+                return body
+        except urllib.error.HTTPError as exc:
+            exc.close()  # it holds the response's socket
+            raise
+
+    return fetch
+
+
+class InventoryPoller:
+    """Polls an Ollama server for its version, loaded models and local models."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        interval: float = 5.0,
+        timeout: float = 2.0,
+        fetch: Callable[[str], bytes] | None = None,
+    ) -> None:
+        if interval <= 0 or timeout <= 0:
+            raise ValueError(f"interval and timeout must be > 0, got {interval!r}, {timeout!r}")
+        self.base_url = base_url.rstrip("/")
+        self.interval = interval
+        self.timeout = timeout
+        self._fetch = fetch or _make_urllib_fetch(timeout)
+        self._state = InventoryState()
+        self.polls = 0  # finished polls, failed ones included
+        self._poll_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- state (each read sees one whole poll) ---------------------------------------------
+
+    @property
+    def state(self) -> InventoryState:
+        return self._state
+
+    @property
+    def up(self) -> bool | None:
+        return self._state.up
+
+    @property
+    def version(self) -> str | None:
+        return self._state.version
+
+    @property
+    def loaded(self) -> dict[str, LoadedModel]:
+        return dict(self._state.loaded)
+
+    @property
+    def known(self) -> frozenset[str]:
+        return self._state.known
+
+    def is_known(self, model: str) -> bool:
+        return normalize_model(model) in self._state.known_normalized
+
+    # -- polling ---------------------------------------------------------------------------
+
+    def poll_once(self) -> None:
+        """Poll the upstream now and update the state; never raises for upstream trouble."""
+        with self._poll_lock:
+            try:
+                self._poll()
+            finally:
+                with self._cond:
+                    self.polls += 1
+                    self._cond.notify_all()
+
+    def _poll(self) -> None:
+        path = ""
+        try:
+            path = "/api/version"
+            version = parse_version(self._fetch(self.base_url + path))
+            path = "/api/ps"
+            loaded = parse_ps(self._fetch(self.base_url + path))
+            path = "/api/tags"
+            tags = parse_tags(self._fetch(self.base_url + path))
+        except Exception as exc:  # the transport is injected: any failure of it means down
+            self._went_down(f"{path}: {str(exc) or type(exc).__name__}")
+            return
+        known = tags | frozenset(loaded)
+        was = self._state.up
+        self._state = InventoryState(
+            up=True,
+            version=version,
+            loaded=loaded,
+            known=known,
+            known_normalized=frozenset(normalize_model(m) for m in known),
+        )
+        if was is not True:
+            logger.info(
+                "upstream %s is %s: Ollama %s, %d model(s), %d loaded",
+                self.base_url, "up" if was is None else "back", version, len(known), len(loaded),
+            )
+
+    def _went_down(self, reason: str) -> None:
+        was = self._state.up
+        self._state = InventoryState(
+            up=False,
+            version=self._state.version,
+            known=self._state.known,
+            known_normalized=self._state.known_normalized,
+        )
+        if was is not False:  # one warning per outage, not one per poll
+            logger.warning("upstream %s is down: %s", self.base_url, reason)
+        else:
+            logger.debug("upstream %s still down: %s", self.base_url, reason)
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="inventory-poller", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread; immediate unless a poll is in flight (then at most its timeouts)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=3 * self.timeout + 1.0)
+            self._thread = None
+
+    def wait_for_poll(self, count: int, timeout: float | None = None) -> bool:
+        """Block until ``polls >= count``; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.polls >= count, timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:
+                logger.exception("polling upstream %s failed", self.base_url)
+            self._stop.wait(self.interval)
+
+
+class InventoryCollector:
+    """Prometheus collector for the last poll of an ``InventoryPoller``."""
+
+    def __init__(self, poller: InventoryPoller) -> None:
+        self._poller = poller
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield from self._families(InventoryState(), describe=True)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield from self._families(self._poller.state, describe=False)
+
+    def _families(self, state: InventoryState, *, describe: bool) -> Iterator[GaugeMetricFamily]:
+        if describe or state.up is not None:
+            yield GaugeMetricFamily(
+                "ollama_proxy_upstream_up",
+                "1 when the last poll of the upstream Ollama succeeded",
+                value=None if describe else int(bool(state.up)),
+            )
+        if describe or state.version is not None:
+            info = GaugeMetricFamily(
+                "ollama_proxy_upstream_info", "Version of the upstream Ollama", labels=["version"]
+            )
+            if state.version is not None:
+                info.add_metric([state.version], 1)
+            yield info
+        loaded = GaugeMetricFamily(
+            "ollama_proxy_model_loaded", "1 for each model Ollama holds in memory", labels=["model"]
+        )
+        vram = GaugeMetricFamily(
+            "ollama_proxy_model_vram_bytes", "GPU memory of a loaded model", labels=["model"]
+        )
+        size = GaugeMetricFamily(
+            "ollama_proxy_model_size_bytes", "Memory of a loaded model in all", labels=["model"]
+        )
+        for name, model in sorted(state.loaded.items()):
+            loaded.add_metric([name], 1)
+            if model.size_vram is not None:
+                vram.add_metric([name], model.size_vram)
+            if model.size is not None:
+                size.add_metric([name], model.size)
+        for family in (loaded, vram, size):
+            if describe or family.samples:
+                yield family
