@@ -115,13 +115,13 @@ def parse_upstream(value: Any) -> str:
     return f"{parts.scheme}://{host}:{port}"
 
 
-PORT = parse_int(1, 65535)
+PORT = parse_int(0, 65535)
 PROXY_KEYS = (
     Key("upstream", parse_upstream, "http://127.0.0.1:11434", "an http(s) URL or host:port"),
     Key("listen_host", parse_host, "127.0.0.1", "a host name or IP address"),
-    Key("listen_port", PORT, 11435, "a port number 1-65535"),
+    Key("listen_port", PORT, 11435, "a port number 0-65535 (0 = any free port)"),
     Key("metrics_host", parse_host, "127.0.0.1", "a host name or IP address"),
-    Key("metrics_port", PORT, 8001, "a port number 1-65535"),
+    Key("metrics_port", PORT, 8001, "a port number 0-65535 (0 = any free port)"),
     Key("history_path", parse_path, "data/history.db", "a file path, or empty to disable"),
     Key("history_retention_days", parse_float(0.01, 36500), 30.0, "days, 0.01-36500"),
     Key("max_concurrency", parse_int(0, 100_000), 0, "an integer >= 0 (0 = unlimited)"),
