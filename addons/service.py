@@ -12,7 +12,9 @@ from prometheus_client import CollectorRegistry
 
 from . import errors, settings
 from .exporter import MetricsServer
+from .inventory import InventoryCollector, InventoryPoller
 from .metrics import ProxyMetrics
+from .resources import ResourceCollector, ResourcePoller, ResourceSampler
 from .routes import ModelLabels
 from .tap import TrafficTap
 
@@ -52,9 +54,12 @@ class MetricsProxy:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.metrics = ProxyMetrics(self.registry, version=version())
-        self.labels = ModelLabels()
+        self.inventory: InventoryPoller | None = None
+        self.labels = ModelLabels(is_known=self.is_known)
         self.tap = TrafficTap(self.metrics, self.labels)
         self.addons = [self.tap]
+        self.resources = ResourcePoller(ResourceSampler())
+        self.registry.register(ResourceCollector(self.resources))
         self.settings: dict[str, Any] = {}
         self.server: MetricsServer | None = None
         self._uninstall_errors: Any = None
@@ -86,6 +91,9 @@ class MetricsProxy:
         self.labels.max_others = new["max_model_labels"]
         self.tap.store_prompts = new["store_prompts"]
         self.tap.load_threshold_s = new["load_threshold_seconds"]
+        self.resources.interval = new["resources_interval_seconds"]
+        if self.inventory is not None:
+            self.inventory.interval = new["inventory_interval_seconds"]
         endpoint = (new["metrics_host"], new["metrics_port"])
         if self.server is not None and endpoint != (old["metrics_host"], old["metrics_port"]):
             self.stop_server()
@@ -101,6 +109,13 @@ class MetricsProxy:
 
     async def running(self) -> None:
         self._uninstall_errors = errors.install(upstream_url())
+        # Background pollers: never on the request path, never on a scrape.
+        self.inventory = InventoryPoller(
+            upstream_url(), interval=self.settings["inventory_interval_seconds"]
+        )
+        self.registry.register(InventoryCollector(self.inventory))
+        self.inventory.start()
+        self.resources.start()
         self.start_server()
         if self._rebind:
             await self.rebind_proxy()
@@ -136,9 +151,24 @@ class MetricsProxy:
 
     def done(self) -> None:
         self.stop_server()
+        if self.inventory is not None:
+            self.inventory.stop()
+        self.resources.stop()
         if self._uninstall_errors is not None:
             self._uninstall_errors()
             self._uninstall_errors = None
 
+    def is_known(self, model: str) -> bool:
+        return self.inventory is not None and self.inventory.is_known(model)
+
     def health(self) -> dict[str, Any]:
-        return {"status": "ok", "version": version(), "upstream": upstream_url()}
+        """The proxy is healthy when it serves; the upstream's state is reported beside it."""
+        inventory = self.inventory
+        return {
+            "status": "ok",
+            "version": version(),
+            "upstream": upstream_url(),
+            "upstream_up": inventory.up if inventory is not None else None,
+            "upstream_version": inventory.version if inventory is not None else None,
+            "loaded_models": sorted(inventory.loaded) if inventory is not None else [],
+        }
