@@ -11,6 +11,7 @@ from mitmproxy.addonmanager import Loader
 from prometheus_client import CollectorRegistry
 
 from . import errors, settings
+from .admission import AdmissionCollector
 from .exporter import MetricsServer
 from .inventory import InventoryCollector, InventoryPoller
 from .metrics import ProxyMetrics
@@ -60,6 +61,7 @@ class MetricsProxy:
         self.addons = [self.tap]
         self.resources = ResourcePoller(ResourceSampler())
         self.registry.register(ResourceCollector(self.resources))
+        self.registry.register(AdmissionCollector(self.tap.admission))
         self.settings: dict[str, Any] = {}
         self.server: MetricsServer | None = None
         self._uninstall_errors: Any = None
@@ -92,6 +94,7 @@ class MetricsProxy:
         self.tap.store_prompts = new["store_prompts"]
         self.tap.load_threshold_s = new["load_threshold_seconds"]
         self.resources.interval = new["resources_interval_seconds"]
+        self.tap.admission.configure(new["max_concurrency"], new["max_queue"])
         if self.inventory is not None:
             self.inventory.interval = new["inventory_interval_seconds"]
         endpoint = (new["metrics_host"], new["metrics_port"])

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mitmproxy import http
+from mitmproxy.connection import ConnectionState
 
+from .admission import Admission, QueueFull, parse_priority
 from .metrics import ProxyMetrics
 from .records import RequestRecord
 from .routes import INFERENCE_ENDPOINTS, NO_MODEL, ModelLabels, endpoint_template
@@ -23,6 +26,10 @@ KEY = "llama_metrics"
 MAX_STORED_TEXT = 64 * 1024
 # Streaming endpoints that stream when the request does not say: Ollama's default.
 NATIVE_STREAM_DEFAULT = frozenset({"/api/generate", "/api/chat"})
+# While a request waits in the queue its client may leave; mitmproxy holds the connection's
+# events until the hook returns, so the wait looks at the connection this often.
+CLIENT_CHECK_S = 0.05
+JSON_TYPE = "application/json; charset=utf-8"
 
 
 class StreamTap:
@@ -62,7 +69,7 @@ class FlowState:
     __slots__ = (
         "started_at", "t_arrival", "t_forwarded", "t_headers", "endpoint", "inference", "model",
         "label", "priority", "stream", "strip_usage", "request_bytes", "queue_wait_s", "prompt",
-        "tap", "active", "finished", "admitted",
+        "tap", "active", "finished", "admitted", "error_type",
     )
 
     def __init__(self) -> None:
@@ -84,6 +91,7 @@ class FlowState:
         self.active = False
         self.finished = False
         self.admitted = False
+        self.error_type: str | None = None
 
 
 def request_json(request: http.Request) -> Any:
@@ -115,9 +123,11 @@ class TrafficTap:
         load_threshold_s: float = 0.25,
         store_prompts: bool = False,
         on_record: Callable[[RequestRecord], None] | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.metrics = metrics
         self.labels = labels
+        self.admission = admission or Admission()
         self.load_threshold_s = load_threshold_s
         self.store_prompts = store_prompts
         self.on_record = on_record
@@ -127,12 +137,52 @@ class TrafficTap:
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         flow.metadata[KEY] = FlowState()
 
-    def request(self, flow: http.HTTPFlow) -> None:
+    def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         st = flow.metadata.get(KEY)
         if st is None:  # the flow began before this addon was loaded
             st = flow.metadata[KEY] = FlowState()
         self.classify(flow, st)
+        if st.inference and self.admission.max_concurrency:
+            return self.admit(flow, st)  # mitmproxy awaits it; other flows go on meanwhile
+        # Unlimited (the default): no queue of its own, nothing to hold.
         self.forwarded(st)
+        return None
+
+    async def admit(self, flow: http.HTTPFlow, st: FlowState) -> None:
+        """Wait for a slot in priority order; answer 503 when the queue is full."""
+        st.priority = parse_priority(flow.request.headers.get("x-priority"))
+        waiting = asyncio.ensure_future(self.admission.acquire(st.priority))
+        try:
+            while True:
+                done, _ = await asyncio.wait({waiting}, timeout=CLIENT_CHECK_S)
+                if done:
+                    st.queue_wait_s = waiting.result()
+                    st.admitted = True
+                    break
+                if not flow.client_conn.state & ConnectionState.CAN_READ:
+                    await self.left_while_queued(flow, st, waiting)
+                    return
+        except QueueFull as e:
+            st.error_type = "queue_full"
+            body = json.dumps({"error": f"llama-metrics proxy: {e}"})
+            headers = {"Content-Type": JSON_TYPE, "Retry-After": str(e.retry_after)}
+            flow.response = http.Response.make(503, body, headers)
+            return
+        self.metrics.queue_wait.labels(st.priority).observe(st.queue_wait_s)
+        self.forwarded(st)
+
+    async def left_while_queued(
+        self, flow: http.HTTPFlow, st: FlowState, waiting: asyncio.Future[float]
+    ) -> None:
+        waiting.cancel()
+        try:
+            await waiting
+            st.admitted = True  # the slot arrived in the same turn: finish() gives it back
+        except (asyncio.CancelledError, QueueFull):
+            pass
+        self.finish(flow, st, "client_cancelled")
+        if flow.killable:
+            flow.kill()
 
     def classify(self, flow: http.HTTPFlow, st: FlowState) -> None:
         """Route, model, streaming and usage injection, from the request as the client sent it."""
@@ -230,6 +280,9 @@ class TrafficTap:
         if st.active:
             st.active = False
             self.metrics.active.labels(st.label).dec()
+        if st.admitted:
+            st.admitted = False
+            self.admission.release()
 
     def build_record(
         self, flow: http.HTTPFlow, st: FlowState, error_type: str | None, now: float
@@ -243,6 +296,7 @@ class TrafficTap:
             status = 499  # the client closed the request before any answer: nginx's convention
         else:
             status = 502
+        error_type = error_type or st.error_type
         if error_type is None:
             if status >= 400:
                 error_type = "upstream_status"
