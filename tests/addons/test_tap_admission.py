@@ -1,0 +1,142 @@
+"""Admission inside the tap: queued flows, priorities, a full queue, clients that leave."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from mitmproxy import http
+from mitmproxy.connection import ConnectionState
+from mitmproxy.test import taddons
+from prometheus_client import CollectorRegistry
+
+from addons.admission import Admission, AdmissionCollector
+from addons.metrics import ProxyMetrics
+from addons.records import RequestRecord
+from addons.routes import ModelLabels
+from addons.tap import TrafficTap
+from tests.addons.test_tap import make_flow, respond, value
+
+
+def make_tap(limit: int, queue: int) -> tuple[TrafficTap, CollectorRegistry, list[RequestRecord]]:
+    registry = CollectorRegistry()
+    records: list[RequestRecord] = []
+    admission = Admission(limit, queue)
+    registry.register(AdmissionCollector(admission))
+    tap = TrafficTap(ProxyMetrics(registry), ModelLabels(), on_record=records.append,
+                     admission=admission)
+    return tap, registry, records
+
+
+def chat(priority: str) -> http.HTTPFlow:
+    return make_flow("/api/chat", {"model": "m", "messages": []}, {"X-Priority": priority})
+
+
+def begin(tap: TrafficTap, flow: http.HTTPFlow) -> asyncio.Future[None] | None:
+    tap.requestheaders(flow)
+    waiting = tap.request(flow)
+    return asyncio.ensure_future(waiting) if waiting is not None else None
+
+
+def finish_ok(tap: TrafficTap, flow: http.HTTPFlow) -> None:
+    respond(tap, flow, 200, "application/x-ndjson",
+            [b'{"message":{"content":"x"},"done":false}\n{"done":true,"eval_count":1}\n'])
+
+
+async def turn() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def test_high_priority_overtakes_and_every_slot_comes_back() -> None:
+    tap, registry, records = make_tap(limit=1, queue=10)
+
+    async def scenario() -> list[str]:
+        order: list[str] = []
+        first = chat("normal")
+        assert begin(tap, first) is None  # a free slot: no wait
+        await turn()
+        normal, low, high = chat("normal"), chat("low"), chat("high")
+        waits = {name: begin(tap, f) for name, f in
+                 (("normal", normal), ("low", low), ("high", high))}
+        await turn()
+        assert value(registry, "queue_depth", priority="normal") == 1
+        assert value(registry, "queue_depth", priority="high") == 1
+        assert value(registry, "active_requests", model="m:latest") == 1
+        finish_ok(tap, first)
+        for flow in (high, normal, low):
+            await turn()
+            done = [n for n, w in waits.items() if w is not None and w.done()]
+            order.append(",".join(sorted(done)))
+            finish_ok(tap, flow)
+        return order
+
+    with taddons.context(tap):
+        order = asyncio.run(scenario())
+    assert order == ["high", "high,normal", "high,low,normal"]
+    assert tap.admission.active == 0
+    assert value(registry, "active_requests", model="m:latest") == 0
+    assert all(value(registry, "queue_depth", priority=p) == 0 for p in ("high", "normal", "low"))
+    assert value(registry, "queue_wait_seconds_count", priority="high") == 1
+    assert len(records) == 4
+
+
+def test_full_queue_answers_503_with_retry_after() -> None:
+    tap, registry, records = make_tap(limit=1, queue=0)
+
+    async def scenario() -> http.HTTPFlow:
+        holder, rejected = chat("normal"), chat("normal")
+        begin(tap, holder)
+        waiting = begin(tap, rejected)
+        assert waiting is not None
+        await waiting
+        assert rejected.response is not None
+        tap.response(rejected)
+        finish_ok(tap, holder)
+        return rejected
+
+    with taddons.context(tap):
+        rejected = asyncio.run(scenario())
+    assert rejected.response is not None and rejected.response.status_code == 503
+    assert int(rejected.response.headers["Retry-After"]) >= 1
+    assert "error" in json.loads(rejected.response.content or b"")
+    assert value(registry, "errors_total", endpoint="/api/chat", model="m:latest",
+                 error_type="queue_full") == 1
+    assert tap.admission.active == 0
+
+
+def test_client_leaving_while_queued_is_cancelled_and_frees_its_place() -> None:
+    tap, registry, records = make_tap(limit=1, queue=10)
+
+    async def scenario() -> http.HTTPFlow:
+        holder, leaver = chat("normal"), chat("normal")
+        begin(tap, holder)
+        waiting = begin(tap, leaver)
+        assert waiting is not None
+        await turn()
+        assert tap.admission.total_depth == 1
+        leaver.client_conn.state &= ~ConnectionState.CAN_READ  # the client hung up
+        await asyncio.wait_for(waiting, 5)
+        assert tap.admission.total_depth == 0
+        finish_ok(tap, holder)
+        return leaver
+
+    with taddons.context(tap):
+        leaver = asyncio.run(scenario())
+    assert leaver.error is not None  # killed: never forwarded upstream
+    assert value(registry, "errors_total", endpoint="/api/chat", model="m:latest",
+                 error_type="client_cancelled") == 1
+    assert tap.admission.active == 0
+    assert value(registry, "active_requests", model="m:latest") == 0
+
+
+def test_metadata_requests_never_wait() -> None:
+    tap, registry, _ = make_tap(limit=1, queue=0)
+
+    async def scenario() -> None:
+        begin(tap, chat("normal"))
+        tags = make_flow("/api/tags", b"")
+        assert begin(tap, tags) is None  # straight through, even with every slot taken
+
+    with taddons.context(tap):
+        asyncio.run(scenario())
