@@ -204,10 +204,10 @@ def _parse_keep_alive(value: object, default: float) -> float:
         seconds = float(value)
     elif isinstance(value, str) and re.fullmatch(r"-?\d+(\.\d+)?", value.strip()):
         seconds = float(value)
-    elif isinstance(value, str) and re.fullmatch(r"(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+", value):
+    elif isinstance(value, str) and re.fullmatch(r"-?(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+", value):
         units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
         seconds = sum(float(n) * units[u] for n, _, u in re.findall(
-            r"(\d+(\.\d+)?)(ns|us|µs|ms|s|m|h)", value))
+            r"(\d+(\.\d+)?)(ns|us|µs|ms|s|m|h)", value)) * (-1 if value[0] == "-" else 1)
     else:
         raise _RequestError(400, f"time: invalid duration {_go_json(value)}")
     return _FOREVER if seconds < 0 else seconds
@@ -296,6 +296,10 @@ class _Models:
         residency = self._residency[info.name]
         residency.active -= 1
         residency.expires = time.monotonic() + keep_alive
+
+    def new_locks(self) -> None:
+        for residency in self._residency.values():
+            residency.lock = asyncio.Lock()
 
     def unload(self, info: ModelInfo) -> None:
         self._residency[info.name].expires = 0.0
@@ -525,9 +529,9 @@ class _Job:
                 "done_reason": self.done_reason or None, "load": self.loaded, "outcome": outcome}
 
 
-_GENERATION = {  # endpoint: (OpenAI-compatible, chat)
-    "/api/generate": (False, False), "/api/chat": (False, True),
-    "/v1/completions": (True, False), "/v1/chat/completions": (True, True),
+_GENERATION = {  # endpoint: whether it is a chat
+    "/api/generate": False, "/api/chat": True, "/v1/completions": False,
+    "/v1/chat/completions": True,
 }
 _EMBEDDING = ("/api/embed", "/api/embeddings", "/v1/embeddings")
 
@@ -606,7 +610,12 @@ class SimServer:
 
     @property
     def reports(self) -> list[dict[str, Any]]:
-        """One dict per finished inference request, oldest first (a copy)."""
+        """One dict per finished inference request, oldest first (a copy).
+
+        Keys: endpoint, model (as requested), status, stream, fault, prompt_eval_count,
+        eval_count (content chunks emitted), done_reason, load (this request loaded the
+        model) and outcome: done, error, aborted (by a fault) or client_gone.
+        """
         with self._changed:
             return list(self._reports)
 
@@ -673,10 +682,16 @@ class SimServer:
                                     family=socket.AF_INET6 if ":" in self.host else socket.AF_INET)
         self.port = sock.getsockname()[1]
         self._loop = asyncio.get_running_loop()
+        self._holds.clear()  # events and locks belong to one loop; a restart gets new ones
+        self._models.new_locks()
         server = _TrackingServer(self._dispatch, self, handler_cancellation=True, access_log=None)
         self._runner = web.ServerRunner(server, shutdown_timeout=2.0)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock, backlog=1024).start()
+        try:
+            await self._runner.setup()
+            await web.SockSite(self._runner, sock, backlog=1024).start()
+        except BaseException:
+            sock.close()
+            raise
         logger.info("ollama simulator listening on %s", self.url)
 
     async def astop(self) -> None:
@@ -873,8 +888,11 @@ class SimServer:
         except (asyncio.CancelledError, ConnectionError):
             self._record(job, 200, "client_gone")
             raise
+        except Exception:
+            self._record(job, 500, "error")
+            raise
         finally:
-            self._record(job, 200, "done")
+            self._record(job, 200, "done")  # a normal return not recorded on the way
 
     def _apply_headers(self, request: web.BaseRequest, job: _Job) -> None:
         for header, attr, kind in (("X-Sim-Tokens", "tokens", int),
@@ -893,7 +911,7 @@ class SimServer:
 
     async def _generation(self, request: web.BaseRequest, job: _Job, body: dict[str, Any],
                           info: ModelInfo, openai: bool) -> web.StreamResponse:
-        chat = _GENERATION[request.path][1]
+        chat = _GENERATION[request.path]
         kind = "chat" if chat else "generate"
         if info.embedding_only:
             raise _RequestError(400, f"{_go_json(job.model)} does not support {kind}")
@@ -1091,6 +1109,8 @@ class SimServer:
         if not isinstance(inputs, list) or not all(isinstance(x, str) for x in inputs):
             raise _RequestError(400, "invalid input type")
         job.prompt_eval_count = sum(_words(text) for text in inputs)
+        keep_alive = self._keep_alive if openai else _parse_keep_alive(
+            body.get("keep_alive"), self._keep_alive)
         load_ns, job.loaded = await self._models.acquire(info)
         try:
             if job.ttft > 0:
@@ -1098,8 +1118,6 @@ class SimServer:
             vectors = [list(_embedding(text, info.embedding_length, self._seed, not legacy))
                        for text in inputs if text or not legacy]
         finally:
-            keep_alive = self._keep_alive if openai else _parse_keep_alive(
-                body.get("keep_alive"), self._keep_alive)
             self._models.release(info, keep_alive)
         if job.mode == "error_in_stream":
             raise _RequestError(500, "simulated error_in_stream")

@@ -323,6 +323,7 @@ def test_ollama_client_counts_match_reports(sim: Any, oclient: ollama.Client) ->
     assert [r["prompt_eval_count"] for r in reports] == [
         final.prompt_eval_count, whole.prompt_eval_count, generated.prompt_eval_count]
     assert [r["stream"] for r in reports] == [True, False, False]
+    assert get_json(sim, "/_sim/reports") == reports
 
 
 @pytest.mark.parametrize(("options", "tokens_header", "count", "reason"), [
@@ -775,6 +776,8 @@ def test_server_life_cycle_and_validation() -> None:
     server.stop()  # stopping twice is harmless
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+    with server:  # a stopped server starts again, on the same port
+        assert ndjson(raw(server.port, "POST", "/api/chat", CHAT))[-1]["eval_count"] == 20
     bad_configs: list[dict[str, Any]] = [
         {"token_rate": -1.0}, {"fault": "explode"}, {"fault": "status:99"}, {"models": []},
         {"tokens": -2}]
