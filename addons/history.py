@@ -1,0 +1,507 @@
+"""Request history in SQLite: the schema, the proxy's background writer, and the readers.
+
+The proxy submits one ``RequestRecord`` per finished request to a ``HistoryWriter``, which
+writes them in batches from its own thread. The dashboard and the health daemon read the same
+file through ``connect_readonly`` and the query functions below. The schema is documented in
+``docs/history.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from addons.records import RequestRecord
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+# (column, SQL type, RequestRecord field): the one place where a record meets a row.
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("ts", "REAL NOT NULL", "started_at"),
+    ("endpoint", "TEXT NOT NULL", "endpoint"),
+    ("model", "TEXT NOT NULL", "model"),
+    ("status", "INTEGER NOT NULL", "status"),
+    ("error_type", "TEXT", "error_type"),
+    ("priority", "TEXT NOT NULL", "priority"),
+    ("stream", "INTEGER NOT NULL", "stream"),
+    ("prompt_tokens", "INTEGER", "prompt_tokens"),
+    ("generated_tokens", "INTEGER", "generated_tokens"),
+    ("usage_reported", "INTEGER NOT NULL", "usage_reported"),
+    ("ttft_s", "REAL", "ttft_s"),
+    ("duration_s", "REAL NOT NULL", "duration_s"),
+    ("queue_wait_s", "REAL NOT NULL", "queue_wait_s"),
+    ("tokens_per_second", "REAL", "tokens_per_second"),
+    ("load_duration_s", "REAL", "load_duration_s"),
+    ("prompt_eval_duration_s", "REAL", "prompt_eval_duration_s"),
+    ("request_bytes", "INTEGER NOT NULL", "request_bytes"),
+    ("response_bytes", "INTEGER NOT NULL", "response_bytes"),
+    ("prompt", "TEXT", "prompt"),
+    ("response", "TEXT", "response"),
+)
+_BOOL_COLUMNS = frozenset({"stream", "usage_reported"})
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS requests (id INTEGER PRIMARY KEY, "
+    + ", ".join(f"{name} {sqltype}" for name, sqltype, _ in COLUMNS)
+    + ")",
+    "CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts)",
+    "CREATE INDEX IF NOT EXISTS requests_model_ts ON requests (model, ts)",
+)
+_INSERT = "INSERT INTO requests ({}) VALUES ({})".format(
+    ", ".join(name for name, _, _ in COLUMNS), ", ".join(f":{name}" for name, _, _ in COLUMNS)
+)
+_PRUNE = "DELETE FROM requests WHERE id IN (SELECT id FROM requests WHERE ts < ? LIMIT ?)"
+_BUSY_TIMEOUT_S = 5.0
+
+
+class HistoryError(Exception):
+    """The history database cannot be opened: missing, not a database, or a newer schema."""
+
+
+def record_to_row(record: RequestRecord) -> dict[str, Any]:
+    """The column values for one record, keyed by column name."""
+    row = {name: getattr(record, field) for name, _, field in COLUMNS}
+    for name in _BOOL_COLUMNS:
+        row[name] = int(row[name])
+    return row
+
+
+def row_to_record(row: Mapping[str, Any]) -> RequestRecord:
+    """The record stored in one row (a dict or ``sqlite3.Row``); ``id`` is ignored."""
+    values = {field: row[name] for name, _, field in COLUMNS}
+    for name in _BOOL_COLUMNS:
+        values[name] = bool(values[name])
+    return RequestRecord(**values)
+
+
+def _dict_row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> dict[str, Any]:
+    row = {column[0]: value for column, value in zip(cursor.description, values, strict=True)}
+    for name in row.keys() & _BOOL_COLUMNS:
+        if row[name] is not None:
+            row[name] = bool(row[name])
+    return row
+
+
+def _file_id(path: Path) -> tuple[int, int]:
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino
+
+
+def _close_quietly(conn: sqlite3.Connection | None) -> None:
+    if conn is not None:
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
+
+
+def _create_private(path: Path) -> None:
+    """Create the file (and its directory) for the owner only, before sqlite opens it."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass  # an existing file keeps the mode its owner gave it
+
+
+def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise HistoryError(
+                f"history {path} has schema version {version}; this llama-metrics reads up to "
+                f"{SCHEMA_VERSION}: upgrade llama-metrics or point it at another file"
+            )
+        if version < SCHEMA_VERSION:
+            conn.execute(_SCHEMA[0])
+            _check_columns(conn, path)  # a foreign 'requests' table survives IF NOT EXISTS
+            for statement in _SCHEMA[1:]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _check_columns(conn: sqlite3.Connection, path: Path) -> None:
+    found = [row[1] for row in conn.execute("PRAGMA table_info(requests)")]
+    if not found:
+        raise HistoryError(f"history {path} has no 'requests' table (not written to yet?)")
+    if found != ["id", *(name for name, _, _ in COLUMNS)]:
+        raise HistoryError(f"history {path}: table 'requests' is not llama-metrics history")
+
+
+def _open_for_writing(path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) the database for the writer; every failure is HistoryError."""
+    conn: sqlite3.Connection | None = None
+    try:
+        _create_private(path)
+        # Opened here, used by the writer thread only: the hand-over is the one crossing.
+        conn = sqlite3.connect(
+            path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        _ensure_schema(conn, path)
+        return conn
+    except HistoryError:
+        _close_quietly(conn)
+        raise
+    except (sqlite3.Error, OSError) as exc:
+        _close_quietly(conn)
+        raise HistoryError(f"cannot open history {path}: {exc}") from exc
+
+
+def connect_readonly(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    """Open an existing history file read-only; rows come back as dicts."""
+    resolved = Path(path).absolute()
+    if not resolved.is_file():
+        raise HistoryError(f"history {resolved} does not exist (the proxy creates it)")
+    try:
+        conn = sqlite3.connect(f"{resolved.as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise HistoryError(f"cannot open history {resolved}: {exc}") from exc
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise HistoryError(
+                f"history {resolved} has schema version {version}; this llama-metrics reads up "
+                f"to {SCHEMA_VERSION}: upgrade llama-metrics"
+            )
+        _check_columns(conn, resolved)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise HistoryError(f"cannot read history {resolved}: {exc}") from exc
+    except HistoryError:
+        conn.close()
+        raise
+    conn.row_factory = _dict_row
+    return conn
+
+
+def _query(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+    cursor = conn.cursor()
+    cursor.row_factory = _dict_row  # whatever connection the caller brings
+    try:
+        return cursor.execute(sql, params).fetchall()
+    finally:
+        cursor.close()
+
+
+def _model_filter(model: str | None) -> tuple[str, tuple[Any, ...]]:
+    return ("", ()) if model is None else (" AND model = ?", (model,))
+
+
+def recent_requests(conn: sqlite3.Connection, limit: int = 100) -> list[dict[str, Any]]:
+    """The ``limit`` most recent requests, newest first."""
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    return _query(conn, "SELECT * FROM requests ORDER BY ts DESC, id DESC LIMIT ?", (limit,))
+
+
+def requests_since(
+    conn: sqlite3.Connection, since_ts: float, *, model: str | None = None
+) -> list[dict[str, Any]]:
+    """Requests that started at or after ``since_ts`` (epoch seconds), oldest first."""
+    where, params = _model_filter(model)
+    sql = f"SELECT * FROM requests WHERE ts >= ?{where} ORDER BY ts, id"
+    return _query(conn, sql, (since_ts, *params))
+
+
+def totals(
+    conn: sqlite3.Connection, since_ts: float, *, model: str | None = None
+) -> dict[str, int]:
+    """Counts since ``since_ts``: requests, errors (rows with an error_type) and tokens."""
+    where, params = _model_filter(model)
+    sql = (
+        "SELECT COUNT(*) AS requests, COUNT(error_type) AS errors,"
+        " COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens,"
+        " COALESCE(SUM(generated_tokens), 0) AS generated_tokens"
+        f" FROM requests WHERE ts >= ?{where}"
+    )
+    return _query(conn, sql, (since_ts, *params))[0]
+
+
+_WAKE = object()  # put by close() so an idle writer notices at once
+
+
+class HistoryWriter:
+    """Writes submitted records to SQLite in batches from one daemon thread.
+
+    ``submit`` never blocks: when the queue is full the record is dropped and counted. A
+    database error drops the batch being written, is logged once per streak of failures,
+    and the next batch reconnects. ``committed``, ``dropped``, ``batches`` (transactions
+    committed) and ``pruned`` count rows and are safe to read from any thread.
+    """
+
+    prune_chunk = 1000  # rows per DELETE, so pruning never holds the write lock for long
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        batch_size: int = 256,
+        flush_interval: float = 1.0,
+        queue_size: int = 10000,
+        retention_days: float = 30.0,
+        prune_interval: float = 3600.0,
+        on_drop: Callable[[int], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not os.fspath(path):
+            raise ValueError("history path is empty; use open_writer() for optional history")
+        for name, value in (("batch_size", batch_size), ("queue_size", queue_size)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        for name, number in (
+            ("flush_interval", flush_interval),
+            ("retention_days", retention_days),
+            ("prune_interval", prune_interval),
+        ):
+            if not number > 0:
+                raise ValueError(f"{name} must be > 0, got {number}")
+        self.path = Path(path)
+        self.committed = 0
+        self.dropped = 0
+        self.batches = 0
+        self.pruned = 0
+        self._batch_size = batch_size
+        self._flush_interval = flush_interval
+        self._retention_s = retention_days * 86400.0
+        self._prune_interval = prune_interval
+        self._on_drop = on_drop
+        self._clock = clock
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failing = 0  # rows dropped in the current failure streak
+        self._file_ids: dict[Path, tuple[int, int]] = {}  # our database, -wal and -shm files
+        self._prune_cutoff: float | None = None
+        self._next_prune = -math.inf
+
+    def start(self) -> None:
+        """Open the database (raising HistoryError if it cannot) and start writing."""
+        if self._thread is not None or self._closed:
+            raise RuntimeError(f"history writer for {self.path} was already started or closed")
+        conn = self._connect()
+        self._thread = threading.Thread(
+            target=self._run, args=(conn,), name=f"history-writer {self.path}", daemon=True
+        )
+        self._thread.start()
+
+    def submit(self, record: RequestRecord) -> bool:
+        """Queue one record without blocking; False (and counted) when it had to be dropped."""
+        if not isinstance(record, RequestRecord):
+            raise TypeError(f"expected a RequestRecord, got {type(record).__name__}")
+        with self._lock:
+            if not self._closed:
+                try:
+                    self._queue.put_nowait(record)
+                    return True
+                except queue.Full:
+                    pass
+        self._drop(1)
+        return False
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until what was submitted before is written and any due pruning is done."""
+        if self._thread is None or not self._thread.is_alive():
+            return False
+        done = threading.Event()
+        try:
+            self._queue.put(done, timeout=timeout)
+        except queue.Full:
+            return False
+        return done.wait(timeout)
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """Write what is queued and stop; False if that took longer than ``timeout``."""
+        with self._lock:
+            if self._closed:
+                return True
+            self._closed = True
+        self._stop.set()
+        if self._thread is None:  # never started: drain in the caller's thread
+            self._run(None)
+            return True
+        try:
+            self._queue.put_nowait(_WAKE)
+        except queue.Full:
+            pass  # the thread is busy with the queue and will see the stop flag
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            logger.warning(
+                "history %s: still writing after %.1fs, %d rows left queued",
+                self.path, timeout, self._queue.qsize(),
+            )
+            return False
+        return True
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = _open_for_writing(self.path)
+        self._file_ids = {}
+        for file in self._files():
+            with contextlib.suppress(OSError):
+                self._file_ids[file] = _file_id(file)
+        return conn
+
+    def _files(self) -> tuple[Path, Path, Path]:
+        return self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")
+
+    def _file_replaced(self) -> bool:
+        # SQLite goes on writing to a deleted file without an error: notice it ourselves.
+        try:
+            return _file_id(self.path) != self._file_ids.get(self.path)
+        except OSError:
+            return True
+
+    def _forget_replaced_file(self) -> None:
+        # Our -wal would be replayed onto whatever file now has the name: remove it, and
+        # our -shm with it, but not files that someone else has put there since.
+        for file in self._files()[1:]:
+            with contextlib.suppress(OSError):
+                if _file_id(file) == self._file_ids.get(file):
+                    file.unlink()
+
+    def _drop(self, rows: int) -> None:
+        with self._lock:
+            self.dropped += rows
+        if self._on_drop is not None:
+            try:
+                self._on_drop(rows)
+            except Exception:
+                logger.exception("history %s: on_drop callback failed", self.path)
+
+    def _run(self, conn: sqlite3.Connection | None) -> None:
+        waiting: list[threading.Event] = []
+        try:
+            while not (self._stop.is_set() and self._queue.empty()):
+                try:
+                    batch = self._collect(waiting)
+                    if batch:
+                        conn = self._write(conn, batch)
+                    conn = self._prune(conn)
+                    if self._prune_cutoff is None:
+                        for event in waiting:
+                            event.set()
+                        waiting.clear()
+                except Exception:
+                    logger.exception("history %s: writer loop failed; going on", self.path)
+        finally:
+            _close_quietly(conn)
+            for event in waiting:
+                event.set()
+
+    def _collect(self, waiting: list[threading.Event]) -> list[RequestRecord]:
+        """Up to batch_size records, waiting at most flush_interval after the first one."""
+        batch: list[RequestRecord] = []
+        deadline: float | None = None
+        while len(batch) < self._batch_size:
+            if self._stop.is_set() or self._prune_cutoff is not None:
+                timeout = 0.0  # take what is queued now; do not hold up closing or pruning
+            elif deadline is None:
+                timeout = self._flush_interval  # idle: wake now and then for pruning
+            else:
+                timeout = deadline - time.monotonic()
+            try:
+                item = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, threading.Event):
+                waiting.append(item)
+                break
+            if isinstance(item, RequestRecord):
+                batch.append(item)
+                if deadline is None:
+                    deadline = time.monotonic() + self._flush_interval
+        return batch
+
+    def _write(
+        self, conn: sqlite3.Connection | None, batch: list[RequestRecord]
+    ) -> sqlite3.Connection | None:
+        try:
+            if conn is not None and self._file_replaced():
+                logger.warning("history %s: file was removed or replaced; reopening", self.path)
+                _close_quietly(conn)
+                conn = None
+                self._forget_replaced_file()
+            if conn is None:
+                conn = self._connect()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(_INSERT, [record_to_row(record) for record in batch])
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except Exception as exc:
+            _close_quietly(conn)
+            self._write_failed(exc, len(batch))
+            return None
+        with self._lock:
+            self.committed += len(batch)
+            self.batches += 1
+        if self._failing:
+            logger.warning(
+                "history %s: writing again; %d rows were dropped", self.path, self._failing
+            )
+            self._failing = 0
+        return conn
+
+    def _write_failed(self, exc: Exception, rows: int) -> None:
+        if not self._failing:
+            expected = isinstance(exc, sqlite3.Error | OSError | HistoryError)
+            logger.error(
+                "history %s: cannot write, dropping rows until it works again: %s",
+                self.path, exc, exc_info=not expected,
+            )
+        self._failing += rows
+        self._drop(rows)
+
+    def _prune(self, conn: sqlite3.Connection | None) -> sqlite3.Connection | None:
+        """Delete one chunk of expired rows when a prune is due or under way."""
+        now = self._clock()
+        if self._prune_cutoff is None:
+            if now < self._next_prune:
+                return conn
+            self._next_prune = now + self._prune_interval
+            self._prune_cutoff = now - self._retention_s
+        try:
+            if conn is None:
+                conn = self._connect()
+            deleted = conn.execute(_PRUNE, (self._prune_cutoff, self.prune_chunk)).rowcount
+        except (sqlite3.Error, HistoryError) as exc:
+            if not self._failing:  # else the failing batches already said so
+                logger.warning("history %s: pruning failed, will retry: %s", self.path, exc)
+            _close_quietly(conn)
+            self._prune_cutoff = None
+            return None
+        with self._lock:
+            self.pruned += deleted
+        if deleted < self.prune_chunk:
+            self._prune_cutoff = None
+        return conn
+
+
+def open_writer(path: str | os.PathLike[str] | None, **kwargs: Any) -> HistoryWriter | None:
+    """A started writer for ``path``, or None when ``path`` is empty (history disabled)."""
+    if path is None or not os.fspath(path):
+        return None
+    writer = HistoryWriter(path, **kwargs)
+    writer.start()
+    return writer
