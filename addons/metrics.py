@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+import threading
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import HistogramMetricFamily
 
 from .records import RequestRecord
 
@@ -48,6 +51,45 @@ def one_two_five(start: int, stop: int) -> tuple[float, ...]:
 
 TOKEN_COUNT_BUCKETS = one_two_five(1, 500_000)
 SIZE_BUCKETS = tuple(float(4**n * 64) for n in range(12))  # 64 B ... 256 MiB
+
+
+class BulkHistogram:
+    """A one-label histogram that takes many observations at once, for per-token values.
+
+    prometheus_client's ``Histogram.observe`` takes a lock and walks the buckets for every
+    value; a stream observes a gap per token, so the tap hands over gaps in batches instead.
+    """
+
+    def __init__(self, name: str, documentation: str, label: str, buckets: Sequence[float]):
+        self.name = name
+        self.documentation = documentation
+        self.label = label
+        self.bounds = tuple(buckets)
+        self._series: dict[str, list[float]] = {}  # label value -> bucket counts + [sum]
+        self._lock = threading.Lock()
+
+    def observe_many(self, label: str, values: Iterable[float]) -> None:
+        with self._lock:
+            counts = self._series.get(label)
+            if counts is None:
+                counts = self._series[label] = [0.0] * (len(self.bounds) + 2)
+            bounds, total = self.bounds, 0.0
+            for value in values:
+                counts[bisect_left(bounds, value)] += 1
+                total += value
+            counts[-1] += total
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=[self.label])
+        with self._lock:
+            series = {k: list(v) for k, v in self._series.items()}
+        for label, counts in series.items():
+            cumulative, buckets = 0.0, []
+            for bound, count in zip((*self.bounds, float("inf")), counts, strict=False):
+                cumulative += count
+                buckets.append((str(bound) if bound != float("inf") else "+Inf", cumulative))
+            family.add_metric([label], buckets, sum_value=counts[-1])
+        yield family
 
 
 class ProxyMetrics:
@@ -101,12 +143,13 @@ class ProxyMetrics:
             ("model",),
             TOKEN_LATENCY_BUCKETS,
         )
-        self.itl = histogram(
-            "inter_token_latency_seconds",
+        self.itl = BulkHistogram(
+            PREFIX + "inter_token_latency_seconds",
             "Gap between successive content chunks.",
-            ("model",),
+            "model",
             TOKEN_LATENCY_BUCKETS,
         )
+        registry.register(self.itl)
         self.tokens_per_second = histogram(
             "tokens_per_second",
             "Per request generation rate (server-reported when present).",
@@ -149,6 +192,9 @@ class ProxyMetrics:
             "Requests forwarded upstream and not finished.",
             ("model",),
             registry=registry,
+        )
+        self.history_dropped = counter(
+            "history_dropped", "History rows dropped (queue full, database error)."
         )
         self.build_info = Info(PREFIX + "build", "This proxy.", registry=registry)
         self.build_info.info({"version": version})

@@ -10,7 +10,7 @@ from mitmproxy import ctx, exceptions
 from mitmproxy.addonmanager import Loader
 from prometheus_client import CollectorRegistry
 
-from . import errors, settings
+from . import errors, history, settings
 from .admission import AdmissionCollector
 from .exporter import MetricsServer
 from .inventory import InventoryCollector, InventoryPoller
@@ -64,6 +64,7 @@ class MetricsProxy:
         self.registry.register(AdmissionCollector(self.tap.admission))
         self.settings: dict[str, Any] = {}
         self.server: MetricsServer | None = None
+        self.history: history.HistoryWriter | None = None
         self._uninstall_errors: Any = None
         self._rebind = False
 
@@ -97,10 +98,39 @@ class MetricsProxy:
         self.tap.admission.configure(new["max_concurrency"], new["max_queue"])
         if self.inventory is not None:
             self.inventory.interval = new["inventory_interval_seconds"]
+        if not old or (old["history_path"], old["history_retention_days"]) != (
+            new["history_path"], new["history_retention_days"]
+        ):
+            self.open_history(new)
         endpoint = (new["metrics_host"], new["metrics_port"])
         if self.server is not None and endpoint != (old["metrics_host"], old["metrics_port"]):
             self.stop_server()
             self.start_server()
+
+    def open_history(self, new: dict[str, Any]) -> None:
+        """(Re)open the history writer; requests are recorded off the event loop."""
+        self.close_history()
+        try:
+            self.history = history.open_writer(
+                new["history_path"],
+                retention_days=new["history_retention_days"],
+                on_drop=self.metrics.history_dropped.inc,
+            )
+        except (history.HistoryError, OSError) as e:
+            message = f"history_path {new['history_path']!r} cannot be used: {e}"
+            if self.server is None:  # at start: refuse to run half-configured
+                logger.error("llama-metrics: %s", message)
+                raise SystemExit(2) from e
+            raise exceptions.OptionsError(message) from e
+        self.tap.on_record = self.history.submit if self.history is not None else None
+        if self.history is not None:
+            logger.info("history in %s", self.history.path)
+
+    def close_history(self) -> None:
+        self.tap.on_record = None
+        if self.history is not None:
+            self.history.close()
+            self.history = None
 
     def first_configure(self, new: dict[str, Any]) -> None:
         # mitmproxy listens on every interface unless told otherwise; this proxy does not.
@@ -154,6 +184,7 @@ class MetricsProxy:
 
     def done(self) -> None:
         self.stop_server()
+        self.close_history()
         if self.inventory is not None:
             self.inventory.stop()
         self.resources.stop()

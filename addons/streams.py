@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 logger = logging.getLogger(__name__)
@@ -141,10 +140,8 @@ class Parser:
         *,
         content_encoding: str = "",
         capture_text: bool = False,
-        on_gap: Callable[[float], None] | None = None,
     ) -> None:
         self.stats = StreamStats(text=[] if capture_text else None)
-        self._on_gap = on_gap
         self._failed = False
         try:
             self._decode: _Decoder | None = _Decoder(content_encoding)
@@ -183,10 +180,7 @@ class Parser:
         if s.last_token_at is None:
             s.first_token_at = now
         else:
-            gap = now - s.last_token_at
-            s.gaps.append(gap)
-            if self._on_gap is not None:
-                self._on_gap(gap)
+            s.gaps.append(now - s.last_token_at)
         s.last_token_at = now
         s.content_chunks += 1
         if s.text is not None and text:
@@ -283,6 +277,22 @@ class NdjsonParser(Parser):
             self._line(tail, now)
 
     def _line(self, line: bytes, now: float) -> None:
+        # Fast path for the common content chunk, written by Ollama (Go's encoder) as compact
+        # JSON: ``"done":false`` cannot occur inside a JSON string (its quotes would be
+        # escaped), so a complete object with it is a content chunk; only whether it carries
+        # text needs looking at. Anything unusual falls through to the full parse.
+        if (
+            self.stats.text is None
+            and b'"done":false' in line
+            and line[:1] == b"{"
+            and line.rstrip()[-1:] == b"}"
+            and b'"thinking"' not in line
+            and b'"tool_calls"' not in line
+            and b'"error"' not in line
+        ):
+            if b'"content":""' not in line and b'"response":""' not in line:
+                self._token(now, None)
+            return
         if not line.strip():
             return
         try:
@@ -323,7 +333,32 @@ class SseParser(Parser):
     def _feed(self, data: bytes, now: float) -> None:
         for line in self._lines.feed(data):
             if line.startswith(b"data:"):
+                if self._fast_delta(line, now):
+                    continue
                 self._data(line[5:].strip(), now)
+
+    def _fast_delta(self, line: bytes, now: float) -> bool:
+        """A plain OpenAI content delta, as Ollama writes it, counted without a full parse.
+
+        Like the NDJSON fast path, it relies on compact JSON: ``"finish_reason":null}]}``
+        cannot occur inside a string. Anything unusual returns False for the full parse.
+        """
+        if (
+            self.stats.text is not None
+            or b'"finish_reason":null}]}' not in line
+            or b'"content":"' not in line
+            or b'"usage"' in line
+            or b'"error"' in line
+            or b'"tool_calls"' in line
+            or line.count(b'"index":') != 1  # one choice
+            or line.rstrip()[-1:] != b"}"
+        ):
+            return False
+        if b'"content":""' not in line or (
+            b'"reasoning":"' in line and b'"reasoning":""' not in line
+        ):
+            self._token(now, None)
+        return True
 
     def _finish(self, now: float) -> None:
         tail = self._lines.flush()
@@ -404,7 +439,6 @@ def parser_for(
     *,
     content_encoding: str = "",
     capture_text: bool = False,
-    on_gap: Callable[[float], None] | None = None,
 ) -> Parser:
     """The parser for a response of this content type."""
     mime = content_type.split(";", 1)[0].strip().lower()
@@ -417,4 +451,4 @@ def parser_for(
         cls = JsonParser
     else:
         cls = PassthroughParser
-    return cls(content_encoding=content_encoding, capture_text=capture_text, on_gap=on_gap)
+    return cls(content_encoding=content_encoding, capture_text=capture_text)

@@ -15,7 +15,13 @@ from mitmproxy.connection import ConnectionState
 from .admission import Admission, QueueFull, parse_priority
 from .metrics import ProxyMetrics
 from .records import RequestRecord
-from .routes import INFERENCE_ENDPOINTS, NO_MODEL, ModelLabels, endpoint_template
+from .routes import (
+    INFERENCE_ENDPOINTS,
+    NO_MODEL,
+    ModelLabels,
+    canonical_model,
+    endpoint_template,
+)
 from .streams import Parser, PassthroughParser, StreamStats, parser_for
 from .usage import USAGE_ENDPOINTS, UsageEventFilter, wants_injected_usage, with_usage
 
@@ -30,6 +36,8 @@ NATIVE_STREAM_DEFAULT = frozenset({"/api/generate", "/api/chat"})
 # events until the hook returns, so the wait looks at the connection this often.
 CLIENT_CHECK_S = 0.05
 JSON_TYPE = "application/json; charset=utf-8"
+# Inter-token gaps reach the histogram in batches of this many (and at the end).
+GAP_BATCH = 64
 
 
 class StreamTap:
@@ -39,13 +47,26 @@ class StreamTap:
     chunk (that would end the client's chunked response early): nothing to send is ``[]``.
     """
 
-    __slots__ = ("parser", "filter", "sent", "_broken")
+    __slots__ = ("parser", "filter", "sent", "_broken", "_gaps", "_flush_gaps")
 
-    def __init__(self, parser: Parser, usage_filter: UsageEventFilter | None) -> None:
+    def __init__(
+        self,
+        parser: Parser,
+        usage_filter: UsageEventFilter | None,
+        flush_gaps: Callable[[list[float]], None] | None = None,
+    ) -> None:
         self.parser = parser
         self.filter = usage_filter
         self.sent = 0
         self._broken = False
+        self._gaps = parser.stats.gaps
+        self._flush_gaps = flush_gaps
+
+    def flush_gaps(self) -> None:
+        """Hand the inter-token gaps seen so far to the histogram (in batches, not per token)."""
+        if self._gaps and self._flush_gaps is not None:
+            self._flush_gaps(self._gaps)
+            self._gaps.clear()
 
     def __call__(self, data: bytes) -> bytes | list[bytes]:
         if self._broken:
@@ -53,6 +74,8 @@ class StreamTap:
         try:
             if data:
                 self.parser.feed(data, time.perf_counter())
+                if len(self._gaps) >= GAP_BATCH:
+                    self.flush_gaps()
             if self.filter is not None:
                 data = self.filter.feed(data) if data else self.filter.flush()
             self.sent += len(data)
@@ -122,7 +145,7 @@ class TrafficTap:
         *,
         load_threshold_s: float = 0.25,
         store_prompts: bool = False,
-        on_record: Callable[[RequestRecord], None] | None = None,
+        on_record: Callable[[RequestRecord], object] | None = None,
         admission: Admission | None = None,
     ) -> None:
         self.metrics = metrics
@@ -195,7 +218,7 @@ class TrafficTap:
         body = request_json(request)
         if isinstance(body, dict):
             model = body.get("model")
-            st.model = model[:200] if isinstance(model, str) else ""
+            st.model = canonical_model(model)[:200] if isinstance(model, str) else ""
             stream = body.get("stream")
             st.stream = stream is True or (stream is None and st.endpoint in NATIVE_STREAM_DEFAULT)
             if st.endpoint in USAGE_ENDPOINTS and wants_injected_usage(body):
@@ -226,13 +249,15 @@ class TrafficTap:
                 content_type,
                 content_encoding=response.headers.get("content-encoding", ""),
                 capture_text=self.store_prompts,
-                on_gap=self.metrics.itl.labels(st.label).observe,
             )
             if st.strip_usage and content_type.startswith("text/event-stream"):
                 usage_filter = UsageEventFilter()
         else:
             parser = PassthroughParser()
-        st.tap = StreamTap(parser, usage_filter)
+        label = st.label
+        st.tap = StreamTap(
+            parser, usage_filter, lambda gaps: self.metrics.itl.observe_many(label, gaps)
+        )
         response.stream = st.tap
 
     def response(self, flow: http.HTTPFlow) -> None:
@@ -289,6 +314,8 @@ class TrafficTap:
     ) -> tuple[RequestRecord, float | None, bool]:
         tap = st.tap
         stats = tap.parser.finish(now) if tap is not None else StreamStats()
+        if tap is not None:
+            tap.flush_gaps()
         response = flow.response
         if response is not None:
             status = response.status_code

@@ -81,7 +81,8 @@ def test_bad_values_name_the_key_value_and_source(
     message = str(info.value)
     assert info.value.key == key
     assert "expected" in message
-    assert {"file": "llama-metrics.yml", "env": "environment", "cli": "command line"}[where] in message
+    source = {"file": "llama-metrics.yml", "env": "environment", "cli": "command line"}[where]
+    assert source in message
 
 
 def test_unreadable_or_invalid_yaml(tmp_path: Path) -> None:

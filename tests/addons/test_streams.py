@@ -69,8 +69,7 @@ def test_native_final_chunk_durations_are_seconds() -> None:
 
 
 def test_token_times_and_gaps_come_from_arrival_times() -> None:
-    gaps: list[float] = []
-    parser = NdjsonParser(on_gap=gaps.append)
+    parser = NdjsonParser()
     lines = [
         b'{"response":"a","done":false}\n',
         b'{"response":"","done":false}\n',  # no content: not a token
@@ -83,8 +82,28 @@ def test_token_times_and_gaps_come_from_arrival_times() -> None:
     stats = parser.finish(5.0)
     assert (stats.first_token_at, stats.last_token_at) == (1.0, 4.0)
     assert stats.content_chunks == 3
-    assert gaps == [1.0, 2.0]
+    assert stats.gaps == [1.0, 2.0]
     assert stats.usage is not None and stats.usage.generated_tokens == 3
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"model":"m","message":{"role":"assistant","content":"hi"},"done":false}',
+        b'{"model":"m","response":"hi","done":false}',
+        b'{"model":"m","message":{"role":"assistant","content":"","thinking":"hm"},"done":false}',
+        b'{"model":"m","message":{"role":"assistant","content":"",'
+        b'"tool_calls":[{"function":{"name":"f","arguments":{}}}]},"done":false}',
+    ],
+)
+def test_fast_path_and_full_parse_agree_on_content_chunks(line: bytes) -> None:
+    fast, full = NdjsonParser(), NdjsonParser(capture_text=True)  # capturing skips the fast path
+    fast.feed(line + b"\n", 1.0)
+    full.feed(line + b"\n", 1.0)
+    assert fast.stats.content_chunks == full.stats.content_chunks == 1
+    empty = NdjsonParser()
+    empty.feed(b'{"model":"m","message":{"role":"assistant","content":""},"done":false}\n', 1.0)
+    assert empty.stats.content_chunks == 0
 
 
 def test_utf8_split_inside_a_character_is_reassembled() -> None:
@@ -132,7 +151,9 @@ def test_sse_error_event_and_done_marker() -> None:
 def test_sse_completions_and_anthropic_messages() -> None:
     completions = SseParser()
     completions.feed(b'data: {"choices":[{"text":"x","index":0}]}\n\n', 1.0)
-    completions.feed(b'data: {"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":1}}\n\n', 2)
+    completions.feed(
+        b'data: {"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":1}}\n\n', 2.0
+    )
     assert completions.finish(3.0).usage is not None
     assert completions.stats.content_chunks == 1
 

@@ -95,7 +95,8 @@ def test_recorded_flows_are_counted_exactly(
         model = rec.request_body["model"]
         label = model if ":" in model else model + ":latest"
         assert value(registry, "active_requests", model=label) == 1
-        out = respond(tap, flow, 200, rec.content_type, random_splits(rec.body, random.Random(seed)))
+        pieces = random_splits(rec.body, random.Random(seed))
+        out = respond(tap, flow, 200, rec.content_type, pieces)
     assert out == rec.body
     assert value(registry, "active_requests", model=label) == 0
     assert value(registry, "requests_total", endpoint=rec.path, model=label, status="200") == 1
@@ -126,7 +127,8 @@ def test_openai_stream_without_usage_gets_it_upstream_and_hides_it(
         sent = json.loads(flow.request.content or b"")
         assert sent["stream_options"] == {"include_usage": True}
         assert "accept-encoding" not in flow.request.headers
-        out = respond(tap, flow, 200, "text/event-stream", random_splits(rec.body, random.Random(3)))
+        pieces = random_splits(rec.body, random.Random(3))
+        out = respond(tap, flow, 200, "text/event-stream", pieces)
     assert b'"usage"' not in out
     assert out.endswith(b"data: [DONE]\n\n")
     assert value(registry, "generated_tokens_total", model="qwen3:latest") == 289
@@ -257,3 +259,29 @@ def test_non_json_request_body_is_passed_and_counted(
         assert flow.request.content == b"\xff\xfe not json"
         respond(tap, flow, 400, "application/json", [b'{"error":"invalid character"}'])
     assert value(registry, "requests_total", endpoint="/api/chat", model="none", status="400") == 1
+
+
+def test_inter_token_gaps_reach_the_histogram_in_batches(
+    tap: TrafficTap, registry: CollectorRegistry
+) -> None:
+    line = b'{"model":"m","message":{"role":"assistant","content":"x"},"done":false}\n'
+    with taddons.context(tap):
+        flow = make_flow("/api/chat", {"model": "m"})
+        start(tap, flow)
+        flow.response = tutils.tresp(content=None)
+        flow.response.headers["content-type"] = "application/x-ndjson"
+        tap.responseheaders(flow)
+        stream = flow.response.stream
+        assert callable(stream)
+        for _ in range(200):
+            stream(line)
+        # Before the stream ends, the full batches are already visible.
+        seen = value(registry, "inter_token_latency_seconds_count", model="m:latest")
+        assert seen == 192
+        stream(b'{"done":true,"eval_count":200}\n')
+        tap.response(flow)
+    assert value(registry, "inter_token_latency_seconds_count", model="m:latest") == 199
+    assert value(registry, "inter_token_latency_seconds_bucket", model="m:latest",
+                 le="+Inf") == 199
+    assert value(registry, "inter_token_latency_seconds_bucket", model="m:latest",
+                 le="0.01") == 199  # fed in one go: every gap is tiny

@@ -21,7 +21,8 @@ def filtered(data: list[bytes]) -> tuple[bytes, UsageEventFilter]:
 @pytest.mark.parametrize("seed", range(40))
 def test_usage_event_is_removed_and_everything_else_kept(seed: int) -> None:
     with_usage_body = fixtures.load("09-v1-chat-completions-stream.json").body
-    usage_event = with_usage_body[with_usage_body.rindex(b"data: {", 0, -20):-len(b"data: [DONE]\n\n")]
+    start = with_usage_body.rindex(b"data: {", 0, -20)
+    usage_event = with_usage_body[start : -len(b"data: [DONE]\n\n")]
     assert b'"usage"' in usage_event
     out, f = filtered(random_splits(with_usage_body, random.Random(seed)))
     assert out == with_usage_body.replace(usage_event, b"")
