@@ -97,6 +97,10 @@ class LineBuffer:
     def __init__(self) -> None:
         self._tail = b""
 
+    @property
+    def pending(self) -> bool:
+        return bool(self._tail)
+
     def feed(self, data: bytes) -> list[bytes]:
         if self._tail:
             data = self._tail + data
@@ -113,6 +117,10 @@ class _Decoder:
     """Undoes gzip/deflate content-encoding incrementally; identity passes through."""
 
     __slots__ = ("_z",)
+
+    @property
+    def identity(self) -> bool:
+        return self._z is None
 
     def __init__(self, encoding: str) -> None:
         enc = encoding.strip().lower()
@@ -142,26 +150,30 @@ class Parser:
         capture_text: bool = False,
     ) -> None:
         self.stats = StreamStats(text=[] if capture_text else None)
-        self._failed = False
+        self._skip = False  # an encoding we cannot read, or a parser failure: count bytes only
         try:
-            self._decode: _Decoder | None = _Decoder(content_encoding)
+            self._decoder: _Decoder | None = _Decoder(content_encoding)
         except ValueError:
             logger.info("response with content-encoding %r: counted, not parsed", content_encoding)
-            self._decode = None
+            self._decoder = None
+            self._skip = True
+        else:
+            if self._decoder.identity:
+                self._decoder = None
 
     def feed(self, data: bytes, now: float) -> None:
         self.stats.body_bytes += len(data)
-        if self._decode is None or self._failed:
+        if self._skip:
             return
         try:
-            self._feed(self._decode(data), now)
+            self._feed(data if self._decoder is None else self._decoder(data), now)
         except Exception:  # a parser bug must never reach the proxy
-            self._failed = True
+            self._skip = True
             self.stats.malformed += 1
             logger.exception("could not parse a response body; counting it as malformed")
 
     def finish(self, now: float) -> StreamStats:
-        if self._decode is not None and not self._failed:
+        if not self._skip:
             try:
                 self._finish(now)
             except Exception:
@@ -205,7 +217,7 @@ class JsonParser(Parser):
         if len(self._body) + len(data) <= MAX_JSON_BODY:
             self._body += data
         else:
-            self._failed = True  # too big to keep; counted by size only
+            self._skip = True  # too big to keep; counted by size only
 
     def _finish(self, now: float) -> None:
         if not self._body:
@@ -268,6 +280,10 @@ class NdjsonParser(Parser):
         self._lines = LineBuffer()
 
     def _feed(self, data: bytes, now: float) -> None:
+        # The common case: Ollama flushes one whole line per token, and it arrives whole.
+        if not self._lines.pending and data.find(b"\n") == len(data) - 1:
+            self._line(data[:-1], now)
+            return
         for line in self._lines.feed(data):
             self._line(line, now)
 
@@ -277,21 +293,18 @@ class NdjsonParser(Parser):
             self._line(tail, now)
 
     def _line(self, line: bytes, now: float) -> None:
-        # Fast path for the common content chunk, written by Ollama (Go's encoder) as compact
-        # JSON: ``"done":false`` cannot occur inside a JSON string (its quotes would be
-        # escaped), so a complete object with it is a content chunk; only whether it carries
-        # text needs looking at. Anything unusual falls through to the full parse.
+        # Fast path for the common content chunk. Ollama (Go's encoder) writes compact JSON
+        # and a non-final chunk ends with ``"done":false}``; that cannot end a line inside a
+        # JSON string (its quotes would be escaped), so such a line is a content chunk, and a
+        # non-empty "content"/"response" makes it a token. Anything else gets the full parse.
         if (
-            self.stats.text is None
-            and b'"done":false' in line
+            line.endswith(b'"done":false}')
+            and self.stats.text is None
+            and b'"content":""' not in line
+            and b'"response":""' not in line
             and line[:1] == b"{"
-            and line.rstrip()[-1:] == b"}"
-            and b'"thinking"' not in line
-            and b'"tool_calls"' not in line
-            and b'"error"' not in line
         ):
-            if b'"content":""' not in line and b'"response":""' not in line:
-                self._token(now, None)
+            self._token(now, None)
             return
         if not line.strip():
             return

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import psutil
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +39,18 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
+@dataclass
+class Target:
+    url: str
+    process: psutil.Process
+
+    def cpu_seconds(self) -> float:
+        times = self.process.cpu_times()
+        return float(times.user + times.system)
+
+
 @contextmanager
-def service(args: list[str], ready: str, name: str) -> Iterator[str]:
+def service(args: list[str], ready: str, name: str) -> Iterator[Target]:
     """Start a process and wait for a line matching ``ready`` (its group 1 is the port)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -62,7 +73,7 @@ def service(args: list[str], ready: str, name: str) -> Iterator[str]:
     try:
         if not found.wait(60) or not port:
             raise RuntimeError(f"{name} did not start:\n{''.join(lines)}")
-        yield f"http://127.0.0.1:{port[0]}"
+        yield Target(f"http://127.0.0.1:{port[0]}", psutil.Process(proc.pid))
     finally:
         proc.terminate()
         try:
@@ -94,14 +105,18 @@ class Result:
     errors: int = 0
     chunks: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # of the proxy process, where there is one
     ttfts: list[float] = field(default_factory=list)
+    rates: list[float] = field(default_factory=list)  # requests/s of each run
 
     def add(self, other: Result) -> None:
         self.requests += other.requests
         self.errors += other.errors
         self.chunks += other.chunks
         self.seconds += other.seconds
+        self.cpu_seconds += other.cpu_seconds
         self.ttfts += other.ttfts
+        self.rates.append(other.requests / other.seconds)
 
 
 async def one_request(session: aiohttp.ClientSession, url: str, tokens: int, stream: bool,
@@ -177,10 +192,11 @@ def main(argv: list[str]) -> int:
     targets = ["direct", "mitmdump", "proxy", "proxy+history+queue"]
     totals = {(t, kind): Result() for t in targets for kind in ("stream", "json", "ttft")}
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
-        sim = stack.enter_context(service(simulator(args.tokens), r"http://127\.0\.0\.1:(\d+)",
-                                          "simulator"))
+        sim_target = stack.enter_context(service(
+            simulator(args.tokens), r"http://127\.0\.0\.1:(\d+)", "simulator"))
+        sim = sim_target.url
         urls = {
-            "direct": sim,
+            "direct": sim_target,
             "mitmdump": stack.enter_context(service(
                 mitmdump(sim, "--set", "stream_large_bodies=1"), LISTENING, "mitmdump")),
             "proxy": stack.enter_context(service(
@@ -193,7 +209,7 @@ def main(argv: list[str]) -> int:
         }
         for round_no in range(args.rounds):
             for target in targets:
-                url = urls[target]
+                url = urls[target].url
                 runs = {
                     "stream": load(url, concurrency=args.concurrency, requests=args.requests,
                                    tokens=args.tokens, stream=True),
@@ -205,16 +221,21 @@ def main(argv: list[str]) -> int:
                                  stream=True, headers={"X-Sim-Token-Rate": "200"}),
                 }
                 for kind, run in runs.items():
-                    totals[(target, kind)].add(asyncio.run(run))
+                    cpu = urls[target].cpu_seconds()
+                    result = asyncio.run(run)
+                    result.cpu_seconds = urls[target].cpu_seconds() - cpu
+                    totals[(target, kind)].add(result)
             print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
 
     report: dict[str, dict[str, float]] = {}
     for target in targets:
         s, j, t = (totals[(target, k)] for k in ("stream", "json", "ttft"))
         report[target] = {
-            "stream_rps": s.requests / s.seconds,
+            "stream_rps": statistics.median(s.rates),
             "stream_chunks_per_s": s.chunks / s.seconds,
-            "json_rps": j.requests / j.seconds,
+            "stream_cpu_ms_per_request": 1000 * s.cpu_seconds / s.requests,
+            "json_rps": statistics.median(j.rates),
+            "json_cpu_ms_per_request": 1000 * j.cpu_seconds / j.requests,
             "ttft_p50_ms": 1000 * statistics.median(t.ttfts),
             "ttft_p99_ms": 1000 * pct(t.ttfts, 0.99),
             "stream_ttft_p50_ms": 1000 * statistics.median(s.ttfts),
@@ -225,17 +246,24 @@ def main(argv: list[str]) -> int:
           f"non-streamed /api/chat requests of {args.tokens} tokens at concurrency "
           f"{args.concurrency}; {args.ttft_requests} streamed requests of 5 tokens at 200 "
           f"tokens/s at concurrency 1 for time to first token")
-    header = (f"{'target':<22}{'stream req/s':>13}{'chunks/s':>10}{'vs mitmdump':>12}"
-              f"{'json req/s':>11}{'vs mitmdump':>12}{'TTFT p50 ms':>12}{'+direct':>9}"
-              f"{'TTFT p99 ms':>12}{'+direct':>9}{'errors':>7}")
+    print("req/s: median over rounds; cpu: the proxy process's CPU ms per request (for direct,"
+          " the simulator's); 'vs mitmdump': throughput ratio, and for cpu plain/ours")
+    header = (f"{'target':<21}{'stream req/s':>13}{'ratio':>7}{'cpu ms':>8}{'ratio':>7}"
+              f"{'chunks/s':>10}{'json req/s':>11}{'ratio':>7}{'cpu ms':>8}{'ratio':>7}"
+              f"{'TTFT p50':>10}{'+direct':>9}{'TTFT p99':>10}{'+direct':>9}{'errors':>7}")
     print(header)
     for target in targets:
         r = report[target]
-        print(f"{target:<22}{r['stream_rps']:>13.1f}{r['stream_chunks_per_s']:>10.0f}"
-              f"{r['stream_rps'] / plain['stream_rps']:>12.2f}{r['json_rps']:>11.1f}"
-              f"{r['json_rps'] / plain['json_rps']:>12.2f}{r['ttft_p50_ms']:>12.2f}"
-              f"{r['ttft_p50_ms'] - base['ttft_p50_ms']:>+9.2f}{r['ttft_p99_ms']:>12.2f}"
-              f"{r['ttft_p99_ms'] - base['ttft_p99_ms']:>+9.2f}{r['errors']:>7.0f}")
+        print(f"{target:<21}{r['stream_rps']:>13.1f}{r['stream_rps'] / plain['stream_rps']:>7.2f}"
+              f"{r['stream_cpu_ms_per_request']:>8.2f}"
+              f"{plain['stream_cpu_ms_per_request'] / r['stream_cpu_ms_per_request']:>7.2f}"
+              f"{r['stream_chunks_per_s']:>10.0f}{r['json_rps']:>11.1f}"
+              f"{r['json_rps'] / plain['json_rps']:>7.2f}{r['json_cpu_ms_per_request']:>8.2f}"
+              f"{plain['json_cpu_ms_per_request'] / r['json_cpu_ms_per_request']:>7.2f}"
+              f"{r['ttft_p50_ms']:>10.2f}{r['ttft_p50_ms'] - base['ttft_p50_ms']:>+9.2f}"
+              f"{r['ttft_p99_ms']:>10.2f}{r['ttft_p99_ms'] - base['ttft_p99_ms']:>+9.2f}"
+              f"{r['errors']:>7.0f}")
+    print("TTFT in ms, at concurrency 1")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     return 0
