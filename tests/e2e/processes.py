@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -84,6 +84,17 @@ class Proxy:
                 return samples
             time.sleep(0.002)
 
+    def wait_for(self, predicate: Callable[[dict], bool], timeout: float = 15.0) -> dict:
+        """Scrape until ``predicate(samples)`` holds (for state polled in the background)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            samples = self.scrape()
+            if predicate(samples):
+                return samples
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"condition not met in {timeout}s")
+            time.sleep(0.02)
+
     def value(self, name: str, **labels: str) -> float:
         return self.scrape().get(("ollama_proxy_" + name, tuple(sorted(labels.items()))), 0.0)
 
@@ -97,18 +108,21 @@ class Proxy:
 
 
 @contextmanager
-def run_proxy(upstream: str, *extra: str) -> Iterator[Proxy]:
+def run_proxy(upstream: str, *extra: str, env: dict[str, str] | None = None) -> Iterator[Proxy]:
     """Start mitmdump in reverse mode in front of ``upstream``; stop it afterwards."""
+    defaults = {"metrics_port": "0", "history_path": "", "flow_detail": "0"}
+    for arg in extra:  # mitmproxy refuses an option given twice: ours override the defaults
+        defaults.pop(arg.split("=", 1)[0], None)
     args = [
         str(MITMDUMP), "--mode", f"reverse:{upstream}", "--listen-host", "127.0.0.1",
-        "-p", "0", "-s", str(ADDON), "--set", "metrics_port=0", "--set", "history_path=",
-        "--set", "flow_detail=0", *extra,
+        "-p", "0", "-s", str(ADDON), *extra,
     ]
+    for name, value in defaults.items():
+        args += ["--set", f"{name}={value}"]
     process = subprocess.Popen(
         args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "PYTHONUNBUFFERED": "1",
-             "LLAMA_METRICS_CONFIG": str(
-            ROOT / "config" / "llama-metrics.yml")},
+             "LLAMA_METRICS_CONFIG": str(ROOT / "config" / "llama-metrics.yml"), **(env or {})},
     )
     proxy = Proxy(process)
     try:
