@@ -103,6 +103,15 @@ class Admission:
         self.max_queue = max_queue
         self._dispatch()
 
+    def try_acquire(self) -> bool:
+        """Take a slot now if one is free and nobody waits; never waits, never queues."""
+        if self.max_concurrency == 0 or (
+            self._active < self.max_concurrency and self.total_depth == 0
+        ):
+            self._grant()
+            return True
+        return False
+
     async def acquire(self, priority: str) -> float:
         """Wait for a slot; return the seconds spent waiting (0.0 when one was free).
 

@@ -166,14 +166,17 @@ class TrafficTap:
             st = flow.metadata[KEY] = FlowState()
         self.classify(flow, st)
         if st.inference and self.admission.max_concurrency:
-            return self.admit(flow, st)  # mitmproxy awaits it; other flows go on meanwhile
+            st.priority = parse_priority(flow.request.headers.get("x-priority"))
+            if not self.admission.try_acquire():
+                return self.admit(flow, st)  # mitmproxy awaits it; other flows go on meanwhile
+            st.admitted = True
+            self.metrics.queue_wait.labels(st.priority).observe(0.0)
         # Unlimited (the default): no queue of its own, nothing to hold.
         self.forwarded(st)
         return None
 
     async def admit(self, flow: http.HTTPFlow, st: FlowState) -> None:
         """Wait for a slot in priority order; answer 503 when the queue is full."""
-        st.priority = parse_priority(flow.request.headers.get("x-priority"))
         waiting = asyncio.ensure_future(self.admission.acquire(st.priority))
         try:
             while True:

@@ -414,3 +414,20 @@ def test_collector_exposes_depth_per_priority() -> None:
         assert [depth(p) for p in PRIORITIES] == [0.0, 0.0, 0.0]
 
     run(body)
+
+
+def test_try_acquire_takes_a_free_slot_but_never_overtakes_waiters() -> None:
+    async def scenario() -> None:
+        admission = Admission(1, 5)
+        assert admission.try_acquire()
+        assert not admission.try_acquire()  # the one slot is taken
+        waiter = asyncio.ensure_future(admission.acquire("low"))
+        await asyncio.sleep(0)
+        admission.release()  # handed straight to the waiter
+        await waiter
+        assert not admission.try_acquire()
+        admission.release()
+        assert admission.try_acquire() and admission.active == 1
+        admission.release()
+
+    asyncio.run(scenario())
