@@ -83,6 +83,8 @@ class StreamTap:
         except Exception:
             self._broken = True
             logger.exception("stream tap failed; passing the rest of this response through")
+            if self.filter is not None:  # what it held back still belongs to the client
+                data = self.filter.take_held() + data
             return [data] if data else []
 
 
@@ -166,7 +168,6 @@ class TrafficTap:
             st = flow.metadata[KEY] = FlowState()
         self.classify(flow, st)
         if st.inference and self.admission.max_concurrency:
-            st.priority = parse_priority(flow.request.headers.get("x-priority"))
             if not self.admission.try_acquire():
                 return self.admit(flow, st)  # mitmproxy awaits it; other flows go on meanwhile
             st.admitted = True
@@ -218,6 +219,7 @@ class TrafficTap:
         if st.endpoint not in INFERENCE_ENDPOINTS:
             return
         st.inference = True
+        st.priority = parse_priority(request.headers.get("x-priority"))
         body = request_json(request)
         if isinstance(body, dict):
             model = body.get("model")

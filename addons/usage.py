@@ -85,6 +85,11 @@ class UsageEventFilter:
             out.append(line)
         return b"".join(out)
 
+    def take_held(self) -> bytes:
+        """The partial line held back so far, unfiltered (for giving up on filtering)."""
+        tail, self._tail = self._tail, b""
+        return tail
+
     def flush(self) -> bytes:
         tail, self._tail = self._tail, b""
         if tail and _is_usage_event(tail.rstrip(b"\r\n")):

@@ -14,7 +14,9 @@ from prometheus_client import CollectorRegistry
 from addons.metrics import ProxyMetrics
 from addons.records import RequestRecord
 from addons.routes import ModelLabels
-from addons.tap import TrafficTap
+from addons.streams import SseParser
+from addons.tap import StreamTap, TrafficTap
+from addons.usage import UsageEventFilter
 from tests import fixtures
 from tests.addons.test_streams import random_splits
 
@@ -285,3 +287,20 @@ def test_inter_token_gaps_reach_the_histogram_in_batches(
                  le="+Inf") == 199
     assert value(registry, "inter_token_latency_seconds_bucket", model="m:latest",
                  le="0.01") == 199  # fed in one go: every gap is tiny
+
+
+def test_a_failing_usage_filter_still_delivers_every_byte() -> None:
+    class FailsSecondTime(UsageEventFilter):
+        calls = 0
+
+        def feed(self, data: bytes) -> bytes:
+            FailsSecondTime.calls += 1
+            if FailsSecondTime.calls == 2:
+                raise RuntimeError("filter bug")
+            return super().feed(data)
+
+    stream = StreamTap(SseParser(), FailsSecondTime())
+    first = stream(b'data: {"choices":[{"delta":{"content":"a"}}]}\n\ndata: {"cho')
+    assert first == b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n'
+    assert stream(b'ices":[]}\n\n') == [b'data: {"choices":[]}\n\n']  # held part included
+    assert stream(b"data: [DONE]\n\n") == [b"data: [DONE]\n\n"]
