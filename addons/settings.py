@@ -93,6 +93,23 @@ def parse_path(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
+def parse_url(value: Any) -> str:
+    """An http(s) URL, or empty for "not configured"."""
+    text = "" if value is None else str(value).strip()
+    if not text:
+        return ""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(value)
+    return text.rstrip("/")
+
+
+def parse_url_list(value: Any) -> tuple[str, ...]:
+    """A YAML list of URLs, or a comma-separated string of them (as an environment value)."""
+    items = value if isinstance(value, list | tuple) else str(value or "").split(",")
+    return tuple(url for url in (parse_url(item) for item in items) if url)
+
+
 def parse_upstream(value: Any) -> str:
     """An Ollama address as ``OLLAMA_HOST`` allows it: ``host``, ``host:port`` or a URL."""
     text = str(value).strip()
@@ -161,13 +178,18 @@ def read_yaml(path: Path) -> dict[str, Any]:
 def load(
     section: str,
     *,
+    keys: tuple[Key, ...] | None = None,
     config: str | None = None,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The effective settings of one section, every value parsed and checked."""
+    """The effective settings of one section, every value parsed and checked.
+
+    ``keys`` describes the section; the proxy's is here, the dashboard and the health daemon
+    pass their own. Only this section of the file is read and checked.
+    """
     env = os.environ if env is None else env
-    keys = SECTIONS[section]
+    keys = SECTIONS[section] if keys is None else keys
     names = {k.name for k in keys}
     raw: dict[str, tuple[Any, str]] = {k.name: (k.default, "default") for k in keys}
 
@@ -184,7 +206,7 @@ def load(
                 )
             raw[name] = (value, str(path))
 
-    if section == "proxy" and env.get("OLLAMA_HOST"):
+    if "upstream" in names and env.get("OLLAMA_HOST"):
         raw["upstream"] = (env["OLLAMA_HOST"], "OLLAMA_HOST")
     prefix = f"{ENV_PREFIX}{section.upper()}_"
     for var, value in env.items():

@@ -102,3 +102,20 @@ def test_mitmdump_args(tmp_path: Path) -> None:
     args = settings.mitmdump_args(s)
     assert args[:2] == ["--mode", "reverse:http://10.0.0.5:11434"]
     assert args[args.index("--listen-host") + 1] == "127.0.0.1"
+
+
+def test_other_sections_bring_their_own_keys(tmp_path: Path) -> None:
+    keys = (
+        settings.Key("port", settings.PORT, 3001, "a port number"),
+        settings.Key("hooks", settings.parse_url_list, (), "http(s) URLs"),
+        settings.Key("upstream", settings.parse_upstream, "http://127.0.0.1:11434", "a URL"),
+    )
+    path = write(tmp_path, "proxy:\n  metrics_port: 1\nextra:\n  port: 4000\n")
+    env = {"LLAMA_METRICS_EXTRA_HOOKS": "http://a.example/x, https://b.example",
+           "OLLAMA_HOST": "gpu:11500"}
+    s = settings.load("extra", keys=keys, config=path, env=env)
+    assert s == {"port": 4000, "hooks": ("http://a.example/x", "https://b.example"),
+                 "upstream": "http://gpu:11500"}
+    with pytest.raises(ConfigError, match="extra.hooks"):
+        settings.load("extra", keys=keys, config=path,
+                      env={"LLAMA_METRICS_EXTRA_HOOKS": "ftp://nope"})
