@@ -1,4 +1,9 @@
-"""Serves ``/metrics`` (Prometheus text) and ``/health`` (JSON) on the proxy's metrics port."""
+"""Serves ``/metrics`` (Prometheus text), ``/health`` and ``/requests`` (JSON) on the metrics port.
+
+``/requests?limit=N`` lists the last finished requests, newest first, for live views: the
+fields of ``RequestRecord`` without prompt and response text, which never leave the process
+over HTTP.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
@@ -14,11 +20,15 @@ from prometheus_client.exposition import choose_encoder
 logger = logging.getLogger(__name__)
 
 
+MAX_RECENT = 500
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     registry: CollectorRegistry
     health: Callable[[], dict]
+    recent: Callable[[int], list[dict]]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -34,9 +44,18 @@ class _Handler(BaseHTTPRequestHandler):
             health = self.server.health()
             status = 200 if health.get("status") == "ok" else 503
             self._send(status, json.dumps(health).encode(), "application/json")
+        elif path == "/requests":
+            query = parse_qs(urlsplit(self.path).query)
+            raw = query.get("limit", ["100"])[-1]
+            if not raw.isdigit() or not 1 <= int(raw) <= MAX_RECENT:
+                error = {"error": f"limit must be an integer 1-{MAX_RECENT}, not {raw!r}"}
+                self._send(400, json.dumps(error).encode(), "application/json")
+                return
+            recent = json.dumps(self.server.recent(int(raw))).encode()
+            self._send(200, recent, "application/json")
         else:
-            body = json.dumps({"error": f"not found: {path}; try /metrics or /health"})
-            self._send(404, body.encode(), "application/json")
+            error = {"error": f"not found: {path}; try /metrics, /health, /requests"}
+            self._send(404, json.dumps(error).encode(), "application/json")
 
     def _send(self, status: int, body: bytes, content_type: str) -> None:
         self.send_response(status)
@@ -53,11 +72,17 @@ class MetricsServer:
     """A small threaded HTTP server; scrapes never touch the proxy's event loop."""
 
     def __init__(
-        self, host: str, port: int, registry: CollectorRegistry, health: Callable[[], dict]
+        self,
+        host: str,
+        port: int,
+        registry: CollectorRegistry,
+        health: Callable[[], dict],
+        recent: Callable[[int], list[dict]] = lambda limit: [],
     ) -> None:
         self._server = _Server((host, port), _Handler)  # OSError if the port is taken
         self._server.registry = registry
         self._server.health = health
+        self._server.recent = recent
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="metrics-server", daemon=True
         )

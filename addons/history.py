@@ -234,6 +234,26 @@ def totals(
     return _query(conn, sql, (since_ts, *params))[0]
 
 
+def window_averages(
+    conn: sqlite3.Connection, since_ts: float, until_ts: float, *, model: str | None = None
+) -> dict[str, Any]:
+    """Averages over requests that started in [since_ts, until_ts): for baselines and checks.
+
+    Keys: requests, errors, error_rate, ttft_s, duration_s, tokens_per_second (each average
+    over the rows that have the value; None when none does).
+    """
+    where, params = _model_filter(model)
+    sql = (
+        "SELECT COUNT(*) AS requests, COUNT(error_type) AS errors,"
+        " AVG(ttft_s) AS ttft_s, AVG(duration_s) AS duration_s,"
+        " AVG(tokens_per_second) AS tokens_per_second"
+        f" FROM requests WHERE ts >= ? AND ts < ?{where}"
+    )
+    row = _query(conn, sql, (since_ts, until_ts, *params))[0]
+    row["error_rate"] = row["errors"] / row["requests"] if row["requests"] else None
+    return row
+
+
 _WAKE = object()  # put by close() so an idle writer notices at once
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections import deque
 from importlib import metadata
 from typing import Any, Optional
 
@@ -12,9 +14,10 @@ from prometheus_client import CollectorRegistry
 
 from . import errors, history, settings
 from .admission import AdmissionCollector
-from .exporter import MetricsServer
+from .exporter import MAX_RECENT, MetricsServer
 from .inventory import InventoryCollector, InventoryPoller
 from .metrics import ProxyMetrics
+from .records import RequestRecord
 from .resources import ResourceCollector, ResourcePoller, ResourceSampler
 from .routes import ModelLabels
 from .tap import TrafficTap
@@ -57,7 +60,8 @@ class MetricsProxy:
         self.metrics = ProxyMetrics(self.registry, version=version())
         self.inventory: InventoryPoller | None = None
         self.labels = ModelLabels(is_known=self.is_known)
-        self.tap = TrafficTap(self.metrics, self.labels)
+        self.recent: deque[RequestRecord] = deque(maxlen=MAX_RECENT)
+        self.tap = TrafficTap(self.metrics, self.labels, on_record=self.record)
         self.addons = [self.tap]
         self.resources = ResourcePoller(ResourceSampler())
         self.registry.register(ResourceCollector(self.resources))
@@ -122,12 +126,23 @@ class MetricsProxy:
                 logger.error("llama-metrics: %s", message)
                 raise SystemExit(2) from e
             raise exceptions.OptionsError(message) from e
-        self.tap.on_record = self.history.submit if self.history is not None else None
         if self.history is not None:
             logger.info("history in %s", self.history.path)
 
+    def record(self, record: RequestRecord) -> None:
+        """Every finished request: kept for /requests, and written to the history."""
+        self.recent.append(record)
+        if self.history is not None:
+            self.history.submit(record)
+
+    def recent_requests(self, limit: int) -> list[dict[str, Any]]:
+        newest = list(reversed(self.recent.copy()))[:limit]  # copy(): atomic against appends
+        return [
+            {k: v for k, v in dataclasses.asdict(r).items() if k not in ("prompt", "response")}
+            for r in newest
+        ]
+
     def close_history(self) -> None:
-        self.tap.on_record = None
         if self.history is not None:
             self.history.close()
             self.history = None
@@ -169,7 +184,9 @@ class MetricsProxy:
     def start_server(self) -> None:
         host, port = self.settings["metrics_host"], self.settings["metrics_port"]
         try:
-            self.server = MetricsServer(host, port, self.registry, self.health)
+            self.server = MetricsServer(
+                host, port, self.registry, self.health, self.recent_requests
+            )
         except OSError as e:
             logger.error("cannot serve metrics on %s:%s: %s", host, port, e)
             ctx.master.shutdown()

@@ -463,3 +463,23 @@ def test_kill_9_loses_at_most_the_last_batch(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         count = conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
     assert last <= count <= last + batch_size
+
+
+def test_window_averages(tmp_path: Path) -> None:
+    from addons.history import window_averages
+
+    writer = HistoryWriter(tmp_path / "h.db")
+    writer.start()
+    for i, (ttft, error) in enumerate([(0.1, None), (0.3, None), (None, "upstream_status")]):
+        writer.submit(RequestRecord(started_at=T0 + i, endpoint="/api/chat", model="m:latest",
+                                    status=200, ttft_s=ttft, duration_s=1.0 + i,
+                                    error_type=error, tokens_per_second=10.0))
+    writer.close()
+    with closing(connect_readonly(tmp_path / "h.db")) as conn:
+        avg = window_averages(conn, T0, T0 + 3)
+        assert avg["requests"] == 3 and avg["errors"] == 1
+        assert avg["error_rate"] == pytest.approx(1 / 3)
+        assert avg["ttft_s"] == pytest.approx(0.2)
+        assert avg["duration_s"] == pytest.approx(2.0)
+        assert window_averages(conn, T0, T0 + 1)["requests"] == 1
+        assert window_averages(conn, T0 + 10, T0 + 20)["error_rate"] is None

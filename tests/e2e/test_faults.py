@@ -5,6 +5,8 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -169,3 +171,18 @@ def test_a_flood_of_model_names_keeps_labels_bounded(proxy: Proxy) -> None:
 def test_no_exception_reached_mitmproxy(proxy: Proxy) -> None:
     assert "Traceback" not in proxy.log
     assert "stream tap failed" not in proxy.log
+
+
+def test_recent_requests_endpoint_lists_finished_requests_without_text(proxy: Proxy) -> None:
+    status, _, _ = post(proxy.port, "/api/generate", {"model": "llama3.2", "prompt": "secret"})
+    assert status == 200
+    proxy.wait_counted(1)
+    with urllib.request.urlopen(proxy.metrics_url + "/requests?limit=1", timeout=10) as r:
+        (latest,) = json.loads(r.read())
+    assert latest["endpoint"] == "/api/generate" and latest["model"] == "llama3.2:latest"
+    assert latest["generated_tokens"] == 12
+    assert "prompt" not in latest and "response" not in latest
+    with pytest.raises(urllib.error.HTTPError) as bad:
+        urllib.request.urlopen(proxy.metrics_url + "/requests?limit=zero", timeout=10)
+    assert bad.value.code == 400 and "limit" in json.loads(bad.value.read())["error"]
+    bad.value.close()
