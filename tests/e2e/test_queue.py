@@ -31,10 +31,12 @@ def gauge(samples: dict, name: str, **labels: str) -> float:
 class Client:
     """One raw HTTP/1.1 client, so a test can leave at any moment."""
 
-    def __init__(self, port: int, priority: str, hold: str | None = None) -> None:
+    def __init__(self, port: int, priority: str, hold: str | None = None,
+                 ttft: float | None = None) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port))
         body = json.dumps({"model": "llama3.2", "prompt": "hi", "stream": True}).encode()
         extra = f"X-Sim-Hold: {hold}\r\n" if hold else ""
+        extra += f"X-Sim-TTFT: {ttft}\r\n" if ttft else ""
         self.sock.sendall(
             f"POST /api/generate HTTP/1.1\r\nHost: x\r\nX-Priority: {priority}\r\n{extra}"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
@@ -70,8 +72,9 @@ def test_many_clients_priorities_and_leavers_end_with_everything_free(
     holders = [Client(proxy.port, "normal", hold=f"slot-{i}") for i in range(2)]
     for h in holders:
         h.read_until(b'"done":false')
-    waiting = {p: [Client(proxy.port, p) for _ in range(6)] for p in ("low", "normal")}
-    waiting["high"] = [Client(proxy.port, "high") for _ in range(6)]  # last to arrive
+    # Each takes a while upstream, so admissions are tens of milliseconds apart.
+    waiting = {p: [Client(proxy.port, p, ttft=0.04) for _ in range(6)] for p in ("low", "normal")}
+    waiting["high"] = [Client(proxy.port, "high", ttft=0.04) for _ in range(6)]  # arrive last
     samples = proxy.wait_for(lambda s: sum(
         gauge(s, "queue_depth", priority=p) for p in PRIORITIES) == 18)
     assert gauge(samples, "queue_depth", priority="high") == 6
