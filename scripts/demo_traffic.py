@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""A steady, varied mix of Ollama traffic for the demo (``scripts/up --demo``).
+
+Native and OpenAI-compatible requests, streamed and not, three models, embeddings, priorities
+and the occasional failure, at a few requests per second, until stopped. It talks to the
+proxy like any client; the failures are asked of the simulator with its ``X-Sim-Fault``
+header.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import random
+import signal
+import sys
+from typing import Any
+
+import aiohttp
+
+logger = logging.getLogger("demo-traffic")
+
+PROMPTS = ["Why is the sky blue?", "Write a haiku about llamas.", "Explain TCP slow start.",
+           "What is a monad?", "Summarise the plot of Hamlet in two sentences."]
+
+
+def pick(rng: random.Random) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """One request: path, JSON body, headers."""
+    model = rng.choice(["llama3.2", "llama3.2", "qwen3"])
+    prompt = rng.choice(PROMPTS)
+    headers = {"X-Priority": rng.choice(["normal", "normal", "normal", "high", "low"]),
+               "X-Sim-Tokens": str(rng.randint(10, 120))}
+    if rng.random() < 0.04:
+        headers["X-Sim-Fault"] = rng.choice(["status:500", "error_in_stream", "close_mid_stream"])
+    kind = rng.random()
+    if kind < 0.35:
+        return "/api/chat", {"model": model, "messages": [{"role": "user", "content": prompt}]}, \
+            headers
+    if kind < 0.5:
+        return "/api/generate", {"model": model, "prompt": prompt, "stream": False}, headers
+    if kind < 0.6:
+        return "/api/embed", {"model": "nomic-embed-text", "input": prompt}, headers
+    body = {"model": model, "messages": [{"role": "user", "content": prompt}],
+            "stream": kind < 0.9}
+    return "/v1/chat/completions", body, headers
+
+
+async def one(session: aiohttp.ClientSession, url: str, rng: random.Random) -> None:
+    path, body, headers = pick(rng)
+    try:
+        async with session.post(url + path, json=body, headers=headers) as response:
+            async for _ in response.content.iter_any():
+                pass
+    except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+        logger.debug("%s: %s", path, e)
+
+
+async def run(url: str, rate: float, concurrency: int, seed: int) -> None:
+    rng = random.Random(seed)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    slots = asyncio.Semaphore(concurrency)
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def guarded() -> None:
+            async with slots:
+                await one(session, url, rng)
+
+        while not stop.is_set():
+            task = asyncio.create_task(guarded())
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            try:  # Poisson arrivals: the wait is the pacing, and a stop ends it at once
+                await asyncio.wait_for(stop.wait(), rng.expovariate(rate))
+            except TimeoutError:
+                pass
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default="http://127.0.0.1:11435", help="the proxy")
+    parser.add_argument("--rate", type=float, default=2.0, help="requests per second")
+    parser.add_argument("--concurrency", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    if args.rate <= 0 or args.concurrency < 1:
+        parser.error("--rate must be > 0 and --concurrency >= 1")
+    asyncio.run(run(args.url.rstrip("/"), args.rate, args.concurrency, args.seed))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
