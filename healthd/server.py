@@ -1,0 +1,147 @@
+"""The daemon's HTTP API: /health, /health/live, /health/ready, /metrics, /alerts.
+
+Served by the standard library's threaded HTTP server, as the proxy's metrics port is: every
+answer is a small document read from memory, so nothing here waits on a check.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from healthd.monitor import Monitor
+
+logger = logging.getLogger(__name__)
+
+PATHS = ("/health", "/health/live", "/health/ready", "/metrics", "/alerts")
+MAX_ALERTS = 200
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    monitor: Monitor
+    registry: CollectorRegistry
+    started: float
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+    _head = False
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        parts = urlsplit(self.path)
+        path = parts.path.rstrip("/") or "/"
+        monitor = self.server.monitor
+        if path == "/health":
+            report = monitor.report()
+            self._json(503 if report["overall"] in ("unhealthy", "unknown") else 200, report)
+        elif path == "/health/live":
+            uptime = time.monotonic() - self.server.started
+            self._json(200, {"status": "alive", "uptime_s": round(uptime, 3)})
+        elif path == "/health/ready":
+            self._ready(monitor)
+        elif path == "/metrics":
+            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+            self._send(200, encoder(self.server.registry), content_type)
+        elif path == "/alerts":
+            self._alerts(monitor, parse_qs(parts.query))
+        else:
+            self._json(404, {"error": f"not found: {parts.path}; try " + ", ".join(PATHS)})
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._head = True  # the same status and headers as GET, without the body
+        self.do_GET()
+
+    def _refuse(self) -> None:
+        self.send_response(405)
+        body = json.dumps({"error": f"method {self.command} not allowed; use GET"}).encode()
+        self.send_header("Allow", "GET, HEAD")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = _refuse  # noqa: N815
+
+    def _ready(self, monitor: Monitor) -> None:
+        overall = monitor.overall()
+        if not monitor.ready:
+            reason = "waiting for the first round of checks"
+        elif overall == "unhealthy":
+            reason = "unhealthy"
+        else:
+            self._json(200, {"ready": True, "overall": overall})
+            return
+        self._json(503, {"ready": False, "overall": overall, "reason": reason})
+
+    def _alerts(self, monitor: Monitor, query: dict[str, list[str]]) -> None:
+        raw = query.get("limit", ["50"])[-1]
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_ALERTS:
+            self._json(400, {"error": f"limit must be an integer 1-{MAX_ALERTS}, not {raw!r}"})
+            return
+        alerts = monitor.alerts
+        self._json(200, {
+            "active": alerts.active() if alerts is not None else [],
+            "recent": alerts.recent(int(raw)) if alerts is not None else [],
+        })
+
+    def _json(self, status: int, document: Any) -> None:
+        self._send(status, json.dumps(document).encode(), "application/json")
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if not self._head:
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        logger.debug("healthd http: " + format, *args)
+
+
+class HealthServer:
+    """Serves the API on ``host:port`` from a daemon thread; ``port`` 0 takes a free one."""
+
+    def __init__(self, host: str, port: int, monitor: Monitor, registry: CollectorRegistry) -> None:
+        server_class = _Server6 if ":" in host else _Server
+        self._server = server_class((host, port), _Handler)  # OSError if the port is taken
+        self._server.monitor = monitor
+        self._server.registry = registry
+        self._server.started = time.monotonic()
+        # a short poll interval makes stop() quick; the wake-ups cost next to nothing
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,),
+                                        name="healthd-http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        host = str(self._server.server_address[0])
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
