@@ -53,6 +53,13 @@ class Monitor:
             return list(pool.map(self.run, self.checks))
 
     def record(self, result: CheckResult) -> None:
+        # Alerts first: once a result is visible, its notification is already queued.
+        if self.alerts is not None:
+            for notification in self.alerts.observe(result):
+                logger.warning("alert %s: %s %s", notification.event, notification.check,
+                               notification.detail)
+                if self.sender is not None:
+                    self.sender.submit(notification)
         with self._changed:
             previous = self._results.get(result.name)
             self._results[result.name] = result
@@ -60,12 +67,6 @@ class Monitor:
         if previous is None or previous.status != result.status:
             log = logger.info if result.status is Status.OK else logger.warning
             log("check %s: %s (%s)", result.name, result.status.label, result.detail)
-        if self.alerts is not None:
-            for notification in self.alerts.observe(result):
-                logger.warning("alert %s: %s %s", notification.event, notification.check,
-                               notification.detail)
-                if self.sender is not None:
-                    self.sender.submit(notification)
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -152,3 +154,20 @@ def make_settings(tmp_path: Path) -> Callable[..., config.Settings]:
         return config.load(config=write_config(tmp_path / "llama-metrics.yml", values), env={})
 
     return make
+
+
+def fetch(url: str, method: str = "GET") -> tuple[int, str, bytes]:
+    """Status, content type and body of one request (error statuses included)."""
+    req = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.headers.get("Content-Type", ""), resp.read()
+    except urllib.error.HTTPError as err:
+        with err:
+            return err.code, err.headers.get("Content-Type", ""), err.read()
+
+
+def fetch_json(url: str, method: str = "GET") -> tuple[int, Any]:
+    status, content_type, body = fetch(url, method)
+    assert content_type == "application/json", (url, content_type, body)
+    return status, json.loads(body)
