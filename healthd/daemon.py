@@ -113,6 +113,8 @@ class Daemon:
             self.monitor.refresh_summary()
 
     def stop(self) -> None:
+        """Stop at once; a check already running finishes within its own timeout."""
+        self.monitor.close()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None

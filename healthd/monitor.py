@@ -37,6 +37,7 @@ class Monitor:
         self.summarizer = summarizer
         self._results: dict[str, CheckResult] = {}
         self._ai: dict[str, Any] | None = None
+        self._closed = False
         self._changed = threading.Condition()
 
     def run(self, name: str) -> CheckResult:
@@ -81,9 +82,17 @@ class Monitor:
             return all(name in self._results for name in self.checks)
 
     def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until every check has run once; False on timeout or once closed."""
         with self._changed:
-            return self._changed.wait_for(
-                lambda: all(n in self._results for n in self.checks), timeout)
+            self._changed.wait_for(
+                lambda: self._closed or all(n in self._results for n in self.checks), timeout)
+            return not self._closed and all(n in self._results for n in self.checks)
+
+    def close(self) -> None:
+        """Wake whoever waits in ``wait_ready`` (the daemon is stopping)."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
 
     def overall(self) -> str:
         """healthy, degraded or unhealthy; unknown until every check has run once."""

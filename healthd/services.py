@@ -93,8 +93,11 @@ def check_proxy_e2e(proxy_url: str, *, timeout: float) -> Outcome:
 
 
 def check_dashboard(dashboard_url: str, *, timeout: float) -> Outcome:
-    """The dashboard's ``/api/snapshot``; a warning when down (it only watches)."""
-    return _watcher("dashboard", f"{dashboard_url}/api/snapshot", timeout)
+    """The dashboard's ``/api/snapshot`` (its page ``/`` where that is missing); warn when down."""
+    outcome = _watcher("dashboard", f"{dashboard_url}/api/snapshot", timeout)
+    if outcome.data.get("status") == 404:
+        return _watcher("dashboard", f"{dashboard_url}/", timeout)
+    return outcome
 
 
 def check_prometheus(prometheus_url: str, *, timeout: float) -> Outcome:
@@ -108,6 +111,7 @@ def _watcher(what: str, url: str, timeout: float) -> Outcome:
     except ProbeError as exc:
         return Outcome(Status.WARN, f"{what}: {exc}")
     if not response.ok:
-        return Outcome(Status.WARN, _status_text(f"{what} at {url}", response))
+        return Outcome(Status.WARN, _status_text(f"{what} at {url}", response),
+                       {"status": response.status})
     return ok(f"{what} answered {url} in {_ms(response)}", seconds=round(response.elapsed_s, 6))
 

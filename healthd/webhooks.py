@@ -75,6 +75,12 @@ def slack_payload(n: Notification, host: str) -> dict[str, Any]:
     return {"text": f"{icon} {message(n, host)}"}
 
 
+def redact(url: str) -> str:
+    """A webhook URL for logs: its path often holds the secret (Slack's does)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" + ("/..." if parts.path.strip("/") else "")
+
+
 def _retryable(status: int) -> bool:
     return status >= 500 or status in (408, 429)
 
@@ -161,17 +167,18 @@ class WebhookSender:
         return results
 
     def _post(self, url: str, payload: dict[str, Any], n: Notification) -> bool:
-        what = f"{n.event} notification for {n.check} to {url}"
+        shown = redact(url)
+        what = f"{n.event} notification for {n.check} to {shown}"
         for attempt in range(self._retries + 1):
             try:
                 response = request(url, timeout=self._timeout, method="POST", payload=payload)
             except ProbeError as exc:
-                problem = str(exc)
+                problem = str(exc).replace(url, shown)
             else:
                 if response.ok:
                     logger.info("sent the %s", what)
                     return True
-                problem = f"{url} answered {response.status}"
+                problem = f"{shown} answered {response.status}"
                 if not _retryable(response.status):
                     logger.error("giving up on the %s: %s", what, problem)
                     return False

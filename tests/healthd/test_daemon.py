@@ -7,7 +7,7 @@ from pathlib import Path
 
 from healthd import config
 from healthd.daemon import Daemon
-from tests.healthd.conftest import StubServer, fetch_json
+from tests.healthd.conftest import StubServer, fetch, fetch_json
 
 
 def services(stub: StubServer) -> None:
@@ -59,6 +59,9 @@ def test_daemon_runs_checks_serves_them_and_alerts_once_across_a_restart(
         assert again.sender.wait_idle(timeout=10)
         status, alerts = fetch_json(again.url + "/alerts")
         assert [(a["check"], a["state"]) for a in alerts["active"]] == [("dashboard", "firing")]
+        _, _, metrics = fetch(again.url + "/metrics")
+        assert 'healthd_webhook_deliveries_total{result="ok"} 0.0' in metrics.decode()
+        assert 'healthd_check_status{check="dashboard"} 1.0' in metrics.decode()
     finally:
         again.stop()
     assert len(stub.requests_to("/hook")) == 1  # not notified again after the restart

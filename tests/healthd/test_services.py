@@ -114,3 +114,10 @@ def test_watchers_warn_when_down_or_failing(
 def test_request_path_services_are_critical_when_down(check: CheckFn, closed_url: str) -> None:
     out = check(closed_url, timeout=T)
     assert out.status is Status.CRITICAL and "connection refused" in out.detail
+
+
+def test_dashboard_without_snapshot_api_falls_back_to_its_page(stub: StubServer) -> None:
+    stub.routes["/"] = (200, "<html>dashboard</html>")
+    out = services.check_dashboard(stub.url, timeout=T)
+    assert out.status is Status.OK and out.detail.startswith(f"dashboard answered {stub.url}/ ")
+    assert [s.path for s in stub.seen] == ["/api/snapshot", "/"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -78,12 +79,12 @@ def test_format_per_url_or_by_config(hook: Webhook, default: str, expected: str)
 
 
 def test_retries_after_500_with_exponential_backoff(stub: StubServer) -> None:
-    stub.routes["/hook"] = [(500, "oops"), (503, "busy"), (200, "ok")]
+    stub.routes["/hook"] = [(500, "oops"), (503, "busy"), (429, "slow down"), (200, "ok")]
     s, sleeps = sender([Webhook(stub.url + "/hook")], retries=3, backoff_s=1.5)
     assert s.deliver(FIRING) == {stub.url + "/hook": True}
     bodies = [seen.body for seen in stub.requests_to("/hook")]
-    assert len(bodies) == 3 and len(set(bodies)) == 1
-    assert sleeps == [1.5, 3.0]
+    assert len(bodies) == 4 and len(set(bodies)) == 1
+    assert sleeps == [1.5, 3.0, 6.0]
     assert (s.delivered, s.failed) == (1, 0)
 
 
@@ -92,6 +93,17 @@ def test_gives_up_after_the_retries_and_caps_the_backoff(closed_url: str) -> Non
     assert s.deliver(FIRING) == {closed_url + "/hook": False}
     assert sleeps == [1, 2, 3, 3]
     assert (s.delivered, s.failed) == (0, 1)
+
+
+def test_logs_do_not_show_the_secret_part_of_a_url(
+    stub: StubServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    stub.routes["/services/T0/B0/s3cret"] = [(500, "oops"), (200, "ok")]
+    s, _ = sender([Webhook(stub.url + "/services/T0/B0/s3cret")], retries=1)
+    with caplog.at_level(logging.INFO, logger="healthd.webhooks"):
+        assert s.deliver(FIRING)
+    assert f"to {stub.url}/... failed ({stub.url}/... answered 500)" in caplog.text
+    assert "s3cret" not in caplog.text
 
 
 def test_a_client_error_is_not_retried(stub: StubServer) -> None:
