@@ -96,7 +96,9 @@ class Monitor:
 
     def overall(self) -> str:
         """healthy, degraded or unhealthy; unknown until every check has run once."""
-        results = self.results()
+        return self._overall(self.results())
+
+    def _overall(self, results: list[CheckResult]) -> str:
         if len(results) < len(self.checks):
             return "unknown"
         return overall_of(r.status for r in results).label
@@ -118,8 +120,10 @@ class Monitor:
         counts = {s.label: sum(r.status is s for r in results) for s in Status}
         with self._changed:
             ai = self._ai
+        overall = self._overall(results)
         return {
-            "overall": self.overall(),
+            "overall": overall,
+            "status": overall,  # the same, under the name other health endpoints use
             "ready": len(results) == len(self.checks),
             "checked_at": max((r.checked_at for r in results), default=None),
             "checks": {r.name: r.to_json() for r in results},

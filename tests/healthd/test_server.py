@@ -62,9 +62,9 @@ def test_degraded_report(served: tuple[Monitor, str, Switch]) -> None:
     monitor.run_all()
     status, health = fetch_json(url + "/health")
     assert status == 200
-    assert set(health) == {"overall", "ready", "checked_at", "checks", "pending_checks",
-                           "summary", "alerts"}
-    assert health["overall"] == "degraded" and health["ready"] is True
+    assert set(health) == {"overall", "status", "ready", "checked_at", "checks",
+                           "pending_checks", "summary", "alerts"}
+    assert health["overall"] == health["status"] == "degraded" and health["ready"] is True
     assert list(health["checks"]) == ["ollama", "proxy", "dashboard"]
     ollama = health["checks"]["ollama"]
     assert set(ollama) == {"status", "detail", "duration_s", "checked_at", "data"}
