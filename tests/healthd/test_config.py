@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from addons.settings import ConfigError
+from addons.settings import DEFAULT_CONFIG_FILE, ConfigError
 from healthd import config
 from healthd.config import HEALTHD_KEYS, Threshold, Webhook
 from tests.healthd.conftest import write_config
@@ -143,3 +143,8 @@ def test_unknown_key_in_file_is_refused(tmp_path: Path) -> None:
 ])
 def test_threshold_levels(threshold: Threshold, value: float, expected: str | None) -> None:
     assert threshold.breached(value) == expected
+
+
+def test_the_repository_configuration_loads() -> None:
+    """config/llama-metrics.yml's healthd section (when it has one) uses only known keys."""
+    assert isinstance(config.load(config=str(DEFAULT_CONFIG_FILE), env={}), config.Settings)
