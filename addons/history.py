@@ -525,3 +525,111 @@ def open_writer(path: str | os.PathLike[str] | None, **kwargs: Any) -> HistoryWr
     writer = HistoryWriter(path, **kwargs)
     writer.start()
     return writer
+
+
+# -- Read functions for the dashboard ------------------------------------------------------
+# Added for dashboard/ (issue 4); every query of the history file stays in this module.
+
+
+def _bucket_index_sql(column: str, bounds: tuple[float, ...], lo: int = 0,
+                      hi: int | None = None) -> str:
+    """SQL for the index of the first bound >= column (len(bounds) = +Inf), by bisection."""
+    hi = len(bounds) if hi is None else hi
+    if lo == hi:
+        return str(lo)
+    mid = (lo + hi) // 2
+    return (
+        f"CASE WHEN {column} <= {bounds[mid]!r} THEN {_bucket_index_sql(column, bounds, lo, mid)}"
+        f" ELSE {_bucket_index_sql(column, bounds, mid + 1, hi)} END"
+    )
+
+
+def _checked_bounds(bounds: tuple[float, ...]) -> tuple[float, ...]:
+    values = tuple(float(b) for b in bounds)
+    if not values or any(not math.isfinite(b) for b in values) or list(values) != sorted(
+        set(values)
+    ):
+        raise ValueError(f"bucket bounds must be finite and increasing, got {bounds!r}")
+    return values
+
+
+def _per_bucket(
+    conn: sqlite3.Connection, sql: str, first: int, last: int, step_s: float
+) -> list[dict[str, Any]]:
+    # One statement per bucket over the ts index: grouping a whole month by a computed
+    # bucket makes SQLite sort every row, which costs more than the scan itself.
+    if not step_s > 0:
+        raise ValueError(f"step_s must be > 0, got {step_s}")
+    rows: list[dict[str, Any]] = []
+    cursor = conn.cursor()
+    cursor.row_factory = _dict_row
+    try:
+        for bucket in range(first, last + 1):
+            found = cursor.execute(sql, (bucket, bucket * step_s, (bucket + 1) * step_s))
+            rows.extend(found.fetchall())
+    finally:
+        cursor.close()
+    return rows
+
+
+def rollup_models(
+    conn: sqlite3.Connection, first: int, last: int, step_s: float, *,
+    ttft_bounds: tuple[float, ...],
+) -> list[dict[str, Any]]:
+    """Requests of time buckets ``first..last`` counted by bucket, model and TTFT bucket.
+
+    Bucket ``b`` holds the rows with ``b * step_s <= ts < (b + 1) * step_s`` (aligned to the
+    epoch, so a bucket always covers the same seconds). ``ttft_le`` indexes ``ttft_bounds``
+    (``len(ttft_bounds)`` above the last; None for rows without a first token). Sums per
+    group: requests, errors, prompt_tokens, generated_tokens, busy_s (durations),
+    queue_wait_s, ttft_s, tps_sum and tps_count (tokens_per_second), loads (rows with a
+    model load) and load_s. Empty buckets have no rows.
+    """
+    ttft_le = _bucket_index_sql("ttft_s", _checked_bounds(ttft_bounds))
+    sql = (
+        "SELECT ? AS bucket, model,"
+        f" CASE WHEN ttft_s IS NULL THEN NULL ELSE {ttft_le} END AS ttft_le,"
+        " COUNT(*) AS requests, COUNT(error_type) AS errors,"
+        " COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens,"
+        " COALESCE(SUM(generated_tokens), 0) AS generated_tokens,"
+        " SUM(duration_s) AS busy_s, SUM(queue_wait_s) AS queue_wait_s,"
+        " COALESCE(SUM(ttft_s), 0.0) AS ttft_s,"
+        " COALESCE(SUM(tokens_per_second), 0.0) AS tps_sum,"
+        " COUNT(tokens_per_second) AS tps_count,"
+        " COUNT(load_duration_s) AS loads, COALESCE(SUM(load_duration_s), 0.0) AS load_s"
+        " FROM requests WHERE ts >= ? AND ts < ? GROUP BY model, ttft_le"
+    )
+    return _per_bucket(conn, sql, first, last, step_s)
+
+
+def rollup_durations(
+    conn: sqlite3.Connection, first: int, last: int, step_s: float, *,
+    duration_bounds: tuple[float, ...],
+) -> list[dict[str, Any]]:
+    """Requests of time buckets ``first..last`` counted by bucket and duration bucket.
+
+    Rows: bucket, duration_le (index into ``duration_bounds``; ``len`` above the last),
+    requests. Buckets as in ``rollup_models``.
+    """
+    duration_le = _bucket_index_sql("duration_s", _checked_bounds(duration_bounds))
+    sql = (
+        f"SELECT ? AS bucket, {duration_le} AS duration_le, COUNT(*) AS requests"
+        " FROM requests WHERE ts >= ? AND ts < ? GROUP BY duration_le"
+    )
+    return _per_bucket(conn, sql, first, last, step_s)
+
+
+def extent(conn: sqlite3.Connection) -> dict[str, Any]:
+    """``max_id`` (0 when empty) and ``min_ts`` (None when empty): what changed since a read."""
+    # Two statements: SQLite answers a lone MIN or MAX from an index, not both together.
+    max_id = _query(conn, "SELECT COALESCE(MAX(id), 0) AS v FROM requests", ())[0]["v"]
+    min_ts = _query(conn, "SELECT MIN(ts) AS v FROM requests", ())[0]["v"]
+    return {"max_id": max_id, "min_ts": min_ts}
+
+
+def earliest_since_id(conn: sqlite3.Connection, after_id: int) -> float | None:
+    """The earliest ``ts`` among rows written after row ``after_id`` (None: no such rows)."""
+    # NOT INDEXED: walk the rowid range of the new rows, not the ts index from its start.
+    sql = "SELECT MIN(ts) AS ts FROM requests NOT INDEXED WHERE id > ?"
+    row = _query(conn, sql, (after_id,))[0]
+    return row["ts"]
