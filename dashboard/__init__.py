@@ -1,0 +1,82 @@
+"""The llama-metrics dashboard: a Flask app, built by ``create_app``, one blueprint a feature.
+
+``python -m dashboard`` serves it with gunicorn; tests build it with a test configuration
+(``SETTINGS`` over the defaults, and seams: ``FETCH``, ``CLOCK``, ``HISTORY_SOURCE``,
+``AUTOSTART``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response
+from flask.json.provider import DefaultJSONProvider
+
+from . import config
+from .http import urllib_fetch
+from .services import Services, init_app
+
+logger = logging.getLogger(__name__)
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+    "form-action 'self'"
+)
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by None: JSON has no such numbers."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
+class JSONProvider(DefaultJSONProvider):
+    sort_keys = False
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return super().dumps(finite(obj), **kwargs)
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """The dashboard app; without ``test_config`` its settings come from YAML and environment."""
+    app = Flask(__name__)
+    app.json = JSONProvider(app)
+    if test_config is None:
+        settings = config.load_settings([])
+    else:
+        app.config.from_mapping(test_config)
+        settings = {**config.defaults(), **test_config.get("SETTINGS", {})}
+    app.config["SETTINGS"] = settings
+    services = Services(
+        settings,
+        fetch=app.config.get("FETCH") or urllib_fetch,
+        clock=app.config.get("CLOCK") or time.time,
+        history=app.config.get("HISTORY_SOURCE"),
+        autostart=app.config.get("AUTOSTART", True),
+    )
+    init_app(app, services)
+
+    from .views import analysis, errors, history, live, models, pages, requests
+
+    for module in (pages, live, history, models, requests, analysis):
+        app.register_blueprint(module.bp)
+    errors.init_app(app)
+
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        return response
+
+    return app

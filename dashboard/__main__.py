@@ -1,0 +1,39 @@
+"""``python -m dashboard``: read the settings, then serve the dashboard until stopped.
+
+A bad setting stops the start with exit status 2 and the ``ConfigError`` message (which
+key, which value, from where, what is allowed).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from addons.settings import ConfigError
+
+from . import config, create_app
+from .server import serve
+
+logger = logging.getLogger(__name__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = config.load_settings(sys.argv[1:] if argv is None else argv)
+    except ConfigError as exc:
+        print(f"llama-metrics: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = create_app({"SETTINGS": settings})
+    history = settings["prometheus_url"] or settings["history_path"] or "none"
+    logger.info("proxy metrics %s, history %s, health daemon %s, narrative via %s",
+                settings["proxy_metrics_url"], history, settings["healthd_url"] or "none",
+                settings["ollama_url"])
+    serve(app, settings["host"], settings["port"], settings["threads"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

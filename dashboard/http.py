@@ -1,0 +1,45 @@
+"""Plain HTTP GETs to the proxy, the health daemon and Prometheus, through one injectable seam.
+
+Tests hand the dashboard a ``Fetch`` of their own; the real one is urllib without the
+environment's proxy settings (every peer is local or named explicitly, like Ollama's clients
+reaching Ollama). Failures to connect are ``OSError``; an HTTP error status is an answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+Fetch = Callable[[str, float], tuple[int, bytes]]
+"""GET ``url`` within ``timeout`` seconds: (status, body); OSError when nothing answered."""
+
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def urllib_fetch(url: str, timeout: float) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers={"Accept": "application/json, text/plain"})
+    try:
+        with _OPENER.open(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:  # it holds the response's socket
+            return exc.code, exc.read()
+
+
+def get_json(fetch: Fetch, url: str, timeout: float) -> tuple[int, Any]:
+    """GET and decode JSON; ValueError when the body is not JSON."""
+    status, body = fetch(url, timeout)
+    return status, json.loads(body)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short reason for a failed fetch, for the status line."""
+    if isinstance(exc, urllib.error.URLError) and exc.reason is not None:
+        return str(exc.reason)
+    return str(exc) or type(exc).__name__

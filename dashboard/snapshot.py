@@ -1,0 +1,198 @@
+"""Live numbers from two scrapes of the proxy's /metrics: rates, quantiles, gauges, models.
+
+Pure functions: samples in, JSON-ready dicts out. Rates and latency quantiles come from
+counter and histogram-bucket deltas between an older and a newer scrape (a short window);
+gauges and per-model totals from the newer scrape alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from . import promtext
+from .promtext import Samples
+from .stats import histogram_quantile, ratio
+
+logger = logging.getLogger(__name__)
+
+P = "ollama_proxy_"
+
+# The series every chart draws, live and from history; values are numbers or None.
+SERIES = (
+    "requests_per_second",
+    "prompt_tokens_per_second",
+    "generated_tokens_per_second",
+    "error_rate",
+    "ttft_p50",
+    "ttft_p95",
+    "duration_p50",
+    "duration_p95",
+    "active_requests",
+    "queue_depth",
+    "cpu_percent",
+    "memory_percent",
+    "gpu_utilization_percent",
+    "gpu_memory_percent",
+)
+
+
+def _increase(old: Samples | None, new: Samples, name: str) -> float | None:
+    if promtext.total(new, name) is None:
+        return None
+    return math.fsum(promtext.counter_delta(old, new, name).values())
+
+
+def _bucket_increase(old: Samples | None, new: Samples, name: str) -> list[tuple[float, float]]:
+    grown = promtext.counter_delta(old, new, name + "_bucket")
+    return promtext.histogram_buckets(grown, name)
+
+
+def rates(old: Samples | None, new: Samples, seconds: float) -> dict[str, float | None]:
+    """Per-second rates, error rate and p50/p95 latencies over ``seconds`` between scrapes."""
+    out: dict[str, float | None] = {}
+    for key, counter in (
+        ("requests_per_second", "requests_total"),
+        ("prompt_tokens_per_second", "prompt_tokens_total"),
+        ("generated_tokens_per_second", "generated_tokens_total"),
+    ):
+        grown = _increase(old, new, P + counter) if old is not None else None
+        out[key] = None if grown is None or seconds <= 0 else grown / seconds
+    requests = _increase(old, new, P + "requests_total") if old is not None else None
+    errors = (_increase(old, new, P + "errors_total") or 0.0) if old is not None else None
+    out["error_rate"] = ratio(errors, requests)
+    for key, histogram in (("ttft", "time_to_first_token_seconds"),
+                           ("duration", "request_duration_seconds")):
+        buckets = _bucket_increase(old, new, P + histogram) if old is not None else []
+        out[f"{key}_p50"] = histogram_quantile(0.5, buckets)
+        out[f"{key}_p95"] = histogram_quantile(0.95, buckets)
+    return out
+
+
+def gauges(samples: Samples) -> dict[str, Any]:
+    """Active requests, queue depth, host and GPU numbers of one scrape (None where absent)."""
+    used = promtext.total(samples, P + "system_memory_used_bytes")
+    total = promtext.total(samples, P + "system_memory_total_bytes")
+    gpus: dict[tuple[str, str], dict[str, Any]] = {}
+    for field in ("utilization_percent", "memory_used_bytes", "memory_total_bytes",
+                  "temperature_celsius", "power_watts"):
+        for labels, value in promtext.series(samples, P + "gpu_" + field):
+            key = (labels.get("gpu", ""), labels.get("name", ""))
+            gpus.setdefault(key, {"gpu": key[0], "name": key[1]})[field] = value
+    gpu_list = [gpus[key] for key in sorted(gpus)]
+    for gpu in gpu_list:
+        memory_ratio = ratio(gpu.get("memory_used_bytes"), gpu.get("memory_total_bytes"))
+        gpu["memory_percent"] = None if memory_ratio is None else 100 * memory_ratio
+    utilization = [g["utilization_percent"] for g in gpu_list if "utilization_percent" in g]
+    gpu_used = [g["memory_used_bytes"] for g in gpu_list if "memory_used_bytes" in g]
+    gpu_total = [g["memory_total_bytes"] for g in gpu_list if "memory_total_bytes" in g]
+    memory_ratio = ratio(used, total)
+    gpu_memory_ratio = ratio(sum(gpu_used), sum(gpu_total)) if gpu_total else None
+    return {
+        "active_requests": promtext.total(samples, P + "active_requests"),
+        "queue_depth": promtext.total(samples, P + "queue_depth"),
+        "cpu_percent": promtext.total(samples, P + "system_cpu_percent"),
+        "memory_used_bytes": used,
+        "memory_total_bytes": total,
+        "memory_percent": None if memory_ratio is None else 100 * memory_ratio,
+        "ollama_rss_bytes": promtext.total(samples, P + "ollama_process_rss_bytes"),
+        "ollama_cpu_percent": promtext.total(samples, P + "ollama_process_cpu_percent"),
+        "gpu_utilization_percent": sum(utilization) / len(utilization) if utilization else None,
+        "gpu_memory_percent": None if gpu_memory_ratio is None else 100 * gpu_memory_ratio,
+        "gpus": gpu_list,
+    }
+
+
+def point(ts: float, rate_values: dict[str, Any], gauge_values: dict[str, Any]) -> dict[str, Any]:
+    """One chart point: the time and every series value."""
+    merged = {**gauge_values, **rate_values}
+    return {"ts": ts, **{key: merged.get(key) for key in SERIES}}
+
+
+def models(old: Samples | None, new: Samples) -> list[dict[str, Any]]:
+    """Per-model numbers: what grew from ``old`` to ``new`` (``old`` None: since proxy start)."""
+
+    def grown(name: str, label: str = "model") -> dict[str, float]:
+        out: dict[str, float] = {}
+        for (_, labels), value in promtext.counter_delta(old, new, P + name).items():
+            key = dict(labels).get(label, "")
+            out[key] = out.get(key, 0.0) + value
+        return out
+
+    requests = grown("requests_total")
+    errors = grown("errors_total")
+    prompt = grown("prompt_tokens_total")
+    generated = grown("generated_tokens_total")
+    tps_sum, tps_count = grown("tokens_per_second_sum"), grown("tokens_per_second_count")
+    ttft_sum = grown("time_to_first_token_seconds_sum")
+    ttft_count = grown("time_to_first_token_seconds_count")
+    loads, load_s = grown("model_loads_total"), grown("model_load_duration_seconds_sum")
+    ttft_buckets = promtext.counter_delta(old, new, P + "time_to_first_token_seconds_bucket")
+    rows = []
+    for model in sorted(requests):
+        buckets = promtext.histogram_buckets(
+            ttft_buckets, P + "time_to_first_token_seconds", model=model
+        )
+        rows.append({
+            "model": model,
+            "requests": int(requests[model]),
+            "errors": int(errors.get(model, 0)),
+            "prompt_tokens": int(prompt.get(model, 0)),
+            "generated_tokens": int(generated.get(model, 0)),
+            "tokens_per_second": ratio(tps_sum.get(model), tps_count.get(model)),
+            "ttft_p95": histogram_quantile(0.95, buckets),
+            "ttft_mean": ratio(ttft_sum.get(model), ttft_count.get(model)),
+            "ttft_seconds": ttft_sum.get(model, 0.0),
+            "loads": int(loads.get(model, 0)),
+            "load_seconds": load_s.get(model, 0.0),
+        })
+    return rows
+
+
+def loaded(samples: Samples) -> list[dict[str, Any]]:
+    """Models Ollama holds in memory, with how much of each sits in GPU memory."""
+    sizes = promtext.by_label(samples, P + "model_size_bytes", "model")
+    vram = promtext.by_label(samples, P + "model_vram_bytes", "model")
+    expires = promtext.by_label(samples, P + "model_expires_at_seconds", "model")
+    out = []
+    for labels, value in sorted(promtext.series(samples, P + "model_loaded"),
+                                key=lambda item: item[0].get("model", "")):
+        if value <= 0:
+            continue
+        name = labels.get("model", "")
+        size, in_vram = sizes.get(name), vram.get(name)
+        fraction = ratio(in_vram, size)
+        if fraction is None:
+            placement = "unknown"
+        elif fraction >= 0.999:
+            placement = "gpu"
+        elif fraction > 0:
+            placement = "partial"
+        else:
+            placement = "cpu"
+        out.append({
+            "model": name,
+            "size_bytes": size,
+            "vram_bytes": in_vram,
+            "vram_fraction": None if fraction is None else min(fraction, 1.0),
+            "placement": placement,
+            "expires_at": expires.get(name),
+        })
+    return out
+
+
+def status(samples: Samples | None) -> dict[str, Any]:
+    """Ollama's state as the proxy last polled it (None: the proxy was not reached)."""
+    if samples is None:
+        return {"up": None, "version": None}
+    up = promtext.total(samples, P + "upstream_up")
+    versions = [labels.get("version") for labels, value in
+                promtext.series(samples, P + "upstream_info") if value]
+    proxy_versions = [labels.get("version") for labels, _ in
+                      promtext.series(samples, P + "build_info")]
+    return {
+        "up": None if up is None else up >= 1,
+        "version": versions[0] if versions else None,
+        "proxy_version": proxy_versions[0] if proxy_versions else None,
+    }

@@ -1,0 +1,1 @@
+"""The dashboard's blueprints, one module per feature."""

@@ -1,0 +1,40 @@
+"""``/api/history?window=15m|1h|24h|7d|30d``: chart columns and per-model rows for a window."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, abort, jsonify, request
+
+from ..services import get_services
+from ..windows import SourceError, parse_window
+from .errors import check_params, error
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("history", __name__)
+
+
+@bp.get("/api/history")
+def api_history() -> Response | tuple[Response, int]:
+    check_params(("window",))
+    try:
+        window = parse_window(request.args.get("window"))
+    except ValueError as exc:
+        abort(400, description=str(exc))
+    services = get_services()
+    if services.history is None:
+        return error(503, "no history source: set history_path or prometheus_url")
+    now = services.clock()
+    try:
+        answer = services.history.history(window, now)
+    except SourceError as exc:
+        return error(503, str(exc))
+    return jsonify({
+        "window": window.name,
+        "source": services.history.name,
+        "step_seconds": window.step,
+        "since": now - window.seconds,
+        "until": now,
+        **answer,
+    })

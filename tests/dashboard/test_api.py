@@ -1,0 +1,168 @@
+"""Tests for the JSON API and the page, through Flask's test client."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from addons.records import RequestRecord
+from dashboard import create_app
+from tests.dashboard.conftest import Clock, FakeProxy, write_history
+
+
+def rec(ts: float, **fields: Any) -> RequestRecord:
+    return RequestRecord(**{"started_at": ts, "endpoint": "/api/chat", "model": "m:latest",
+                            "status": 200, "duration_s": 1.0, **fields})
+
+
+def test_snapshot_is_what_the_websocket_pushes(client: FlaskClient, fake_proxy: FakeProxy,
+                                               app: Flask) -> None:
+    fake_proxy.observe(generated_tokens=5)
+    body = client.get("/api/snapshot").get_json()
+    assert set(body) == {"ts", "status", "window_seconds", "point", "gauges", "models",
+                         "loaded", "requests"}
+    assert body == app.extensions["llama_metrics"].live.snapshot()
+    assert body["requests"][0]["generated_tokens"] == 5
+
+
+def test_not_a_number_never_reaches_json(client: FlaskClient, fake_proxy: FakeProxy) -> None:
+    fake_proxy.resources.last = type(fake_proxy.resources.last)(
+        cpu_percent=float("nan"), memory_used_bytes=1, memory_total_bytes=2)
+    response = client.get("/api/snapshot")
+    assert b"NaN" not in response.data
+    assert response.get_json()["point"]["cpu_percent"] is None
+
+
+def test_history_counts_rows_into_buckets(client: FlaskClient, clock: Clock,
+                                          settings: dict[str, Any]) -> None:
+    clock.now = 1_790_006_400.0 + 7.0  # 7 s into a 15 s bucket of the 1h window
+    last_start = clock.now - 7.0
+    write_history(Path(settings["history_path"]), [
+        rec(last_start - 15, generated_tokens=30, ttft_s=0.3, duration_s=1.2),
+        rec(last_start - 14, generated_tokens=30, ttft_s=0.3, duration_s=1.2,
+            error_type="timeout", status=500),
+        rec(last_start + 1, generated_tokens=14),
+        rec(clock.now - 7200, generated_tokens=99),  # outside the hour
+    ])
+    body = client.get("/api/history?window=1h").get_json()
+    assert (body["window"], body["source"], body["step_seconds"]) == ("1h", "sqlite", 15)
+    series = body["series"]
+    assert len(series["ts"]) == 240 and series["ts"][-1] == last_start
+    assert series["requests_per_second"][-2] == pytest.approx(2 / 15)
+    assert series["generated_tokens_per_second"][-2] == pytest.approx(60 / 15)
+    assert series["error_rate"][-2] == 0.5
+    assert 0.25 < series["ttft_p50"][-2] <= 0.5 and 1.0 < series["duration_p95"][-2] <= 1.5
+    assert series["active_requests"][-2] == pytest.approx(2.4 / 15)  # busy seconds / bucket
+    # The open bucket is divided by the 7 s it has lasted, not by 15.
+    assert series["generated_tokens_per_second"][-1] == pytest.approx(14 / 7)
+    assert series["requests_per_second"][0] == 0.0 and series["ttft_p50"][0] is None
+    assert series["cpu_percent"] == [None] * 240 and "cpu_percent" in body["unavailable"]
+    [row] = body["models"]
+    assert (row["model"], row["requests"], row["errors"], row["generated_tokens"]) == (
+        "m:latest", 3, 1, 74)
+
+
+def test_history_default_window_and_bad_parameters(client: FlaskClient,
+                                                   settings: dict[str, Any]) -> None:
+    write_history(Path(settings["history_path"]), [])
+    assert client.get("/api/history").get_json()["window"] == "1h"
+    bad = client.get("/api/history?window=2h")
+    assert bad.status_code == 400
+    assert bad.get_json() == {"error": "window must be one of 15m, 1h, 24h, 7d, 30d, not '2h'"}
+    typo = client.get("/api/history?windw=1h")
+    assert typo.status_code == 400 and "unknown parameter 'windw'" in typo.get_json()["error"]
+
+
+def test_history_without_a_file_is_503_naming_it(client: FlaskClient,
+                                                 settings: dict[str, Any]) -> None:
+    response = client.get("/api/history?window=24h")
+    assert response.status_code == 503
+    assert settings["history_path"] in response.get_json()["error"]
+
+
+def test_no_history_source_configured(fake_proxy: FakeProxy) -> None:
+    app = create_app({"SETTINGS": {"history_path": "", "proxy_metrics_url": "http://p:1"},
+                      "FETCH": fake_proxy.fetch, "AUTOSTART": False})
+    response = app.test_client().get("/api/history")
+    assert response.status_code == 503 and "no history source" in response.get_json()["error"]
+
+
+def test_models_live_and_over_a_window(client: FlaskClient, fake_proxy: FakeProxy,
+                                       clock: Clock, settings: dict[str, Any]) -> None:
+    fake_proxy.observe(model="live:latest", prompt_tokens=3)
+    fake_proxy.load("live:latest", size=100, vram=50)
+    live = client.get("/api/models").get_json()
+    assert live["source"] == "proxy" and live["window"] is None
+    assert [m["model"] for m in live["models"]] == ["live:latest"]
+    assert live["loaded"][0]["placement"] == "partial"
+    write_history(Path(settings["history_path"]), [rec(clock.now - 60, model="old:latest")])
+    windowed = client.get("/api/models?window=15m").get_json()
+    assert windowed["source"] == "sqlite"
+    assert [m["model"] for m in windowed["models"]] == ["old:latest"]
+    assert client.get("/api/models?window=1y").status_code == 400
+
+
+def test_requests_from_the_proxy_then_the_history(client: FlaskClient, fake_proxy: FakeProxy,
+                                                  clock: Clock, settings: dict[str, Any]
+                                                  ) -> None:
+    for i in range(3):
+        fake_proxy.observe(model=f"m{i}")
+    body = client.get("/api/requests?limit=2").get_json()
+    assert body["source"] == "proxy" and [r["model"] for r in body["requests"]] == ["m2", "m1"]
+    for limit in ("0", "501", "x", "-1"):
+        assert client.get(f"/api/requests?limit={limit}").status_code == 400
+    fake_proxy.reachable = False
+    assert client.get("/api/requests").status_code == 503
+    write_history(Path(settings["history_path"]),
+                  [rec(clock.now - 5, model="h", prompt="secret", response="secret")])
+    body = client.get("/api/requests").get_json()
+    assert body["source"] == "history" and body["requests"][0]["model"] == "h"
+    assert "prompt" not in body["requests"][0] and "secret" not in str(body)
+    assert body["requests"][0]["started_at"] == clock.now - 5
+
+
+def test_analysis_lists_findings_with_numbers(client: FlaskClient,
+                                              fake_proxy: FakeProxy) -> None:
+    fake_proxy.depth["normal"] = 4
+    body = client.get("/api/analysis").get_json()
+    assert "proxy" in body["basis"]  # no history file: the proxy's counters
+    [finding] = body["findings"]
+    assert finding["kind"] == "queueing" and finding["numbers"]["queue_depth"] == 4
+
+
+def test_unknown_api_paths_and_methods_answer_json(client: FlaskClient) -> None:
+    missing = client.get("/api/nothing/here")
+    assert missing.status_code == 404 and "/api/nothing/here" in missing.get_json()["error"]
+    wrong = client.post("/api/history")
+    assert wrong.status_code == 405 and "error" in wrong.get_json()
+    assert client.get("/api/narrative").status_code == 405
+    assert client.get("/nothing").status_code == 404  # pages keep HTML errors
+
+
+def test_page_uses_only_its_own_scripts_and_styles(client: FlaskClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200
+    csp = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "default-src 'self'" in csp
+    html = page.get_data(as_text=True)
+    assert not re.search(r"https?://", html)  # offline: nothing from elsewhere
+    assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', html)
+    assert "/static/vendor/uplot/uPlot.iife.min.js" in assets
+    for asset in assets:
+        with client.get(asset) as response:  # a file response holds the file open
+            assert response.status_code == 200, asset
+    vendor = Path(__file__).resolve().parents[2] / "dashboard" / "static" / "vendor" / "uplot"
+    assert "1.6.32" in (vendor / "VERSION").read_text()
+    assert "MIT License" in (vendor / "LICENSE").read_text()
+
+
+def test_page_never_puts_data_into_html(client: FlaskClient) -> None:
+    with client.get("/static/dashboard.js") as response:
+        script = response.get_data(as_text=True)
+    assert "innerHTML" not in script and "insertAdjacentHTML" not in script
+    assert "document.write" not in script

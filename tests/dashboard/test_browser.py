@@ -1,0 +1,191 @@
+"""The dashboard in headless Chromium, in front of a real proxy and the Ollama simulator.
+
+The dashboard runs as a real process (``python -m dashboard``, gunicorn) on a free port.
+The page must load without console errors, draw its charts, show a request sent through the
+proxy in the live feed within 2 s, render hostile model names as text, and stream a
+narrative that does not count as proxy traffic. It saves docs/screenshot.png.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import load_sim
+from tests.e2e.processes import Proxy, run_proxy
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+XSS = "<img src=x onerror=window.__xss=1>"
+XSS_LABEL = XSS + ":latest"  # Ollama's spelling, as the proxy labels it
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+class Dashboard:
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self.url = ""
+        self._ready = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+            if m := re.match(r"dashboard on (http://127\.0\.0\.1:\d+/)", line):
+                self.url = m.group(1)
+                self._ready.set()
+        self._ready.set()
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        if not self._ready.wait(timeout) or not self.url:
+            raise RuntimeError("dashboard did not start:\n" + "".join(self.lines))
+
+
+@contextmanager
+def run_dashboard(*args: str, env: dict[str, str]) -> Iterator[Dashboard]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dashboard", "--port", "0", *args], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "PYTHONUNBUFFERED": "1",
+             "LLAMA_METRICS_CONFIG": str(ROOT / "config" / "llama-metrics.yml"), **env},
+    )
+    dashboard = Dashboard(process)
+    try:
+        dashboard.wait_ready()
+        yield dashboard
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        dashboard._reader.join(timeout=5)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def chat(proxy: Proxy, model: str, **headers: str) -> int:
+    body = json.dumps({"model": model, "stream": False,
+                       "messages": [{"role": "user", "content": "hi"}]}).encode()
+    request = urllib.request.Request(proxy.url + "/api/chat", data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return int(exc.code)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Proxy, Dashboard]]:
+    history = tmp_path_factory.mktemp("browser") / "history.db"
+    sim = load_sim().SimServer(port=0, tokens=8, seed=5, models=("llama3.2:latest",
+                                                                  "qwen3:latest", XSS))
+    sim.start()
+    try:
+        # The inventory is polled often so that loaded models show within the test.
+        with run_proxy(sim.url, "--set", f"history_path={history}",
+                       env={"LLAMA_METRICS_PROXY_INVENTORY_INTERVAL_SECONDS": "0.2"}
+                       ) as proxy, run_dashboard(
+            "--proxy-metrics", proxy.metrics_url, "--history", str(history),
+            "--healthd", "http://127.0.0.1:9",  # nothing there: shown as unknown
+            env={"LLAMA_METRICS_DASHBOARD_OLLAMA_URL": sim.url},
+        ) as dashboard:
+            yield sim, proxy, dashboard
+    finally:
+        sim.stop()
+
+
+def test_the_page_live(stack: tuple[Any, Proxy, Dashboard]) -> None:
+    sim, proxy, dashboard = stack
+    for model, headers in (("llama3.2", {}), ("qwen3", {"X-Sim-Tokens": "30"}),
+                           ("llama3.2", {"X-Sim-Fault": "status:500"})):
+        chat(proxy, model, **headers)
+    problems: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1360, "height": 1500})
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda exc: problems.append(str(exc)))
+            page.goto(dashboard.url)
+            # Functions, not expressions: the page's CSP forbids eval, which Playwright
+            # would use to poll a bare expression.
+            page.wait_for_function(
+                "() => document.querySelector('#status-proxy span').textContent"
+                ".startsWith('reachable') && window.llamaDashboard.live.ts.length >= 2",
+                timeout=10_000)
+
+            # A request through the proxy shows in the feed within 2 s of its answer.
+            assert chat(proxy, XSS) == 200
+            page.wait_for_function(
+                "label => [...document.querySelectorAll('#feed tbody tr td:nth-child(2)')]"
+                ".some(td => td.textContent === label)", arg=XSS_LABEL, timeout=2000)
+            # ... as text: nothing ran, no element was made from it.
+            assert page.locator("#feed td", has_text=XSS_LABEL).first.is_visible()
+            assert page.evaluate("typeof window.__xss") == "undefined"
+            assert page.locator("main img").count() == 0
+
+            # The charts draw: uPlot canvases, live points with the traffic in them.
+            page.wait_for_function(
+                "() => window.llamaDashboard.live.requests_per_second.some(v => v > 0)",
+                timeout=5000)
+            assert page.locator("#live-charts .uplot canvas").count() == 6
+            assert page.locator("#history-charts .uplot canvas").count() == 6
+            assert page.evaluate(
+                "[...document.querySelectorAll('.uplot canvas')].every(c => c.width > 0)")
+            assert "unknown" in page.locator("#status-healthd").inner_text()
+            page.wait_for_function(
+                "() => document.querySelector('#loaded-table').textContent"
+                ".includes('fits in GPU memory')", timeout=5000)
+            assert page.locator("#status-ollama span").inner_text().startswith("up")
+
+            # History from the file the proxy writes (in batches, within a second or so).
+            page.click("button[data-window='15m']")
+            for _ in range(10):
+                try:
+                    page.wait_for_function(
+                        "() => window.llamaDashboard.charts.history.requests.data[1]"
+                        ".some(v => v > 0)", timeout=1000)
+                    break
+                except sync_api.TimeoutError:
+                    page.click("button[data-window='15m']")
+            assert page.locator("#models-table", has_text="qwen3:latest").count() == 1
+
+            # The narrative streams from Ollama directly: the proxy counts nothing new.
+            counted = proxy.total("requests_total")
+            page.click("#narrative-button")
+            page.wait_for_function(
+                "() => document.querySelector('#narrative-status').textContent"
+                ".startsWith('written by')"
+                " && !document.querySelector('#narrative-button').disabled",
+                timeout=10_000)
+            assert page.locator("#narrative-text").inner_text().strip()
+            assert sim.reports[-1]["endpoint"] == "/api/generate"
+            assert proxy.total("requests_total") == counted
+
+            page.screenshot(path=str(ROOT / "docs" / "screenshot.png"), full_page=True)
+        finally:
+            browser.close()
+    assert problems == []

@@ -1,0 +1,194 @@
+"""Tests for the Prometheus history source: a fake server for exact answers, a real one
+(when ``prometheus`` is installed) for the PromQL itself."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import pytest
+from prometheus_client import make_wsgi_app
+
+from dashboard import create_app
+from dashboard.history_prom import SERIES_QUERIES, PrometheusHistory
+from dashboard.http import urllib_fetch
+from dashboard.snapshot import SERIES
+from dashboard.windows import WINDOWS, SourceError
+from tests.dashboard.conftest import FakeProxy
+
+NOW = 1_790_006_400.0 + 3.0
+
+
+class FakePrometheus(ThreadingHTTPServer):
+    daemon_threads = True
+    answers: dict[str, Any]
+    queries: list[dict[str, str]]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: FakePrometheus
+
+    def do_GET(self) -> None:  # noqa: N802
+        parts = urlsplit(self.path)
+        params = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        self.server.queries.append({"path": parts.path, **params})
+        body = self.server.answers.get(params.get("query", ""))
+        if body is None:
+            body = {"status": "success", "data": {"resultType": "vector", "result": []}}
+        data = json.dumps(body).encode()
+        self.send_response(400 if body.get("status") == "error" else 200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def fake_prometheus(answers: dict[str, Any]) -> Iterator[FakePrometheus]:
+    server = FakePrometheus(("127.0.0.1", 0), _Handler)
+    server.answers, server.queries = answers, []
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def url(server: FakePrometheus) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def test_every_chart_series_has_a_query() -> None:
+    assert set(SERIES_QUERIES) == set(SERIES)
+
+
+def test_history_maps_each_evaluation_to_the_bucket_it_closes() -> None:
+    window = WINDOWS["15m"]
+    rps = SERIES_QUERIES["requests_per_second"].format(r="60s")
+    last_start = NOW - 3.0
+    matrix = {"status": "success", "data": {"resultType": "matrix", "result": [
+        {"metric": {}, "values": [[last_start, "1.5"], [last_start + 5, "2"],
+                                  [last_start - 10, "NaN"]]}]}}
+    models = {
+        "sum by (model) (increase(ollama_proxy_requests_total[900s]))": {
+            "status": "success", "data": {"resultType": "vector", "result": [
+                {"metric": {"model": "a:latest"}, "value": [NOW, "12.2"]},
+                {"metric": {"model": "gone:latest"}, "value": [NOW, "0"]}]}},
+    }
+    with fake_prometheus({rps: matrix, **models}) as server:
+        source = PrometheusHistory(url(server), fetch=urllib_fetch, timeout=5)
+        answer = source.history(window, NOW)
+    series = answer["series"]
+    assert len(series["ts"]) == window.points and series["ts"][-1] == last_start
+    # The value at t describes [t - step, t): the bucket that started one step earlier.
+    assert series["requests_per_second"][-3:] == [None, 1.5, 2.0]
+    assert series["cpu_percent"] == [None] * window.points
+    assert [m["model"] for m in answer["models"]] == ["a:latest"]
+    assert answer["models"][0]["requests"] == 12
+    ranges = [q for q in server.queries if q["path"] == "/api/v1/query_range"]
+    assert len(ranges) == len(SERIES) and ranges[0]["step"] == "5"
+
+
+def test_prometheus_errors_are_source_errors() -> None:
+    error = {"status": "error", "errorType": "bad_data", "error": "parse error"}
+    rps = SERIES_QUERIES["requests_per_second"].format(r="60s")
+    with fake_prometheus({rps: error}) as server:
+        source = PrometheusHistory(url(server), fetch=urllib_fetch, timeout=5)
+        with pytest.raises(SourceError, match="HTTP 400: parse error"):
+            source.history(WINDOWS["15m"], NOW)
+    with pytest.raises(SourceError, match="prometheus http://127.0.0.1:9"):
+        PrometheusHistory("http://127.0.0.1:9", fetch=urllib_fetch, timeout=5).models(
+            WINDOWS["1h"], NOW)
+
+
+def test_api_reads_prometheus_when_configured(fake_proxy: FakeProxy) -> None:
+    with fake_prometheus({}) as server:
+        app = create_app({"SETTINGS": {"prometheus_url": url(server)},
+                          "FETCH": urllib_fetch, "AUTOSTART": False})
+        body = app.test_client().get("/api/history?window=7d").get_json()
+    assert body["source"] == "prometheus" and body["step_seconds"] == 1800
+    assert body["unavailable"] == []
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def scrapes_stored(base: str, count: int, timeout: float = 30.0) -> None:
+    """Ask until Prometheus has stored ``count`` scrapes: no event crosses from it."""
+    deadline = time.monotonic() + timeout
+    query = f"{base}/api/v1/query?query=count_over_time(up%5B1m%5D)"
+    while True:
+        try:
+            with urllib.request.urlopen(query, timeout=2) as r:
+                result = json.load(r)["data"]["result"]
+            if result and float(result[0]["value"][1]) >= count:
+                return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"prometheus stored no {count} scrapes in time"
+        time.sleep(0.1)
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus is not installed")
+def test_queries_run_on_a_real_prometheus(tmp_path: Path, fake_proxy: FakeProxy) -> None:
+    """Every PromQL expression parses and answers on a real server scraping a proxy."""
+    exporter: WSGIServer = make_server("127.0.0.1", 0, make_wsgi_app(fake_proxy.registry),
+                                       handler_class=_Quiet)
+    threading.Thread(target=exporter.serve_forever, args=(0.05,), daemon=True).start()
+    port = _free_port()
+    (tmp_path / "prometheus.yml").write_text(
+        "global: {scrape_interval: 500ms}\nscrape_configs:\n  - job_name: proxy\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{exporter.server_port}']}}]\n")
+    process = subprocess.Popen(
+        ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
+         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        source = PrometheusHistory(base, fetch=urllib_fetch, timeout=5)
+        for i in range(5):  # the series exist before: increase() then sees the other four
+            fake_proxy.observe(model="llama3.2:latest", ttft_s=0.2 + i, duration_s=2.0,
+                               generated_tokens=10, tokens_per_second=30.0)
+            if i == 0:
+                scrapes_stored(base, 2)
+        scrapes_stored(base, 4)
+        answer = source.history(WINDOWS["15m"], time.time())
+        assert any(v is not None for v in answer["series"]["cpu_percent"])
+        assert any(v is not None for v in answer["series"]["requests_per_second"])
+        rows = source.models(WINDOWS["15m"], time.time())
+        assert [r["model"] for r in rows] == ["llama3.2:latest"]
+        assert rows[0]["requests"] >= 4 and rows[0]["ttft_p95"] is not None
+        assert rows[0]["tokens_per_second"] == pytest.approx(30.0)
+        assert source.baseline_tps(time.time() - 600, time.time()) == {
+            "llama3.2:latest": pytest.approx(30.0)}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        exporter.shutdown()
+        exporter.server_close()

@@ -1,0 +1,102 @@
+"""Tests for the SQLite history source: bucket cache, late rows, pruning, replaced files."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from addons.records import RequestRecord
+from dashboard.history_sqlite import SqliteHistory
+from dashboard.windows import WINDOWS, SourceError, parse_window
+from tests.dashboard.conftest import write_history
+
+NOW = 1_790_006_400.0 + 100.0  # 100 s into a 2 h bucket
+DAY = WINDOWS["24h"]
+
+
+def rec(ts: float, **fields: Any) -> RequestRecord:
+    return RequestRecord(**{"started_at": ts, "endpoint": "/api/chat", "model": "m:latest",
+                            "status": 200, "duration_s": 1.0, **fields})
+
+
+def requests_in(answer: dict[str, Any], step: float) -> float:
+    """Rows counted over the window: rate * bucket length, summed (the open bucket aside)."""
+    return round(sum((r or 0) * step for r in answer["series"]["requests_per_second"][:-1]))
+
+
+def test_closed_buckets_are_read_once(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    write_history(path, [rec(NOW - 3600 * i) for i in range(1, 20)])
+    source = SqliteHistory(path)
+    first = source.history(DAY, NOW)
+    assert source.queries == DAY.points and requests_in(first, DAY.step) == 19
+    again = source.history(DAY, NOW + 1)
+    assert source.queries == DAY.points + 1  # only the open bucket
+    assert again["series"] == {**first["series"], "requests_per_second":
+                               again["series"]["requests_per_second"]}
+
+
+def test_a_late_row_reopens_its_bucket(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    write_history(path, [rec(NOW - 7200)])
+    source = SqliteHistory(path)
+    assert requests_in(source.history(DAY, NOW), DAY.step) == 1
+    # A long request that started two hours ago is written only now.
+    write_history(path, [rec(NOW - 7190, duration_s=7000.0)])
+    answer = source.history(DAY, NOW)
+    assert requests_in(answer, DAY.step) == 2
+    assert source.queries < 2 * DAY.points  # not everything again
+
+
+def test_pruned_rows_leave_the_cache_and_a_replaced_file_is_read_anew(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    write_history(path, [rec(NOW - 80000), rec(NOW - 3600)])
+    source = SqliteHistory(path)
+    assert requests_in(source.history(DAY, NOW), DAY.step) == 2
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("DELETE FROM requests WHERE ts < ?", (NOW - 50000,))
+    assert requests_in(source.history(DAY, NOW), DAY.step) == 1
+    os.unlink(path)
+    write_history(path, [rec(NOW - 600), rec(NOW - 601), rec(NOW - 602)])
+    assert requests_in(source.history(DAY, NOW), DAY.step) == 3
+
+
+def test_a_missing_or_foreign_file_is_a_source_error(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="does not exist"):
+        SqliteHistory(tmp_path / "nope.db").history(DAY, NOW)
+    (tmp_path / "x.db").write_bytes(b"not a database at all" * 100)
+    with pytest.raises(SourceError, match="x.db"):
+        SqliteHistory(tmp_path / "x.db").history(DAY, NOW)
+
+
+def test_models_baseline_recent_and_prewarm(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    write_history(path, [
+        rec(NOW - 20000, tokens_per_second=40.0), rec(NOW - 10000, tokens_per_second=30.0),
+        rec(NOW - 60, tokens_per_second=10.0, load_duration_s=2.0, ttft_s=2.5),
+        rec(NOW - 30, model="other", prompt="text"),
+    ])
+    source = SqliteHistory(path)
+    rows = {r["model"]: r for r in source.models(WINDOWS["15m"], NOW)}
+    assert rows["m:latest"]["requests"] == 1 and rows["m:latest"]["loads"] == 1
+    assert rows["m:latest"]["ttft_seconds"] == 2.5 and rows["m:latest"]["load_seconds"] == 2.0
+    assert source.baseline_tps(NOW - 86400, NOW - 900) == {"m:latest": 35.0}
+    recent = source.recent(2)
+    assert [r["model"] for r in recent] == ["other", "m:latest"]
+    assert "prompt" not in recent[0] and recent[0]["started_at"] == NOW - 30
+    source.prewarm()
+    assert all(source._caches[WINDOWS[w].step].closed for w in ("24h", "7d", "30d"))
+
+
+def test_windows_are_the_five_offered() -> None:
+    assert list(WINDOWS) == ["15m", "1h", "24h", "7d", "30d"]
+    for window in WINDOWS.values():
+        first, last = window.buckets(NOW)
+        assert last - first + 1 == window.points and window.seconds % window.step == 0
+    with pytest.raises(ValueError, match="one of 15m, 1h, 24h, 7d, 30d"):
+        parse_window("1w")
