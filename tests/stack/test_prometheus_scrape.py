@@ -1,0 +1,275 @@
+"""A real Prometheus, configured by config/prometheus.yml and config/alerts.yml, scraping a real
+proxy in front of the Ollama simulator: what it stores equals what the simulator served.
+
+The configuration is the shipped one with the targets moved to this test's free ports and a
+1 s scrape and evaluation interval; the health daemon, dashboard and Alertmanager targets
+point at closed ports, which must not stop Prometheus.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.conftest import load_sim
+from tests.e2e.processes import Proxy, run_proxy
+from tests.stack.catalogue import proxy_series
+from tests.stack.tools import (
+    ALERTS_YML,
+    PROMETHEUS_YML,
+    alert_rules,
+    dashboard_queries,
+    grafana_promql,
+    load_yaml,
+    tool,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def free_port() -> int:
+    """A port nothing listens on (the OS just handed it out and it was closed again)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Prometheus:
+    """A running ``prometheus`` on 127.0.0.1:``port``; its HTTP API, waited on with a deadline."""
+
+    def __init__(self, binary: str, config: Path, data: Path, port: int, log: Path) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log
+        self._log = log.open("w")
+        self.process = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={data}",
+             f"--web.listen-address=127.0.0.1:{port}", "--log.level=info"],
+            stdout=self._log, stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text()[-4000:]
+
+    def get(self, path: str, **params: str) -> Any:
+        url = self.url + path + ("?" + urllib.parse.urlencode(params) if params else "")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:  # a bad query is a 400 with a JSON error
+            body = json.loads(e.read())
+            e.close()
+            return body
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        answer = self.get("/api/v1/query", query=expr)
+        assert answer["status"] == "success", f"{expr}: {answer.get('error')}"
+        result: list[dict[str, Any]] = answer["data"]["result"]
+        return result
+
+    def has(self, expr: str) -> bool:
+        """Whether an instant query has a result (a comparison holds)."""
+        return bool(self.query(expr))
+
+    def value(self, expr: str) -> float | None:
+        """The single value of an instant query, None when it has no result."""
+        result = self.query(expr)
+        return float(result[0]["value"][1]) if result else None
+
+    def poll(self, check: Callable[[], bool], timeout: float = 15.0) -> bool:
+        """Ask until ``check()`` holds (True) or ``timeout`` passes (False). Nothing crosses
+        the process boundary to wait on, so this asks the HTTP API again every 50 ms."""
+        deadline = time.monotonic() + timeout
+        while not check():
+            if self.process.poll() is not None:
+                raise AssertionError(f"prometheus exited ({self.process.returncode}):\n{self.log}")
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+def scrape_config(tmp: Path, proxy_metrics: int, own_port: int) -> Path:
+    """config/prometheus.yml with this test's ports and a 1 s interval, beside alerts.yml."""
+    config = load_yaml(PROMETHEUS_YML)
+    config["global"].update(scrape_interval="1s", evaluation_interval="1s")
+    ports = {"llama-metrics-proxy": proxy_metrics, "prometheus": own_port}
+    for job in config["scrape_configs"]:
+        port = ports.get(job["job_name"]) or free_port()
+        for static in job["static_configs"]:
+            static["targets"] = [f"127.0.0.1:{port}"]
+    for manager in config["alerting"]["alertmanagers"]:
+        for static in manager["static_configs"]:
+            static["targets"] = [f"127.0.0.1:{free_port()}"]
+    path = tmp / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    shutil.copy(ALERTS_YML, tmp / "alerts.yml")
+    return path
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Any]:
+    server = load_sim().SimServer(port=0, tokens=12, seed=11)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def proxy(sim: Any) -> Iterator[Proxy]:
+    with run_proxy(sim.url) as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def prometheus(proxy: Proxy, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    binary = tool("prometheus", "prometheus")
+    tmp = tmp_path_factory.mktemp("prometheus")
+    port = free_port()
+    config = scrape_config(tmp, proxy.metrics_port, port)
+    server = Prometheus(binary, config, tmp / "data", port, tmp / "prometheus.log")
+    try:
+        assert server.poll(server.ready, timeout=20), f"prometheus not ready:\n{server.log}"
+        yield server
+    finally:
+        server.stop()
+
+
+def post(url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> int:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            r.read()
+            return int(r.status)
+    except urllib.error.HTTPError as e:
+        e.read()
+        e.close()
+        return int(e.code)
+
+
+def send_traffic(proxy: Proxy) -> int:
+    """Streamed and non-streamed, native and OpenAI-compatible, and one upstream error."""
+    chat = {"model": "llama3.2", "messages": [{"role": "user", "content": "Why is the sky blue?"}]}
+    statuses = []
+    for _ in range(3):
+        statuses.append(post(proxy.url + "/api/generate",
+                             {"model": "llama3.2", "prompt": "Tell me about Prometheus."}))
+    for _ in range(2):
+        statuses.append(post(proxy.url + "/api/chat", {**chat, "stream": False}))
+    for _ in range(2):
+        statuses.append(post(proxy.url + "/v1/chat/completions", {**chat, "stream": True}))
+    statuses.append(post(proxy.url + "/api/chat", {**chat, "stream": False},
+                         {"X-Sim-Fault": "status:500"}))
+    assert statuses == [200] * 7 + [500]
+    return len(statuses)
+
+
+@pytest.fixture(scope="module")
+def served(sim: Any, proxy: Proxy, prometheus: Prometheus) -> dict[str, float]:
+    """Traffic through the proxy; the totals Prometheus should come to, from the simulator."""
+    sent = send_traffic(proxy)
+    reports = sim.wait_for_reports(sent)
+    prompt = sum(r["prompt_eval_count"] or 0 for r in reports if r["status"] == 200)
+    generated = sum(r["eval_count"] or 0 for r in reports if r["status"] == 200)
+    assert prompt > 0 and generated > 0
+    return {
+        "sum(ollama_proxy_requests_total)": float(sent),
+        'sum(ollama_proxy_requests_total{status="500"})': 1.0,
+        'sum(ollama_proxy_errors_total{error_type="upstream_status"})': 1.0,
+        "sum(ollama_proxy_prompt_tokens_total)": float(prompt),
+        "sum(ollama_proxy_generated_tokens_total)": float(generated),
+    }
+
+
+def test_prometheus_stores_what_the_simulator_served(
+    served: dict[str, float], prometheus: Prometheus
+) -> None:
+    expected = served
+    last: dict[str, float | None] = {}
+
+    def scraped() -> bool:
+        last.update({expr: prometheus.value(expr) for expr in expected})
+        return last == expected
+
+    prometheus.poll(scraped)
+    assert last == expected
+
+    # The target carries the instance name config/prometheus.yml gives it.
+    assert prometheus.value('up{job="llama-metrics-proxy", instance="local"}') == 1.0
+    assert prometheus.poll(lambda: prometheus.value(
+        'ollama_proxy_upstream_up{instance="local"}') == 1.0), "upstream_up is not 1"
+    # Absent companions are down targets, not a broken Prometheus.
+    for job in ("llama-metrics-healthd", "llama-metrics-dashboard"):
+        down = f'up{{job="{job}", instance="local"}} == 0'
+        assert prometheus.poll(partial(prometheus.has, down)), f"{job} is not a down target"
+
+
+def test_live_series_are_all_in_the_catalogue(proxy: Proxy, prometheus: Prometheus) -> None:
+    assert prometheus.poll(lambda: prometheus.value('up{job="llama-metrics-proxy"}') == 1.0)
+    live = {n for n in prometheus.get("/api/v1/label/__name__/values")["data"]
+            if n.startswith("ollama_proxy_")}
+    assert "ollama_proxy_build_info" in live
+    assert live - set(proxy_series()) == set()
+
+
+def test_every_alert_rule_loads_and_evaluates(prometheus: Prometheus) -> None:
+    expected = {r["alert"] for r in alert_rules()}
+    state: dict[str, str] = {}
+
+    def evaluated() -> bool:
+        groups = prometheus.get("/api/v1/rules")["data"]["groups"]
+        state.clear()
+        for group in groups:
+            for rule in group["rules"]:
+                state[rule["name"]] = rule["health"] + ": " + rule.get("lastError", "")
+        return set(state) == expected and all(s.startswith("ok") for s in state.values())
+
+    prometheus.poll(evaluated)
+    assert state == {name: "ok: " for name in expected}
+
+
+def test_every_dashboard_query_runs(served: dict[str, float], prometheus: Prometheus) -> None:
+    """Each panel's PromQL, as Grafana sends it with All selected, is accepted by Prometheus."""
+    variables = {"$instance": ".*", "$model": ".*"}
+    queries: dict[str, list[str]] = {}
+    for title, expr in dashboard_queries():
+        query = grafana_promql(expr, variables)
+        answer = prometheus.get("/api/v1/query", query=query)
+        assert answer["status"] == "success", f"{title}: {query}: {answer.get('error')}"
+        queries.setdefault(title, []).append(query)
+    # Panels with data on any machine with traffic (GPU and queue panels may stay empty).
+    for title in ("Requests/s by endpoint and status", "Tokens/s by model", "Request duration",
+                  "Queue depth by priority", "CPU", "Memory", "Ollama"):
+        assert prometheus.poll(partial(prometheus.has, queries[title][0])), f"{title}: no data"
