@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from addons import settings
+from healthd.config import HEALTHD_KEYS
 from tests.e2e.conftest import load_sim
 from tests.e2e.processes import Proxy
 from tests.stack.tools import DEPLOY, ROOT, load_yaml
@@ -59,6 +61,9 @@ def test_compose_ports_are_published_on_loopback_only() -> None:
     assert published["ollama"] == set()  # clients go through the proxy
 
 
+EMPTY_CONFIG = Path(__file__).with_name("empty.yml")
+
+
 def test_compose_llama_metrics_services_share_one_hardened_image() -> None:
     services = compose()["services"]
     for name in OURS:
@@ -77,8 +82,13 @@ def test_compose_llama_metrics_services_share_one_hardened_image() -> None:
     assert "--history=/var/lib/llama-metrics/history.db" in dashboard
     assert "--proxy-metrics=http://proxy:8001" in dashboard
     assert "--host=0.0.0.0" in services["healthd"]["command"]
-    # No active healthd setting until its key names are final (an unknown one stops healthd).
-    assert set(services["healthd"]["environment"]) == {"OLLAMA_HOST"}
+    # Every healthd setting the compose file gives is one healthd accepts (an unknown or bad
+    # one would stop it with status 2).
+    env = {k: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(v))  # compose's ${VAR:-default}
+           for k, v in services["healthd"]["environment"].items()}
+    healthd = settings.load("healthd", keys=HEALTHD_KEYS, config=str(EMPTY_CONFIG), env=env)
+    assert healthd["proxy_url"] == "http://proxy:11435"
+    assert healthd["proxy_metrics_url"] == "http://proxy:8001"
 
 
 def test_compose_mounted_files_exist_and_volumes_are_declared() -> None:
