@@ -12,7 +12,7 @@ import sys
 from addons.settings import ConfigError
 
 from . import config, create_app
-from .server import serve
+from .server import check_bind, serve
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"llama-metrics: {exc}", file=sys.stderr)
         return 2
+    try:
+        check_bind(settings["host"], settings["port"])
+    except OSError as exc:
+        print(f"llama-metrics: dashboard cannot listen on {settings['host']}:{settings['port']}:"
+              f" {exc.strerror or exc}", file=sys.stderr)
+        return 1
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

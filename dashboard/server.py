@@ -9,6 +9,7 @@ the system chose).
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 from typing import Any
 
@@ -58,6 +59,14 @@ def options(host: str, port: int, threads: int) -> dict[str, Any]:
         "proc_name": "llama-metrics-dashboard",
         "control_socket_disable": True,  # no gunicornc socket in ~/.gunicorn
     }
+
+
+def check_bind(host: str, port: int) -> None:
+    """OSError now if ``host:port`` cannot be listened on (gunicorn would retry for 5 s)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
 
 
 def serve(app: Flask, host: str, port: int, threads: int) -> None:

@@ -38,9 +38,8 @@ SERIES = (
 )
 
 
-def _increase(old: Samples | None, new: Samples, name: str) -> float | None:
-    if promtext.total(new, name) is None:
-        return None
+def _increase(old: Samples | None, new: Samples, name: str) -> float:
+    # A labelled counter has no series before its first increment: absent means zero.
     return math.fsum(promtext.counter_delta(old, new, name).values())
 
 
@@ -60,7 +59,7 @@ def rates(old: Samples | None, new: Samples, seconds: float) -> dict[str, float 
         grown = _increase(old, new, P + counter) if old is not None else None
         out[key] = None if grown is None or seconds <= 0 else grown / seconds
     requests = _increase(old, new, P + "requests_total") if old is not None else None
-    errors = (_increase(old, new, P + "errors_total") or 0.0) if old is not None else None
+    errors = _increase(old, new, P + "errors_total") if old is not None else None
     out["error_rate"] = ratio(errors, requests)
     for key, histogram in (("ttft", "time_to_first_token_seconds"),
                            ("duration", "request_duration_seconds")):
@@ -90,8 +89,9 @@ def gauges(samples: Samples) -> dict[str, Any]:
     memory_ratio = ratio(used, total)
     gpu_memory_ratio = ratio(sum(gpu_used), sum(gpu_total)) if gpu_total else None
     return {
-        "active_requests": promtext.total(samples, P + "active_requests"),
-        "queue_depth": promtext.total(samples, P + "queue_depth"),
+        # Labelled gauges without series yet (no request so far) read as zero.
+        "active_requests": promtext.total(samples, P + "active_requests") or 0.0,
+        "queue_depth": promtext.total(samples, P + "queue_depth") or 0.0,
         "cpu_percent": promtext.total(samples, P + "system_cpu_percent"),
         "memory_used_bytes": used,
         "memory_total_bytes": total,

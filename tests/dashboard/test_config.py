@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +12,7 @@ from typing import Any
 import pytest
 
 from addons.settings import ConfigError
-from dashboard import config
+from dashboard import config, create_app
 from dashboard.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,6 +52,14 @@ GOOD = {
     "request_timeout_seconds": ("5", 5.0),
     "threads": ("8", 8),
 }
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """main() reads os.environ: none of the caller's settings may leak in."""
+    for name in list(os.environ):
+        if name.startswith("LLAMA_METRICS_") or name == "OLLAMA_HOST":
+            monkeypatch.delenv(name)
 
 
 def load(env: dict[str, str] | None = None, argv: list[str] | None = None,
@@ -139,3 +149,27 @@ def test_python_m_dashboard_exits_2_on_a_bad_setting() -> None:
     assert result.returncode == 2, result.stderr
     assert "llama-metrics: bad setting dashboard.prometheus_url='prometheus:9090'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_port_in_use_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config_file = str(ROOT / "config" / "llama-metrics.yml")
+        assert main(["--port", str(port), "--config", config_file]) == 1
+    assert capsys.readouterr().err == (
+        f"llama-metrics: dashboard cannot listen on 127.0.0.1:{port}: Address already in use\n")
+
+
+def test_create_app_without_test_config_reads_file_and_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "c.yml").write_text("dashboard:\n  narrative_model: qwen3:4b\n")
+    monkeypatch.setenv("LLAMA_METRICS_CONFIG", str(tmp_path / "c.yml"))
+    monkeypatch.setenv("LLAMA_METRICS_DASHBOARD_HISTORY_PATH", "")
+    settings = create_app().config["SETTINGS"]
+    assert settings["narrative_model"] == "qwen3:4b" and settings["history_path"] == ""
+    monkeypatch.setenv("LLAMA_METRICS_DASHBOARD_THREADS", "0")
+    with pytest.raises(ConfigError, match="dashboard.threads"):
+        create_app()

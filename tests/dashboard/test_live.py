@@ -143,3 +143,14 @@ def test_the_poller_thread_ticks_and_stops(fake_proxy: FakeProxy, clock: Clock) 
         assert snap is not None and seq >= 1
     finally:
         live.stop()
+
+
+def test_a_proxy_without_traffic_reads_zero_not_unknown(
+    fake_proxy: FakeProxy, clock: Clock
+) -> None:
+    live = make(fake_proxy, clock)
+    live.tick()
+    clock.now += 1
+    point = live.tick()["point"]
+    assert point["requests_per_second"] == 0.0 and point["active_requests"] == 0.0
+    assert point["error_rate"] is None and point["ttft_p50"] is None  # no requests: no ratio

@@ -39,13 +39,13 @@ def test_hello_then_one_snapshot_per_tick(app: Flask, server: BaseWSGIServer,
     ws = simple_websocket.Client.connect(f"ws://127.0.0.1:{server.server_port}/ws")
     try:
         hello = receive(ws)
-        assert hello["type"] == "hello" and len(hello["series"]) == 1
+        assert hello["type"] == "hello" and len(hello["series"]) == 1, hello
         assert hello["snapshot"]["status"]["proxy"]["reachable"] is True
         fake_proxy.observe(model="pushed:latest")
         live.tick()
         pushed = receive(ws)
-        assert pushed["type"] == "snapshot"
-        assert pushed["data"]["requests"][0]["model"] == "pushed:latest"
+        assert pushed["type"] == "snapshot", pushed
+        assert pushed["data"]["requests"][0]["model"] == "pushed:latest", pushed
         assert set(pushed["data"]["point"]) >= {"ts", "requests_per_second", "ttft_p95"}
     finally:
         ws.close()
