@@ -17,8 +17,8 @@ from flask import Flask, Response
 from flask.json.provider import DefaultJSONProvider
 
 from . import config
-from .http import urllib_fetch
 from .services import Services, init_app
+from .transport import urllib_fetch
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import math
 from typing import Any
 from urllib.parse import urlencode
 
-from .http import Fetch, describe_error
 from .stats import ratio
+from .transport import Fetch, describe_error
 from .windows import SourceError, Window
 
 logger = logging.getLogger(__name__)

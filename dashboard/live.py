@@ -17,8 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 from . import promtext, snapshot
-from .http import Fetch, describe_error, get_json
 from .promtext import Samples
+from .transport import Fetch, describe_error, get_json
 
 logger = logging.getLogger(__name__)
 

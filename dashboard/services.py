@@ -17,9 +17,9 @@ from flask import Flask, current_app
 
 from .history_prom import PrometheusHistory
 from .history_sqlite import SqliteHistory
-from .http import Fetch, urllib_fetch
 from .live import LiveState
 from .narrative import Narrator
+from .transport import Fetch, urllib_fetch
 from .windows import HistorySource
 
 logger = logging.getLogger(__name__)

@@ -135,7 +135,7 @@
   // -- live --------------------------------------------------------------------------------
   const live = { ts: [] };
   for (const def of CHARTS) for (const [key] of def.series) live[key] = [];
-  const seenFeed = new Set();
+  let seenFeed = new Set();
   let feedPrimed = false;
   let modelsFromHistory = false;
 
@@ -157,7 +157,7 @@
     else setStatus("status-proxy", "bad", "unreachable: " + (proxy.error || "?"));
     const hd = st.healthd || {};
     const state = String(hd.status || "unknown");
-    const cls = state === "ok" || state === "healthy" ? "ok" : state === "unknown" ? "unknown" : "bad";
+    const cls = { ok: "ok", healthy: "ok", degraded: "warn", warning: "warn", unknown: "unknown" }[state] || "bad";
     setStatus("status-healthd", cls, state + (hd.detail ? " – " + hd.detail : ""));
   }
 
@@ -200,11 +200,14 @@
       return [fmtTime(r.started_at), r.model, r.endpoint, status, tokens,
               fmtSeconds(r.ttft_s), fmtSeconds(r.duration_s)];
     }, "no requests yet");
+    // Only the rows shown now are remembered: the set stays as small as the feed.
+    const shown = new Set();
     rows.forEach((r, i) => {
       const key = feedKey(r);
       if (feedPrimed && !seenFeed.has(key)) tbody.rows[i].classList.add("new");
-      seenFeed.add(key);
+      shown.add(key);
     });
+    seenFeed = shown;
     feedPrimed = true;
   }
 

@@ -11,8 +11,8 @@ import logging
 from flask import Blueprint, Response, abort, jsonify, request
 
 from ..history_sqlite import SqliteHistory
-from ..http import describe_error, get_json
 from ..services import get_services
+from ..transport import describe_error, get_json
 from ..windows import SourceError
 from .errors import check_params, error
 

@@ -24,7 +24,11 @@ import pytest
 from tests.e2e.conftest import load_sim
 from tests.e2e.processes import Proxy, run_proxy
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not Path("/usr/bin/chromium").exists(),
+                       reason="needs Debian's chromium (apt-get install chromium)"),
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 XSS = "<img src=x onerror=window.__xss=1>"

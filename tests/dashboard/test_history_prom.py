@@ -23,8 +23,8 @@ from prometheus_client import make_wsgi_app
 
 from dashboard import create_app
 from dashboard.history_prom import SERIES_QUERIES, PrometheusHistory
-from dashboard.http import urllib_fetch
 from dashboard.snapshot import SERIES
+from dashboard.transport import urllib_fetch
 from dashboard.windows import WINDOWS, SourceError
 from tests.dashboard.conftest import FakeProxy
 

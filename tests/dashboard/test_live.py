@@ -154,3 +154,21 @@ def test_a_proxy_without_traffic_reads_zero_not_unknown(
     point = live.tick()["point"]
     assert point["requests_per_second"] == 0.0 and point["active_requests"] == 0.0
     assert point["error_rate"] is None and point["ttft_p50"] is None  # no requests: no ratio
+
+
+def test_unload_time_is_read_once_the_proxy_exports_it(fake_proxy: FakeProxy,
+                                                       clock: Clock) -> None:
+    """``model_expires_at_seconds`` is not in the catalogue yet; the dashboard is ready for it."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    class Expiry:
+        def collect(self) -> Any:
+            family = GaugeMetricFamily("ollama_proxy_model_expires_at_seconds", "doc",
+                                       labels=["model"])
+            family.add_metric(["llama3.2:latest"], clock.now + 300)
+            yield family
+
+    fake_proxy.load("llama3.2:latest", size=10, vram=10)
+    assert make(fake_proxy, clock).tick()["loaded"][0]["expires_at"] is None
+    fake_proxy.registry.register(Expiry())
+    assert make(fake_proxy, clock).tick()["loaded"][0]["expires_at"] == clock.now + 300
