@@ -66,11 +66,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     init_app(app, services)
 
-    from .views import analysis, errors, history, live, models, pages, requests
+    from .views import analysis, errors, history, live, metrics, models, pages, requests
 
-    for module in (pages, live, history, models, requests, analysis):
+    for module in (pages, live, history, models, requests, analysis, metrics):
         app.register_blueprint(module.bp)
     errors.init_app(app)
+    metrics.init_app(app)
 
     @app.after_request
     def _headers(response: Response) -> Response:

@@ -52,6 +52,9 @@ class LiveState:
         self._snapshot: dict[str, Any] | None = None
         self._latest: Samples | None = None
         self._seq = 0
+        self.ticks = 0  # for the dashboard's own /metrics
+        self.scrape_failures = 0
+        self.proxy_up: bool | None = None
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -134,6 +137,9 @@ class LiveState:
             feed = self._feed(base)
         except OSError as exc:
             proxy["error"] = f"{base}: {describe_error(exc)}"
+            self.scrape_failures += 1
+        self.ticks += 1
+        self.proxy_up = samples is not None
         if now - self._health_at >= HEALTH_EVERY_SECONDS:
             self._health_at = now
             self._health = self._ask_health()

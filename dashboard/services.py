@@ -14,11 +14,13 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, current_app
+from prometheus_client import CollectorRegistry
 
 from .history_prom import PrometheusHistory
 from .history_sqlite import SqliteHistory
 from .live import LiveState
 from .narrative import Narrator
+from .selfmetrics import DashboardMetrics
 from .transport import Fetch, urllib_fetch
 from .windows import HistorySource
 
@@ -43,6 +45,7 @@ class Services:
         self.live = LiveState(settings, fetch=fetch, clock=clock)
         self.history = history if history is not None else make_history(settings, fetch)
         self.narrator = Narrator(settings)
+        self.metrics = DashboardMetrics(CollectorRegistry(), self.live)
         self.autostart = autostart
         self._started = False
         self._lock = threading.Lock()

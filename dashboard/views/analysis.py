@@ -44,8 +44,14 @@ def api_narrative() -> Response:
     current = services.live.snapshot()
 
     def lines() -> Iterator[str]:
-        for event in services.narrator.stream(current, findings):
-            yield json.dumps(event) + "\n"
+        outcome = "aborted"  # the page went away mid-stream
+        try:
+            for event in services.narrator.stream(current, findings):
+                if event["type"] in ("done", "skipped", "error"):
+                    outcome = event["type"]
+                yield json.dumps(event) + "\n"
+        finally:
+            services.metrics.narratives.labels(outcome).inc()
 
     return Response(stream_with_context(lines()), mimetype="application/x-ndjson",
                     headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

@@ -36,8 +36,13 @@ def ws(socket: Any) -> None:
     interval = services.settings["push_interval_seconds"]
     current = live.snapshot()
     seq = live.seq
-    socket.send(dumps({"type": "hello", "series": live.series(), "snapshot": current}))
-    while socket.connected:
-        seq, newer = live.wait_next(seq, timeout=max(4 * interval, 2.0))
-        if newer is not None:
-            socket.send(dumps({"type": "snapshot", "data": newer}))
+    clients = services.metrics.websockets
+    clients.inc()
+    try:
+        socket.send(dumps({"type": "hello", "series": live.series(), "snapshot": current}))
+        while socket.connected:
+            seq, newer = live.wait_next(seq, timeout=max(4 * interval, 2.0))
+            if newer is not None:
+                socket.send(dumps({"type": "snapshot", "data": newer}))
+    finally:
+        clients.dec()

@@ -166,3 +166,22 @@ def test_page_never_puts_data_into_html(client: FlaskClient) -> None:
         script = response.get_data(as_text=True)
     assert "innerHTML" not in script and "insertAdjacentHTML" not in script
     assert "document.write" not in script
+
+
+def test_own_metrics_for_prometheus(client: FlaskClient, fake_proxy: FakeProxy,
+                                    app: Flask) -> None:
+    client.get("/api/snapshot")
+    client.get("/api/history?window=1h")  # 503: no file yet; timed all the same
+    client.get("/api/no/such/thing")
+    fake_proxy.reachable = False
+    app.extensions["llama_metrics"].live.tick()
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.mimetype == "text/plain"
+    text = response.get_data(as_text=True)
+    assert "dashboard_proxy_up 0.0" in text
+    assert "dashboard_live_ticks_total 2.0" in text
+    assert "dashboard_proxy_scrape_failures_total 1.0" in text
+    assert 'dashboard_api_request_seconds_count{endpoint="/api/history"} 1.0' in text
+    assert 'dashboard_api_request_seconds_count{endpoint="other"} 1.0' in text
+    assert "/api/no/such/thing" not in text
+    assert 'dashboard_build_info{version="' in text

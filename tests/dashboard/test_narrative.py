@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from dashboard import create_app
@@ -24,13 +25,18 @@ def ollama() -> Iterator[Any]:
 
 
 def narrate(fake: FakeProxy, ollama_url: str, **settings: Any) -> list[dict[str, Any]]:
+    return narrate_in(fake, ollama_url, **settings)[0]
+
+
+def narrate_in(fake: FakeProxy, ollama_url: str, **settings: Any
+               ) -> tuple[list[dict[str, Any]], Flask]:
     app = create_app({"SETTINGS": {"proxy_metrics_url": "http://proxy.test:8001",
                                    "history_path": "", "ollama_url": ollama_url, **settings},
                       "FETCH": fake.fetch, "AUTOSTART": False})
     client: FlaskClient = app.test_client()
     response = client.post("/api/narrative")
     assert response.status_code == 200 and response.mimetype == "application/x-ndjson"
-    return [json.loads(line) for line in response.get_data(as_text=True).splitlines()]
+    return [json.loads(line) for line in response.get_data(as_text=True).splitlines()], app
 
 
 def test_streams_from_ollama_directly(fake_proxy: FakeProxy, ollama: Any) -> None:
@@ -55,20 +61,23 @@ def test_skipped_under_load_with_the_reason(fake_proxy: FakeProxy, ollama: Any) 
 
 
 def test_skipped_when_off(fake_proxy: FakeProxy) -> None:
-    [event] = narrate(fake_proxy, "http://127.0.0.1:9", narrative_model="")
+    [event], app = narrate_in(fake_proxy, "http://127.0.0.1:9", narrative_model="")
     assert event["type"] == "skipped" and "narrative_model is empty" in event["reason"]
+    counted = app.extensions["llama_metrics"].metrics.registry.get_sample_value(
+        "dashboard_narratives_total", {"outcome": "skipped"})
+    assert counted == 1.0
 
 
-def test_cut_off_at_the_time_limit(fake_proxy: FakeProxy, ollama: Any) -> None:
-    slow = load_sim().SimServer(port=0, tokens=1000, token_rate=20)
+def test_cut_off_at_the_time_limit(fake_proxy: FakeProxy) -> None:
+    slow = load_sim().SimServer(port=0, tokens=1000, token_rate=10)  # 100 s of tokens
     slow.start()
     try:
-        events = narrate(fake_proxy, slow.url, narrative_timeout_seconds=0.5)
+        events = narrate(fake_proxy, slow.url, narrative_timeout_seconds=1.0)
     finally:
         slow.stop()
-    assert events[0]["type"] == "start" and events[-1]["type"] == "error"
-    assert "time limit of 0.5 s" in events[-1]["error"]
-    assert 1 <= sum(e["type"] == "chunk" for e in events) < 50
+    assert events[-1] == {"type": "error", "error": "stopped after the time limit of 1 s "
+                                                    "(narrative_timeout_seconds)"}
+    assert sum(e["type"] == "chunk" for e in events) < 100
 
 
 def test_ollama_errors_are_reported(fake_proxy: FakeProxy, ollama: Any) -> None:

@@ -40,6 +40,8 @@ def test_hello_then_one_snapshot_per_tick(app: Flask, server: BaseWSGIServer,
     try:
         hello = receive(ws)
         assert hello["type"] == "hello" and len(hello["series"]) == 1, hello
+        registry = app.extensions["llama_metrics"].metrics.registry
+        assert registry.get_sample_value("dashboard_websocket_clients") == 1.0
         assert hello["snapshot"]["status"]["proxy"]["reachable"] is True
         fake_proxy.observe(model="pushed:latest")
         live.tick()
