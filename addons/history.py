@@ -574,7 +574,7 @@ def _per_bucket(
 
 def rollup_models(
     conn: sqlite3.Connection, first: int, last: int, step_s: float, *,
-    ttft_bounds: tuple[float, ...],
+    ttft_bounds: tuple[float, ...], load_threshold_s: float = 0.25,
 ) -> list[dict[str, Any]]:
     """Requests of time buckets ``first..last`` counted by bucket, model and TTFT bucket.
 
@@ -582,9 +582,15 @@ def rollup_models(
     epoch, so a bucket always covers the same seconds). ``ttft_le`` indexes ``ttft_bounds``
     (``len(ttft_bounds)`` above the last; None for rows without a first token). Sums per
     group: requests, errors, prompt_tokens, generated_tokens, busy_s (durations),
-    queue_wait_s, ttft_s, tps_sum and tps_count (tokens_per_second), loads (rows with a
-    model load) and load_s. Empty buckets have no rows.
+    queue_wait_s, ttft_s, tps_sum and tps_count (tokens_per_second), loads and load_s: rows
+    whose ``load_duration_s`` is at least ``load_threshold_s`` (the server reports a few
+    milliseconds of "load" for a model already in memory; the proxy's
+    ``load_threshold_seconds``, 0.25 s by default, draws the same line for
+    ``model_loads_total``). Empty buckets have no rows.
     """
+    threshold = float(load_threshold_s)
+    if not (math.isfinite(threshold) and threshold >= 0):
+        raise ValueError(f"load_threshold_s must be >= 0, got {load_threshold_s}")
     ttft_le = _bucket_index_sql("ttft_s", _checked_bounds(ttft_bounds))
     sql = (
         "SELECT ? AS bucket, model,"
@@ -596,7 +602,9 @@ def rollup_models(
         " COALESCE(SUM(ttft_s), 0.0) AS ttft_s,"
         " COALESCE(SUM(tokens_per_second), 0.0) AS tps_sum,"
         " COUNT(tokens_per_second) AS tps_count,"
-        " COUNT(load_duration_s) AS loads, COALESCE(SUM(load_duration_s), 0.0) AS load_s"
+        f" COUNT(CASE WHEN load_duration_s >= {threshold!r} THEN 1 END) AS loads,"
+        f" COALESCE(SUM(CASE WHEN load_duration_s >= {threshold!r}"
+        " THEN load_duration_s END), 0.0) AS load_s"
         " FROM requests WHERE ts >= ? AND ts < ? GROUP BY model, ttft_le"
     )
     return _per_bucket(conn, sql, first, last, step_s)
