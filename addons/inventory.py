@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
@@ -264,6 +265,21 @@ class InventoryPoller:
             self._stop.wait(self.interval)
 
 
+def epoch_seconds(stamp: str | None) -> float | None:
+    """Ollama's RFC 3339 ``expires_at`` as Unix time; None when absent, odd or "never".
+
+    A model kept forever (``keep_alive: -1``) reports a time far in the future or Go's zero
+    time; neither is an unload time worth showing.
+    """
+    if not stamp:
+        return None
+    try:
+        value = datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return None
+    return value if 0 < value < 4102444800 else None  # before 2100-01-01
+
+
 class InventoryCollector:
     """Prometheus collector for the last poll of an ``InventoryPoller``."""
 
@@ -299,12 +315,20 @@ class InventoryCollector:
         size = GaugeMetricFamily(
             "ollama_proxy_model_size_bytes", "Memory of a loaded model in all", labels=["model"]
         )
+        expires = GaugeMetricFamily(
+            "ollama_proxy_model_expires_at_seconds",
+            "When Ollama will unload a loaded model (Unix time; absent when it never does)",
+            labels=["model"],
+        )
         for name, model in sorted(state.loaded.items()):
             loaded.add_metric([name], 1)
             if model.size_vram is not None:
                 vram.add_metric([name], model.size_vram)
             if model.size is not None:
                 size.add_metric([name], model.size)
-        for family in (loaded, vram, size):
+            unload_at = epoch_seconds(model.expires_at)
+            if unload_at is not None:
+                expires.add_metric([name], unload_at)
+        for family in (loaded, vram, size, expires):
             if describe or family.samples:
                 yield family

@@ -192,7 +192,7 @@ def test_unloaded_model_disappears_on_the_next_poll(ollama: FakeOllama) -> None:
     poller.poll_once()
     assert loaded_series(registry) == {
         f"ollama_proxy_model_{kind}": {"llama3:latest"}
-        for kind in ("loaded", "vram_bytes", "size_bytes")
+        for kind in ("loaded", "vram_bytes", "size_bytes", "expires_at_seconds")
     }
     assert not poller.is_known("gemma3:1b")  # known is the last good poll, not every name ever
 
@@ -350,3 +350,21 @@ def test_parsers_skip_entries_without_a_name() -> None:
     body = b'{"models": [{"size": 1}, "x", {"model": "a:1", "size": true, "details": 3}]}'
     assert parse_tags(body) == {"a:1"}
     assert parse_ps(body) == {"a:1": LoadedModel(name="a:1")}
+
+
+@pytest.mark.parametrize(
+    ("stamp", "expected"),
+    [
+        ("2025-06-05T00:36:53.123456789Z", 1749083813.123456),
+        ("2024-06-04T14:38:31.83753-07:00", 1717537111.83753),
+        ("0001-01-01T00:00:00Z", None),  # Go's zero time
+        ("2318-08-20T00:00:00Z", None),  # keep_alive -1: "never"
+        ("not a time", None),
+        (None, None),
+    ],
+)
+def test_expires_at_as_unix_time(stamp: str | None, expected: float | None) -> None:
+    from addons.inventory import epoch_seconds
+
+    got = epoch_seconds(stamp)
+    assert got == (pytest.approx(expected) if expected is not None else None)

@@ -39,7 +39,8 @@ HEALTHD_SERIES: dict[str, frozenset[str]] = {
 _OLLAMA = {
     "/api/version": {"version": "0.9.0"},
     "/api/ps": {"models": [{"name": "llama3.2:latest", "model": "llama3.2:latest",
-                            "size": 3_000_000_000, "size_vram": 2_500_000_000}]},
+                            "size": 3_000_000_000, "size_vram": 2_500_000_000,
+                            "expires_at": "2030-01-01T00:00:00Z"}]},
     "/api/tags": {"models": [{"name": "llama3.2:latest"}]},
 }
 
