@@ -2,7 +2,7 @@
 
 Every series is a PromQL expression summed (or averaged) over all scraped proxies. A chart
 point for the bucket ``[t - step, t)`` is the expression evaluated at ``t``; per-model tables
-are instant queries of ``increase`` over the whole window. ``now`` is passed in, so a
+are instant queries over the whole window (counts exact, see ``_growth``). ``now`` is passed in, so a
 window ends where the caller says; the open bucket is evaluated at its (near-future) end.
 """
 
@@ -49,18 +49,32 @@ SERIES_QUERIES: dict[str, str] = {
                            f" / sum({P}gpu_memory_total_bytes)"),
 }
 
+def _growth(counter: str) -> str:
+    """How much a counter grew over the window, per model, exactly.
+
+    ``increase()`` extrapolates to the window's edges and cannot see a series' first
+    increments (it has no sample from before them), so whole counts come out fractional or
+    short. Now minus then is exact, with a series that did not exist then counting from zero
+    (a proxy started inside the window). A counter reset inside the window (a proxy restart)
+    is not seen and undercounts; ``clamp_min`` keeps that from going negative.
+    """
+    now = f"sum by (model) ({P}{counter})"
+    then = f"sum by (model) ({P}{counter} offset {{w}})"
+    return f"clamp_min({now} - ({then} or {now} * 0), 0)"
+
+
 MODEL_QUERIES: dict[str, str] = {
-    "requests": f"sum by (model) (increase({P}requests_total[{{w}}]))",
-    "errors": f"sum by (model) (increase({P}errors_total[{{w}}]))",
-    "prompt_tokens": f"sum by (model) (increase({P}prompt_tokens_total[{{w}}]))",
-    "generated_tokens": f"sum by (model) (increase({P}generated_tokens_total[{{w}}]))",
+    "requests": _growth("requests_total"),
+    "errors": _growth("errors_total"),
+    "prompt_tokens": _growth("prompt_tokens_total"),
+    "generated_tokens": _growth("generated_tokens_total"),
     "tps_sum": f"sum by (model) (increase({P}tokens_per_second_sum[{{w}}]))",
     "tps_count": f"sum by (model) (increase({P}tokens_per_second_count[{{w}}]))",
     "ttft_p95": (f"histogram_quantile(0.95, sum by (model, le) "
                  f"(increase({P}time_to_first_token_seconds_bucket[{{w}}])))"),
     "ttft_seconds": f"sum by (model) (increase({P}time_to_first_token_seconds_sum[{{w}}]))",
     "ttft_count": f"sum by (model) (increase({P}time_to_first_token_seconds_count[{{w}}]))",
-    "loads": f"sum by (model) (increase({P}model_loads_total[{{w}}]))",
+    "loads": _growth("model_loads_total"),
     "load_seconds": f"sum by (model) (increase({P}model_load_duration_seconds_sum[{{w}}]))",
 }
 

@@ -22,7 +22,7 @@ import pytest
 from prometheus_client import make_wsgi_app
 
 from dashboard import create_app
-from dashboard.history_prom import SERIES_QUERIES, PrometheusHistory
+from dashboard.history_prom import MODEL_QUERIES, SERIES_QUERIES, PrometheusHistory
 from dashboard.snapshot import SERIES
 from dashboard.transport import urllib_fetch
 from dashboard.windows import WINDOWS, SourceError
@@ -88,9 +88,9 @@ def test_history_maps_each_evaluation_to_the_bucket_it_closes() -> None:
         {"metric": {}, "values": [[last_start, "1.5"], [last_start + 5, "2"],
                                   [last_start - 10, "NaN"]]}]}}
     models = {
-        "sum by (model) (increase(ollama_proxy_requests_total[900s]))": {
+        MODEL_QUERIES["requests"].format(w="900s"): {
             "status": "success", "data": {"resultType": "vector", "result": [
-                {"metric": {"model": "a:latest"}, "value": [NOW, "12.2"]},
+                {"metric": {"model": "a:latest"}, "value": [NOW, "12"]},
                 {"metric": {"model": "gone:latest"}, "value": [NOW, "0"]}]}},
     }
     with fake_prometheus({rps: matrix, **models}) as server:
@@ -172,7 +172,7 @@ def test_queries_run_on_a_real_prometheus(tmp_path: Path, fake_proxy: FakeProxy)
     base = f"http://127.0.0.1:{port}"
     try:
         source = PrometheusHistory(base, fetch=urllib_fetch, timeout=5)
-        for i in range(5):  # the series exist before: increase() then sees the other four
+        for i in range(5):  # counts are exact, also for a series born inside the window
             fake_proxy.observe(model="llama3.2:latest", ttft_s=0.2 + i, duration_s=2.0,
                                generated_tokens=10, tokens_per_second=30.0)
             if i == 0:
@@ -183,7 +183,8 @@ def test_queries_run_on_a_real_prometheus(tmp_path: Path, fake_proxy: FakeProxy)
         assert any(v is not None for v in answer["series"]["requests_per_second"])
         rows = source.models(WINDOWS["15m"], time.time())
         assert [r["model"] for r in rows] == ["llama3.2:latest"]
-        assert rows[0]["requests"] >= 4 and rows[0]["ttft_p95"] is not None
+        assert rows[0]["requests"] == 5 and rows[0]["ttft_p95"] is not None
+        assert rows[0]["generated_tokens"] == 50
         assert rows[0]["tokens_per_second"] == pytest.approx(30.0)
         assert source.baseline_tps(time.time() - 600, time.time()) == {
             "llama3.2:latest": pytest.approx(30.0)}
