@@ -17,6 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from typing import Any
 import pytest
 import yaml
 
+from addons import history
+from dashboard import create_app
 from tests.e2e.conftest import load_sim
 from tests.e2e.processes import Proxy, run_proxy
 from tests.stack.catalogue import proxy_series
@@ -145,8 +148,13 @@ def sim() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def proxy(sim: Any) -> Iterator[Proxy]:
-    with run_proxy(sim.url) as p:
+def history_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("history") / "history.db"
+
+
+@pytest.fixture(scope="module")
+def proxy(sim: Any, history_db: Path) -> Iterator[Proxy]:
+    with run_proxy(sim.url, "--set", f"history_path={history_db}") as p:
         yield p
 
 
@@ -273,3 +281,40 @@ def test_every_dashboard_query_runs(served: dict[str, float], prometheus: Promet
     for title in ("Requests/s by endpoint and status", "Tokens/s by model", "Request duration",
                   "Queue depth by priority", "CPU", "Memory", "Ollama"):
         assert prometheus.poll(partial(prometheus.has, queries[title][0])), f"{title}: no data"
+
+
+def dashboard_models(settings: dict[str, Any]) -> dict[str, tuple[int, int, int, int]]:
+    """Per-model (requests, errors, prompt tokens, generated tokens) as the dashboard shows them."""
+    app = create_app({"TESTING": True, "AUTOSTART": False, "SETTINGS": {
+        "healthd_url": "", "narrative_model": "", **settings}})
+    try:
+        response = app.test_client().get("/api/models?window=15m")
+        assert response.status_code == 200, response.get_data(as_text=True)
+        body = response.get_json()
+    finally:
+        app.extensions["llama_metrics"].stop()
+    return {m["model"]: (m["requests"], m["errors"], m["prompt_tokens"], m["generated_tokens"])
+            for m in body["models"]}
+
+
+def test_dashboard_in_prometheus_mode_and_history_mode_agree(
+    served: dict[str, float], proxy: Proxy, prometheus: Prometheus, history_db: Path
+) -> None:
+    total = int(served["sum(ollama_proxy_requests_total)"])
+    assert prometheus.poll(lambda: prometheus.value("sum(ollama_proxy_requests_total)") == total)
+
+    def history_has_every_row() -> bool:
+        with closing(history.connect_readonly(history_db)) as conn:
+            return history.totals(conn, 0)["requests"] >= total
+
+    assert prometheus.poll(history_has_every_row), "history rows missing"
+    common = {"proxy_metrics_url": proxy.metrics_url, "history_path": str(history_db)}
+    from_history = dashboard_models({**common, "prometheus_url": ""})
+    from_prometheus = dashboard_models({**common, "prometheus_url": prometheus.url})
+    assert from_history == from_prometheus
+    requests = sum(v[0] for v in from_history.values())
+    prompt = sum(v[2] for v in from_history.values())
+    generated = sum(v[3] for v in from_history.values())
+    assert (requests, prompt, generated) == (
+        total, served["sum(ollama_proxy_prompt_tokens_total)"],
+        served["sum(ollama_proxy_generated_tokens_total)"])
