@@ -2,8 +2,8 @@
 
 Every series is a PromQL expression summed (or averaged) over all scraped proxies. A chart
 point for the bucket ``[t - step, t)`` is the expression evaluated at ``t``; per-model tables
-are instant queries over the whole window (counts exact, see ``_growth``). ``now`` is passed in, so a
-window ends where the caller says; the open bucket is evaluated at its (near-future) end.
+are instant queries over the whole window (counts exact, see ``_growth``). ``now`` is passed
+in, so a window ends where the caller says; the open bucket is evaluated at its end.
 """
 
 from __future__ import annotations

@@ -119,3 +119,47 @@ def test_other_sections_bring_their_own_keys(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="extra.hooks"):
         settings.load("extra", keys=keys, config=path,
                       env={"LLAMA_METRICS_EXTRA_HOOKS": "ftp://nope"})
+
+
+# One bad value for every proxy key; the test below fails if a key is added without one.
+BAD_PROXY_VALUES = {
+    "upstream": "ftp://ollama",
+    "listen_host": "two words",
+    "listen_port": "65536",
+    "metrics_host": "host/path",
+    "metrics_port": "-1",
+    "history_path": None,  # every path is allowed; empty disables history
+    "history_retention_days": "0",
+    "max_concurrency": "-2",
+    "max_queue": "lots",
+    "max_model_labels": "10001",
+    "store_prompts": "sometimes",
+    "load_threshold_seconds": "-0.5",
+    "inventory_interval_seconds": "0",
+    "resources_interval_seconds": "7200",
+}
+
+
+def test_every_proxy_key_has_a_refusal_case() -> None:
+    assert set(BAD_PROXY_VALUES) == {k.name for k in settings.PROXY_KEYS}
+
+
+@pytest.mark.parametrize(
+    "key", [k for k, v in BAD_PROXY_VALUES.items() if v is not None]
+)
+@pytest.mark.parametrize("source", ["file", "environment", "command line"])
+def test_every_proxy_key_refuses_a_bad_value(tmp_path: Path, key: str, source: str) -> None:
+    bad = BAD_PROXY_VALUES[key]
+    config, env, overrides = write(tmp_path, ""), {}, {}
+    if source == "file":
+        config = write(tmp_path, f"proxy:\n  {key}: {bad!r}\n")
+    elif source == "environment":
+        env = {f"LLAMA_METRICS_PROXY_{key.upper()}": str(bad)}
+    else:
+        overrides = {key: bad}
+    with pytest.raises(ConfigError) as info:
+        settings.load("proxy", config=config, env=env, overrides=overrides)
+    message = str(info.value)
+    assert info.value.key == f"proxy.{key}"
+    assert repr(bad) in message and "expected" in message
+    assert source in message if source != "file" else "llama-metrics.yml" in message
