@@ -187,6 +187,21 @@ class Parser:
     def _finish(self, now: float) -> None:
         pass
 
+    def _object(self, raw: bytes) -> dict | None:
+        """One streamed JSON object; None when it is malformed or an error (both recorded)."""
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            self.stats.malformed += 1
+            return None
+        if not isinstance(obj, dict):
+            self.stats.malformed += 1
+            return None
+        if "error" in obj:
+            self.stats.error = _error_text(obj["error"])
+            return None
+        return obj
+
     def _token(self, now: float, text: str | None) -> None:
         s = self.stats
         if s.last_token_at is None:
@@ -308,16 +323,8 @@ class NdjsonParser(Parser):
             return
         if not line.strip():
             return
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            self.stats.malformed += 1
-            return
-        if not isinstance(obj, dict):
-            self.stats.malformed += 1
-            return
-        if "error" in obj:
-            self.stats.error = _error_text(obj["error"])
+        obj = self._object(line)
+        if obj is None:
             return
         message = obj.get("message")
         if isinstance(message, dict):
@@ -382,16 +389,8 @@ class SseParser(Parser):
         if payload == b"[DONE]":
             self.stats.done = True
             return
-        try:
-            obj = json.loads(payload)
-        except ValueError:
-            self.stats.malformed += 1
-            return
-        if not isinstance(obj, dict):
-            self.stats.malformed += 1
-            return
-        if "error" in obj:
-            self.stats.error = _error_text(obj["error"])
+        obj = self._object(payload)
+        if obj is None:
             return
         choices = obj.get("choices")
         if choices is not None:
