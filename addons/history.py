@@ -20,11 +20,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from addons.metrics import DURATION_BUCKETS, TTFT_BUCKETS
 from addons.records import RequestRecord
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 added the rollup; see _ensure_schema for the migration from 1
 
 # (column, SQL type, RequestRecord field): the one place where a record meets a row.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -63,6 +64,140 @@ _INSERT = "INSERT INTO requests ({}) VALUES ({})".format(
 )
 _PRUNE = "DELETE FROM requests WHERE id IN (SELECT id FROM requests WHERE ts < ? LIMIT ?)"
 _BUSY_TIMEOUT_S = 5.0
+
+def _bucket_index_sql(column: str, bounds: tuple[float, ...], lo: int = 0,
+                      hi: int | None = None) -> str:
+    """SQL for the index of the first bound >= column (len(bounds) = +Inf), by bisection."""
+    hi = len(bounds) if hi is None else hi
+    if lo == hi:
+        return str(lo)
+    mid = (lo + hi) // 2
+    return (
+        f"CASE WHEN {column} <= {bounds[mid]!r} THEN {_bucket_index_sql(column, bounds, lo, mid)}"
+        f" ELSE {_bucket_index_sql(column, bounds, mid + 1, hi)} END"
+    )
+
+
+def _checked_bounds(bounds: tuple[float, ...]) -> tuple[float, ...]:
+    values = tuple(float(b) for b in bounds)
+    if not values or any(not math.isfinite(b) for b in values) or list(values) != sorted(
+        set(values)
+    ):
+        raise ValueError(f"bucket bounds must be finite and increasing, got {bounds!r}")
+    return values
+
+
+# -- The rollup: per minute (and per half hour) and model, what the dashboard charts need ---
+# Kept by the writer in the transaction that inserts the rows, so reading a month is reading
+# 1,440 half hours per model instead of every request. The histogram bounds are the proxy's
+# own metric buckets, so a quantile from the rollup is the one the rows would give; changing
+# them (or LOAD_THRESHOLD_S) needs a new schema version whose migration rebuilds the rollup.
+ROLLUP_SPANS = (60, 1800)  # seconds; each divides the next, so both agree on every bucket
+ROLLUP_TTFT_BOUNDS: tuple[float, ...] = TTFT_BUCKETS
+ROLLUP_DURATION_BOUNDS: tuple[float, ...] = DURATION_BUCKETS
+LOAD_THRESHOLD_S = 0.25  # the proxy's default load_threshold_seconds
+
+# (column, SQL aggregate over requests rows): summed again when spans are merged.
+_ROLLUP_SUMS: tuple[tuple[str, str], ...] = (
+    ("requests", "COUNT(*)"),
+    ("errors", "COUNT(error_type)"),
+    ("prompt_tokens", "COALESCE(SUM(prompt_tokens), 0)"),
+    ("generated_tokens", "COALESCE(SUM(generated_tokens), 0)"),
+    ("busy_s", "TOTAL(duration_s)"),
+    ("queue_wait_s", "TOTAL(queue_wait_s)"),
+    ("ttft_s", "TOTAL(ttft_s)"),
+    ("tps_sum", "TOTAL(tokens_per_second)"),
+    ("tps_count", "COUNT(tokens_per_second)"),
+    ("loads", f"COUNT(CASE WHEN load_duration_s >= {LOAD_THRESHOLD_S!r} THEN 1 END)"),
+    ("load_s", f"TOTAL(CASE WHEN load_duration_s >= {LOAD_THRESHOLD_S!r}"
+               " THEN load_duration_s END)"),
+    *((f"ttft_{i}", f"SUM(t = {i})") for i in range(len(ROLLUP_TTFT_BOUNDS) + 1)),
+    *((f"duration_{i}", f"SUM(d = {i})") for i in range(len(ROLLUP_DURATION_BOUNDS) + 1)),
+)
+_ROLLUP_NAMES = tuple(name for name, _ in _ROLLUP_SUMS)
+_ROLLUP_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS rollup (span INTEGER NOT NULL, start INTEGER NOT NULL,"
+    " model TEXT NOT NULL, "
+    + ", ".join(f"{name} {'REAL' if name.endswith(('_s', '_sum')) else 'INTEGER'} NOT NULL"
+                for name in _ROLLUP_NAMES)
+    + ", PRIMARY KEY (span, start, model)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS rollup_state"
+    " (id INTEGER PRIMARY KEY CHECK (id = 0), through_id INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO rollup_state (id, through_id) VALUES (0, 0)",
+)
+
+
+def _not_rolled_up(span: int) -> str:
+    """SQL: the rows not yet in the rollup (id > through_id), summed per span and model.
+
+    Minute m holds m * 60 <= ts < (m + 1) * 60 exactly, as the row queries bound a bucket:
+    the division is corrected where rounding carried it across a boundary."""
+    return (
+        f"SELECT {span} AS span, minute / {span // 60} AS start, model, "
+        + ", ".join(f"{sql} AS {name}" for name, sql in _ROLLUP_SUMS)
+        + " FROM (SELECT *, m - (m * 60 > ts) + ((m + 1) * 60 <= ts) AS minute FROM ("
+        " SELECT CAST(ts / 60 AS INTEGER) AS m, ts, model, error_type, prompt_tokens,"
+        " generated_tokens, duration_s, queue_wait_s, ttft_s, tokens_per_second,"
+        " load_duration_s, CASE WHEN ttft_s IS NULL THEN -1 ELSE "
+        + _bucket_index_sql("ttft_s", ROLLUP_TTFT_BOUNDS) + " END AS t, "
+        + _bucket_index_sql("duration_s", ROLLUP_DURATION_BOUNDS) + " AS d"
+        " FROM requests WHERE id > (SELECT through_id FROM rollup_state)))"
+        " GROUP BY start, model"
+    )
+
+
+_ROLLUP_ADD = tuple(
+    f"INSERT INTO rollup (span, start, model, {', '.join(_ROLLUP_NAMES)})"
+    f" SELECT * FROM ({_not_rolled_up(span)}) WHERE true"
+    " ON CONFLICT (span, start, model) DO UPDATE SET "
+    + ", ".join(f"{name} = {name} + excluded.{name}" for name in _ROLLUP_NAMES)
+    for span in ROLLUP_SPANS
+)
+_ROLLUP_THROUGH = "UPDATE rollup_state SET through_id = (SELECT COALESCE(MAX(id), 0) FROM requests)"
+# After a prune: a deleted highest id can be given out again, so it must not count as added.
+_ROLLUP_THROUGH_KEPT = (
+    "UPDATE rollup_state SET through_id ="
+    " MIN(through_id, (SELECT COALESCE(MAX(id), 0) FROM requests))"
+)
+_PRUNE_ROLLUP = "DELETE FROM rollup WHERE span = ? AND start < ?"
+
+
+def _rollup_read(span: int) -> str:
+    return (
+        "SELECT start / :per AS bucket, model, "
+        + ", ".join(f"SUM({name}) AS {name}" for name in _ROLLUP_NAMES)
+        + f" FROM (SELECT start, model, {', '.join(_ROLLUP_NAMES)} FROM rollup"
+        f" WHERE span = {span} AND start >= :lo AND start < :hi UNION ALL"
+        f" SELECT start, model, {', '.join(_ROLLUP_NAMES)} FROM ({_not_rolled_up(span)})"
+        " WHERE start >= :lo AND start < :hi)"
+        " GROUP BY bucket, model"
+    )
+
+
+_ROLLUP_READ = {span: _rollup_read(span) for span in ROLLUP_SPANS}
+
+
+def _add_to_rollup(conn: sqlite3.Connection) -> None:
+    """Sum the rows written since the last call into the rollup (inside the caller's
+    transaction, so that the two never disagree)."""
+    for statement in _ROLLUP_ADD:
+        conn.execute(statement)
+    conn.execute(_ROLLUP_THROUGH)
+
+
+def insert_rows(conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert rows (``record_to_row`` dicts) and add them to the rollup, in one transaction.
+
+    The writer's path for every batch; also for bulk loads (the benchmark)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(_INSERT, rows)
+        _add_to_rollup(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 class HistoryError(Exception):
@@ -125,8 +260,16 @@ def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
         if version < SCHEMA_VERSION:
             conn.execute(_SCHEMA[0])
             _check_columns(conn, path)  # a foreign 'requests' table survives IF NOT EXISTS
-            for statement in _SCHEMA[1:]:
+            for statement in (*_SCHEMA[1:], *_ROLLUP_SCHEMA):
                 conn.execute(statement)
+            # From 1 (or a half-made file): build the rollup from every row, in this same
+            # transaction, so that a crash leaves version 1 and the next start builds it again.
+            conn.execute("DELETE FROM rollup")
+            conn.execute("UPDATE rollup_state SET through_id = 0")
+            if version:
+                logger.info("history %s: building the per-minute rollup (schema %d to %d)",
+                            path, version, SCHEMA_VERSION)
+            _add_to_rollup(conn)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
@@ -191,7 +334,9 @@ def connect_readonly(path: str | os.PathLike[str]) -> sqlite3.Connection:
     return conn
 
 
-def _query(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+def _query(
+    conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] | dict[str, Any]
+) -> list[dict[str, Any]]:
     cursor = conn.cursor()
     cursor.row_factory = _dict_row  # whatever connection the caller brings
     try:
@@ -461,14 +606,7 @@ class HistoryWriter:
                 self._forget_replaced_file()
             if conn is None:
                 conn = self._connect()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(_INSERT, [record_to_row(record) for record in batch])
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            insert_rows(conn, [record_to_row(record) for record in batch])
         except Exception as exc:
             _close_quietly(conn)
             self._write_failed(exc, len(batch))
@@ -500,11 +638,13 @@ class HistoryWriter:
             if now < self._next_prune:
                 return conn
             self._next_prune = now + self._prune_interval
-            self._prune_cutoff = now - self._retention_s
+            # Whole spans, so that the rollup loses exactly the spans whose rows go.
+            span = ROLLUP_SPANS[-1]
+            self._prune_cutoff = float(math.floor((now - self._retention_s) / span) * span)
         try:
             if conn is None:
                 conn = self._connect()
-            deleted = conn.execute(_PRUNE, (self._prune_cutoff, self.prune_chunk)).rowcount
+            deleted = self._prune_chunk(conn, self._prune_cutoff)
         except (sqlite3.Error, HistoryError) as exc:
             if not self._failing:  # else the failing batches already said so
                 logger.warning("history %s: pruning failed, will retry: %s", self.path, exc)
@@ -518,6 +658,22 @@ class HistoryWriter:
         return conn
 
 
+    def _prune_chunk(self, conn: sqlite3.Connection, cutoff: float) -> int:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            deleted: int = conn.execute(_PRUNE, (cutoff, self.prune_chunk)).rowcount
+            # The rollup's share goes with the first chunk; later ones find nothing to delete.
+            for span in ROLLUP_SPANS:
+                conn.execute(_PRUNE_ROLLUP, (span, int(cutoff) // span))
+            conn.execute(_ROLLUP_THROUGH_KEPT)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return deleted
+
+
 def open_writer(path: str | os.PathLike[str] | None, **kwargs: Any) -> HistoryWriter | None:
     """A started writer for ``path``, or None when ``path`` is empty (history disabled)."""
     if path is None or not os.fspath(path):
@@ -529,28 +685,6 @@ def open_writer(path: str | os.PathLike[str] | None, **kwargs: Any) -> HistoryWr
 
 # -- Read functions for the dashboard ------------------------------------------------------
 # Added for dashboard/ (issue 4); every query of the history file stays in this module.
-
-
-def _bucket_index_sql(column: str, bounds: tuple[float, ...], lo: int = 0,
-                      hi: int | None = None) -> str:
-    """SQL for the index of the first bound >= column (len(bounds) = +Inf), by bisection."""
-    hi = len(bounds) if hi is None else hi
-    if lo == hi:
-        return str(lo)
-    mid = (lo + hi) // 2
-    return (
-        f"CASE WHEN {column} <= {bounds[mid]!r} THEN {_bucket_index_sql(column, bounds, lo, mid)}"
-        f" ELSE {_bucket_index_sql(column, bounds, mid + 1, hi)} END"
-    )
-
-
-def _checked_bounds(bounds: tuple[float, ...]) -> tuple[float, ...]:
-    values = tuple(float(b) for b in bounds)
-    if not values or any(not math.isfinite(b) for b in values) or list(values) != sorted(
-        set(values)
-    ):
-        raise ValueError(f"bucket bounds must be finite and increasing, got {bounds!r}")
-    return values
 
 
 def _per_bucket(
@@ -641,3 +775,37 @@ def earliest_since_id(conn: sqlite3.Connection, after_id: int) -> float | None:
     sql = "SELECT MIN(ts) AS ts FROM requests NOT INDEXED WHERE id > ?"
     row = _query(conn, sql, (after_id,))[0]
     return row["ts"]
+
+
+def has_rollup(conn: sqlite3.Connection) -> bool:
+    """Whether the file has the rollup (schema 2); a version 1 file has only rows."""
+    version: int = _query(conn, "PRAGMA user_version", ())[0]["user_version"]
+    return version >= 2
+
+
+def rollup_series(
+    conn: sqlite3.Connection, first: int, last: int, step_s: int
+) -> list[dict[str, Any]]:
+    """Time buckets ``first..last`` of ``step_s`` (whole minutes) from the rollup, per model.
+
+    Read from the coarsest of ``ROLLUP_SPANS`` that divides ``step_s``.
+    Rows: bucket, model, the sums of ``rollup_models`` (requests, errors, prompt_tokens,
+    generated_tokens, busy_s, queue_wait_s, ttft_s, tps_sum, tps_count, loads, load_s, loads
+    counted from ``LOAD_THRESHOLD_S``), and ``ttft_hist`` and ``duration_hist``: counts per
+    ``ROLLUP_TTFT_BOUNDS`` / ``ROLLUP_DURATION_BOUNDS`` bucket (le, the last one above the
+    last bound; ttft only for rows with one). Buckets are those of ``rollup_models``: row
+    ``ts`` in ``[b * step_s, (b + 1) * step_s)``. Rows written by something other than the
+    writer (not yet rolled up) are summed from the rows. Needs ``has_rollup``.
+    """
+    if not (step_s > 0 and step_s % ROLLUP_SPANS[0] == 0):
+        raise ValueError(f"step_s must be a positive number of whole minutes, got {step_s}")
+    span = max(span for span in ROLLUP_SPANS if step_s % span == 0)
+    per = int(step_s) // span
+    found = _query(conn, _ROLLUP_READ[span],
+                   {"per": per, "lo": first * per, "hi": (last + 1) * per})
+    ttft = [f"ttft_{i}" for i in range(len(ROLLUP_TTFT_BOUNDS) + 1)]
+    duration = [f"duration_{i}" for i in range(len(ROLLUP_DURATION_BOUNDS) + 1)]
+    for row in found:
+        row["ttft_hist"] = [row.pop(name) for name in ttft]
+        row["duration_hist"] = [row.pop(name) for name in duration]
+    return found

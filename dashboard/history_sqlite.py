@@ -1,11 +1,13 @@
 """History from the proxy's SQLite file: time-bucketed series and per-model tables, cached.
 
-SQL (``addons.history.rollup_*``) counts the rows of each time bucket into the catalogue's
-latency buckets; this module folds those counts into chart points and keeps the points of
-closed buckets, which cannot change, so that a month of a million rows is read once rather
-than on every call. A closed bucket is read again when rows arrive late for it (a request is
-written when it finishes, so a long one lands after its start bucket closed), when retention
-pruned it, or when the file was replaced.
+SQL counts the requests of each time bucket into the catalogue's latency buckets: from the
+file's per-minute and per-half-hour rollup (``addons.history.rollup_series``) when the step is
+whole minutes and the file has one (schema 2), else from the rows (``rollup_models`` and
+``rollup_durations``). This module folds those counts into chart points and keeps the points
+of closed buckets, which cannot change, so that a steady page reads only its open bucket.
+A closed bucket is read again when rows arrive late for it (a request is written when it
+finishes, so a long one lands after its start bucket closed), when retention pruned it, or
+when the file was replaced.
 """
 
 from __future__ import annotations
@@ -132,6 +134,25 @@ def fold(model_rows: list[dict[str, Any]], duration_rows: list[dict[str, Any]]
     return buckets
 
 
+def fold_rollup(rows: list[dict[str, Any]]) -> dict[int, BucketAgg]:
+    """Rows of ``rollup_series`` as one aggregate per bucket, the same as ``fold`` gives."""
+    buckets: dict[int, BucketAgg] = {}
+    for row in rows:
+        agg = buckets.setdefault(row["bucket"], BucketAgg())
+        model = ModelAgg(
+            requests=row["requests"], errors=row["errors"],
+            prompt_tokens=row["prompt_tokens"], generated_tokens=row["generated_tokens"],
+            ttft_s=row["ttft_s"], tps_sum=row["tps_sum"], tps_count=row["tps_count"],
+            loads=row["loads"], load_s=row["load_s"], ttft_hist=list(row["ttft_hist"]),
+        )
+        agg.models.setdefault(row["model"], ModelAgg()).add(model)
+        agg.busy_s += row["busy_s"]
+        agg.queue_wait_s += row["queue_wait_s"]
+        for i, count in enumerate(row["duration_hist"]):
+            agg.duration_hist[i] += count
+    return buckets
+
+
 @dataclass(slots=True)
 class _StepCache:
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -184,13 +205,11 @@ class SqliteHistory:
                 self._forget(cache, lambda b: b < first)
                 missing = [b for b in range(first, last + 1) if b not in cache.closed]
                 fresh: dict[int, BucketAgg] = {}
+                rolled_up = step % history.ROLLUP_SPANS[0] == 0 and history.has_rollup(conn)
                 for lo, hi in _runs(missing):
-                    models = history.rollup_models(conn, lo, hi, step, ttft_bounds=TTFT_BUCKETS)
-                    durations = history.rollup_durations(
-                        conn, lo, hi, step, duration_bounds=DURATION_BUCKETS
-                    )
                     self.queries += hi - lo + 1
-                    found = fold(models, durations)
+                    found = (fold_rollup(history.rollup_series(conn, lo, hi, step)) if rolled_up
+                             else _from_rows(conn, lo, hi, step))
                     for b in range(lo, hi + 1):
                         fresh[b] = found.get(b) or BucketAgg()
             except sqlite3.Error as exc:
@@ -269,6 +288,14 @@ class SqliteHistory:
             except SourceError as exc:
                 logger.info("history not prewarmed: %s", exc)
                 return
+
+
+def _from_rows(conn: sqlite3.Connection, first: int, last: int, step: int
+               ) -> dict[int, BucketAgg]:
+    models = history.rollup_models(conn, first, last, step, ttft_bounds=TTFT_BUCKETS)
+    durations = history.rollup_durations(conn, first, last, step,
+                                         duration_bounds=DURATION_BUCKETS)
+    return fold(models, durations)
 
 
 def _runs(buckets: list[int]) -> list[tuple[int, int]]:

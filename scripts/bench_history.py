@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Benchmark /api/history on a large history file: cold and warm answers per window.
 
-Builds a history database of ``--rows`` requests spread over ``--days`` (with executemany, in
-one transaction), then asks the dashboard's ``/api/history`` through Flask's test client:
-once on a fresh app (cold: every bucket is read from the file), then ``--repeat`` times more
+Builds a history database of ``--rows`` requests spread over ``--days`` (through
+``addons.history.insert_rows``, the writer's own path, in one transaction: the rows and their
+per-minute rollup), then asks the dashboard's ``/api/history`` through Flask's test client:
+once on a fresh app (cold: every bucket is read from the file, the rollup for steps of whole
+minutes), then ``--repeat`` times more
 (warm: closed buckets come from the cache, the open one is read again), and once after a
 row arrived late for an old bucket. Prints milliseconds.
 
@@ -29,16 +31,18 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from addons.history import COLUMNS, HistoryWriter  # noqa: E402
+from addons.history import COLUMNS, HistoryWriter, insert_rows, record_to_row  # noqa: E402
+from addons.records import RequestRecord  # noqa: E402
 from dashboard import create_app  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
 MODELS = ("llama3.2:latest", "qwen3:8b", "gemma3:12b", "mistral:7b", "nomic-embed-text:latest")
 ERRORS = ("upstream_status", "client_cancelled", "stream_aborted", "timeout")
+NAMES = [name for name, _, _ in COLUMNS]
 
 
-def rows(count: int, days: float, now: float, seed: int) -> Iterator[tuple[Any, ...]]:
+def rows(count: int, days: float, now: float, seed: int) -> Iterator[dict[str, Any]]:
     """``count`` plausible requests, oldest first, over the ``days`` before ``now``."""
     rng = random.Random(seed)
     span = days * 86400.0
@@ -51,20 +55,19 @@ def rows(count: int, days: float, now: float, seed: int) -> Iterator[tuple[Any, 
         load = rng.uniform(1, 8) if rng.random() < 0.01 else None
         ttft = None if error else rng.lognormvariate(-1.6, 0.9) + (load or 0.0)
         duration = (ttft or 0.05) + (generated or 0) / rate
-        yield (ts, "/api/chat", model, 500 if error else 200, error, "normal", 1,
-               rng.randint(10, 4000), generated, 1, ttft, duration, 0.0,
-               None if error else rate, load, 0.02, 400, 6000, None, None)
+        yield dict(zip(NAMES, (
+            ts, "/api/chat", model, 500 if error else 200, error, "normal", 1,
+            rng.randint(10, 4000), generated, 1, ttft, duration, 0.0,
+            None if error else rate, load, 0.02, 400, 6000, None, None), strict=True))
 
 
 def build(path: Path, count: int, days: float, now: float) -> float:
     writer = HistoryWriter(path, retention_days=max(days + 1, 30))
     writer.start()  # the schema, exactly as the proxy creates it
     writer.close()
-    names = [name for name, _, _ in COLUMNS]
-    sql = f"INSERT INTO requests ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
     started = time.perf_counter()
-    with closing(sqlite3.connect(path)) as conn, conn:
-        conn.executemany(sql, rows(count, days, now, seed=1))
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        insert_rows(conn, list(rows(count, days, now, seed=1)))
     return time.perf_counter() - started
 
 
@@ -109,13 +112,11 @@ def main(argv: list[str] | None = None) -> int:
             client = make_client(path)  # a fresh app: nothing cached
             cold = timed(client, window)
             warm = [timed(client, window) for _ in range(args.repeat)]
-            with closing(sqlite3.connect(path)) as conn, conn:  # a long request, written now
-                conn.execute(
-                    "INSERT INTO requests (ts, endpoint, model, status, priority, stream,"
-                    " usage_reported, duration_s, queue_wait_s, request_bytes, response_bytes)"
-                    " VALUES (?, '/api/chat', 'late:latest', 200, 'normal', 1, 0, 1.0, 0, 0, 0)",
-                    (now - 3600 * 3,),
-                )
+            late_row = record_to_row(RequestRecord(  # a long request, written now
+                started_at=now - 3600 * 3, endpoint="/api/chat", model="late:latest",
+                status=200, duration_s=1.0))
+            with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+                insert_rows(conn, [late_row])
             late = timed(client, window)
             print(f"{window:>7} {cold:9.1f} {statistics.median(warm):17.1f} {max(warm):12.1f}"
                   f" {late:20.1f}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from addons.history import HistoryWriter
 from addons.records import RequestRecord
 from dashboard.history_sqlite import SqliteHistory
 from dashboard.windows import WINDOWS, SourceError, parse_window
@@ -100,3 +102,52 @@ def test_windows_are_the_five_offered() -> None:
         assert last - first + 1 == window.points and window.seconds % window.step == 0
     with pytest.raises(ValueError, match="one of 15m, 1h, 24h, 7d, 30d"):
         parse_window("1w")
+
+
+def write_v1(path: Path, records: list[RequestRecord]) -> None:
+    """A file as llama-metrics 1 left it: rows only, user_version 1."""
+    write_history(path, records)
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("DROP TABLE rollup")
+        conn.execute("DROP TABLE rollup_state")
+        conn.execute("PRAGMA user_version = 1")
+
+
+def varied(n: int) -> list[RequestRecord]:
+    rng = random.Random(5)
+    return [rec(NOW - rng.uniform(0, 29 * 86400), model=rng.choice(["a", "b"]),
+                error_type=rng.choice([None, None, "timeout"]),
+                prompt_tokens=rng.randint(1, 99), generated_tokens=rng.randint(1, 99),
+                ttft_s=rng.choice([None, rng.lognormvariate(-1, 1)]),
+                duration_s=rng.lognormvariate(0.5, 1.2), queue_wait_s=rng.uniform(0, 1),
+                tokens_per_second=rng.choice([None, rng.uniform(5, 80)]),
+                load_duration_s=rng.choice([None, 0.01, rng.uniform(0.25, 5)]))
+            for _ in range(n)]
+
+
+@pytest.mark.parametrize("name", ["24h", "7d", "30d"])
+def test_the_rollup_answers_what_the_rows_answer(tmp_path: Path, name: str) -> None:
+    records = varied(3000)
+    writer = HistoryWriter(tmp_path / "v2.db", retention_days=1e6, batch_size=100)
+    for record in records:
+        assert writer.submit(record)
+    writer.start()
+    writer.close()
+    write_v1(tmp_path / "v1.db", records)
+    window = WINDOWS[name]
+    rolled = SqliteHistory(tmp_path / "v2.db").history(window, NOW)
+    scanned = SqliteHistory(tmp_path / "v1.db").history(window, NOW)
+    assert sum(r["requests"] for r in scanned["models"]) > 100  # the window holds rows
+    assert same(rolled["models"], scanned["models"])
+    assert same(rolled["series"], scanned["series"])
+
+
+def same(got: Any, expected: Any) -> bool:
+    """Equal, floats within rounding (sums are added up in another order)."""
+    if isinstance(expected, float) and isinstance(got, float):
+        return got == pytest.approx(expected, rel=1e-9)
+    if isinstance(expected, dict):
+        return got.keys() == expected.keys() and all(same(got[k], v) for k, v in expected.items())
+    if isinstance(expected, list):
+        return len(got) == len(expected) and all(map(same, got, expected))
+    return bool(got == expected)
