@@ -12,7 +12,7 @@ from mitmproxy import ctx, exceptions
 from mitmproxy.addonmanager import Loader
 from prometheus_client import CollectorRegistry
 
-from . import errors, history, settings
+from . import errors, history, history_writer, settings
 from .admission import AdmissionCollector
 from .exporter import MAX_RECENT, MetricsServer
 from .inventory import InventoryCollector, InventoryPoller
@@ -68,7 +68,7 @@ class MetricsProxy:
         self.registry.register(AdmissionCollector(self.tap.admission))
         self.settings: dict[str, Any] = {}
         self.server: MetricsServer | None = None
-        self.history: history.HistoryWriter | None = None
+        self.history: history_writer.HistoryWriter | None = None
         self._uninstall_errors: Any = None
         self._rebind = False
 
@@ -115,7 +115,7 @@ class MetricsProxy:
         """(Re)open the history writer; requests are recorded off the event loop."""
         self.close_history()
         try:
-            self.history = history.open_writer(
+            self.history = history_writer.open_writer(
                 new["history_path"],
                 retention_days=new["history_retention_days"],
                 on_drop=self.metrics.history_dropped.inc,

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from addons import history
+from addons import history, history_rollup
 from addons.metrics import DURATION_BUCKETS, TTFT_BUCKETS
 
 from .snapshot import SERIES
@@ -205,7 +205,7 @@ class SqliteHistory:
                 self._forget(cache, lambda b: b < first)
                 missing = [b for b in range(first, last + 1) if b not in cache.closed]
                 fresh: dict[int, BucketAgg] = {}
-                rolled_up = step % history.ROLLUP_SPANS[0] == 0 and history.has_rollup(conn)
+                rolled_up = step % history_rollup.ROLLUP_SPANS[0] == 0 and history.has_rollup(conn)
                 for lo, hi in _runs(missing):
                     self.queries += hi - lo + 1
                     found = (fold_rollup(history.rollup_series(conn, lo, hi, step)) if rolled_up

@@ -2,7 +2,7 @@
 """Benchmark /api/history on a large history file: cold and warm answers per window.
 
 Builds a history database of ``--rows`` requests spread over ``--days`` (through
-``addons.history.insert_rows``, the writer's own path, in one transaction: the rows and their
+``addons.history_writer.insert_rows``, the writer's own path, in one transaction: the rows and their
 per-minute rollup), then asks the dashboard's ``/api/history`` through Flask's test client:
 once on a fresh app (cold: every bucket is read from the file, the rollup for steps of whole
 minutes), then ``--repeat`` times more
@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from addons.history import COLUMNS, HistoryWriter, insert_rows, record_to_row  # noqa: E402
+from addons.history import COLUMNS, record_to_row  # noqa: E402
+from addons.history_writer import HistoryWriter, insert_rows  # noqa: E402
 from addons.records import RequestRecord  # noqa: E402
 from dashboard import create_app  # noqa: E402
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 
-from addons.history import HistoryWriter
+from addons.history_writer import HistoryWriter
 from addons.records import RequestRecord
 
 

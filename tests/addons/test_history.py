@@ -22,15 +22,14 @@ from addons.history import (
     COLUMNS,
     SCHEMA_VERSION,
     HistoryError,
-    HistoryWriter,
     connect_readonly,
-    open_writer,
     recent_requests,
     record_to_row,
     requests_since,
     row_to_record,
     totals,
 )
+from addons.history_writer import HistoryWriter, open_writer
 from addons.records import RequestRecord
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -14,7 +14,6 @@ import pytest
 
 from addons.history import (
     COLUMNS,
-    HistoryWriter,
     connect_readonly,
     earliest_since_id,
     extent,
@@ -22,6 +21,7 @@ from addons.history import (
     rollup_durations,
     rollup_models,
 )
+from addons.history_writer import HistoryWriter
 from addons.records import RequestRecord
 
 T0 = 1_700_000_000.0

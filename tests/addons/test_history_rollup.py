@@ -14,10 +14,7 @@ import pytest
 
 from addons.history import (
     COLUMNS,
-    ROLLUP_DURATION_BOUNDS,
-    ROLLUP_TTFT_BOUNDS,
     SCHEMA_VERSION,
-    HistoryWriter,
     connect_readonly,
     has_rollup,
     record_to_row,
@@ -25,6 +22,8 @@ from addons.history import (
     rollup_models,
     rollup_series,
 )
+from addons.history_rollup import ROLLUP_DURATION_BOUNDS, ROLLUP_TTFT_BOUNDS
+from addons.history_writer import HistoryWriter
 from addons.records import RequestRecord
 
 T0 = 1_699_999_200.0  # a whole half hour

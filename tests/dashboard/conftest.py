@@ -23,7 +23,8 @@ from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry, generate_latest
 
 from addons.admission import AdmissionCollector
-from addons.history import COLUMNS, HistoryWriter, record_to_row
+from addons.history import COLUMNS, record_to_row
+from addons.history_writer import HistoryWriter
 from addons.inventory import InventoryCollector, InventoryState, LoadedModel
 from addons.metrics import ProxyMetrics
 from addons.records import RequestRecord

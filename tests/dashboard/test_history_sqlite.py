@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from addons.history import HistoryWriter
+from addons.history_writer import HistoryWriter
 from addons.records import RequestRecord
 from dashboard.history_sqlite import SqliteHistory
 from dashboard.windows import WINDOWS, SourceError, parse_window

@@ -1,4 +1,4 @@
-"""Tests for healthd/degradation.py on a history file filled by addons.history.HistoryWriter."""
+"""Tests for healthd/degradation.py on a history file written by addons.history_writer."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from addons.history import HistoryWriter
+from addons.history_writer import HistoryWriter
 from addons.records import RequestRecord
 from healthd.config import DEFAULT_THRESHOLDS
 from healthd.degradation import PerformanceCheck
