@@ -24,6 +24,8 @@ from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 
+from .polling import Poller
+
 logger = logging.getLogger(__name__)
 
 _DEFAULT_REGISTRY_PREFIXES = ("registry.ollama.ai/", "library/")
@@ -136,8 +138,10 @@ def _make_urllib_fetch(timeout: float) -> Callable[[str], bytes]:
     return fetch
 
 
-class InventoryPoller:
+class InventoryPoller(Poller):
     """Polls an Ollama server for its version, loaded models and local models."""
+
+    thread_name = "inventory-poller"
 
     def __init__(
         self,
@@ -149,16 +153,12 @@ class InventoryPoller:
     ) -> None:
         if interval <= 0 or timeout <= 0:
             raise ValueError(f"interval and timeout must be > 0, got {interval!r}, {timeout!r}")
+        super().__init__(interval=interval)
         self.base_url = base_url.rstrip("/")
-        self.interval = interval
         self.timeout = timeout
         self._fetch = fetch or _make_urllib_fetch(timeout)
         self._state = InventoryState()
-        self.polls = 0  # finished polls, failed ones included
         self._poll_lock = threading.Lock()
-        self._cond = threading.Condition()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     # -- state (each read sees one whole poll) ---------------------------------------------
 
@@ -189,13 +189,8 @@ class InventoryPoller:
 
     def poll_once(self) -> None:
         """Poll the upstream now and update the state; never raises for upstream trouble."""
-        with self._poll_lock:
-            try:
-                self._poll()
-            finally:
-                with self._cond:
-                    self.polls += 1
-                    self._cond.notify_all()
+        with self._poll_lock:  # a test's poll and the thread's never interleave
+            super().poll_once()
 
     def _poll(self) -> None:
         path = ""
@@ -237,32 +232,9 @@ class InventoryPoller:
         else:
             logger.debug("upstream %s still down: %s", self.base_url, reason)
 
-    def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="inventory-poller", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
+    def stop(self, join_timeout: float | None = None) -> None:
         """Stop the thread; immediate unless a poll is in flight (then at most its timeouts)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=3 * self.timeout + 1.0)
-            self._thread = None
-
-    def wait_for_poll(self, count: int, timeout: float | None = None) -> bool:
-        """Block until ``polls >= count``; False on timeout."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self.polls >= count, timeout)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.poll_once()
-            except Exception:
-                logger.exception("polling upstream %s failed", self.base_url)
-            self._stop.wait(self.interval)
+        super().stop(3 * self.timeout + 1.0 if join_timeout is None else join_timeout)
 
 
 def epoch_seconds(stamp: str | None) -> float | None:

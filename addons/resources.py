@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import importlib
 import logging
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import psutil
 from prometheus_client.core import GaugeMetricFamily
+
+from .polling import Poller
 
 logger = logging.getLogger(__name__)
 
@@ -205,55 +206,23 @@ class ResourceSampler:
             return None
 
 
-class ResourcePoller:
+class ResourcePoller(Poller):
     """Calls ``sampler.sample()`` every ``interval`` seconds on a daemon thread."""
 
+    thread_name = "resource-poller"
+
     def __init__(self, sampler: ResourceSampler, *, interval: float = 5.0) -> None:
-        if interval <= 0:
-            raise ValueError(f"interval must be > 0, got {interval!r}")
+        super().__init__(interval=interval)
         self.sampler = sampler
-        self.interval = interval
         self.last: ResourceSample | None = None
-        self.polls = 0  # finished polls, failed ones included
-        self._cond = threading.Condition()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="resource-poller", daemon=True)
-        self._thread.start()
+    def _poll(self) -> None:
+        self.last = self.sampler.sample()
 
-    def stop(self) -> None:
+    def stop(self, join_timeout: float = 5.0) -> None:
         """Stop the thread (at once, even mid-interval) and close the sampler."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-            self._thread = None
+        super().stop(join_timeout)
         self.sampler.close()
-
-    def poll_once(self) -> None:
-        try:
-            self.last = self.sampler.sample()
-        finally:
-            with self._cond:
-                self.polls += 1
-                self._cond.notify_all()
-
-    def wait_for_poll(self, count: int, timeout: float | None = None) -> bool:
-        """Block until ``polls >= count``; False on timeout."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self.polls >= count, timeout)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.poll_once()
-            except Exception:
-                logger.exception("sampling machine resources failed")
-            self._stop.wait(self.interval)
 
 
 class _HasLastSample(Protocol):

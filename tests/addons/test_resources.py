@@ -370,7 +370,7 @@ def test_poller_logs_a_failed_sample_and_keeps_going(caplog: pytest.LogCaptureFi
 
     sampler.sample = flaky  # type: ignore[method-assign]
     poller = ResourcePoller(sampler, interval=0.01)
-    with caplog.at_level(logging.ERROR, logger=LOGGER):
+    with caplog.at_level(logging.ERROR, logger="addons.polling"):
         poller.start()
         try:
             assert poller.wait_for_poll(2, timeout=5.0)
@@ -378,7 +378,7 @@ def test_poller_logs_a_failed_sample_and_keeps_going(caplog: pytest.LogCaptureFi
             poller.stop()
     assert poller.last is not None
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert errors[0].getMessage() == "sampling machine resources failed"
+    assert errors[0].getMessage() == "resource-poller: poll failed"
     assert errors[0].exc_info is not None
 
 
