@@ -22,7 +22,6 @@ INFERENCE_ENDPOINTS = frozenset(
         "/v1/messages",
     }
 )
-EMBEDDING_ENDPOINTS = frozenset({"/api/embed", "/api/embeddings", "/v1/embeddings"})
 METADATA_ENDPOINTS = frozenset(
     {
         "/",
