@@ -13,6 +13,10 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from addons.service import MetricsProxy  # noqa: E402
+from addons.service import MetricsProxy, repeated_options  # noqa: E402
+
+if _repeated := repeated_options(sys.argv[1:]):
+    print(f"llama-metrics: option given more than once: {', '.join(_repeated)}", file=sys.stderr)
+    raise SystemExit(2)
 
 addons = [MetricsProxy()]

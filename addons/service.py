@@ -37,6 +37,30 @@ OPTIONS = {
 }
 
 
+def repeated_options(argv: list[str]) -> list[str]:
+    """Our options given more than once with ``--set`` on a command line.
+
+    mitmproxy refuses a repeated option only while loading the script that declares it, and
+    then swallows the error: the proxy would run without this addon and measure nothing. So
+    the script checks the command line itself and refuses to start.
+    """
+    seen: set[str] = set()
+    repeated: list[str] = []
+    for i, arg in enumerate(argv):
+        if arg == "--set" and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--set="):
+            value = arg[len("--set="):]
+        else:
+            continue
+        name = value.split("=", 1)[0]
+        if name in OPTIONS or name == "llama_config":
+            if name in seen and name not in repeated:
+                repeated.append(name)
+            seen.add(name)
+    return repeated
+
+
 def version() -> str:
     try:
         return metadata.version("llama-metrics")
