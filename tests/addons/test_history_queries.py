@@ -13,32 +13,18 @@ from pathlib import Path
 import pytest
 
 from addons.history import (
-    COLUMNS,
     connect_readonly,
     earliest_since_id,
     extent,
-    record_to_row,
     rollup_durations,
     rollup_models,
 )
-from addons.history_writer import HistoryWriter
 from addons.records import RequestRecord
+from tests.history_files import write_history
 
 T0 = 1_700_000_000.0
 TTFT = (0.1, 0.5, 1.0)
 DURATION = (1.0, 5.0)
-
-
-def write(path: Path, records: list[RequestRecord]) -> None:
-    writer = HistoryWriter(path, retention_days=1e6)  # test times lie far in the past
-    writer.start()
-    writer.close()
-    names = [name for name, _, _ in COLUMNS]
-    with closing(sqlite3.connect(path)) as conn, conn:
-        conn.executemany(
-            f"INSERT INTO requests ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-            [[record_to_row(r)[n] for n in names] for r in records],
-        )
 
 
 def varied(n: int, seed: int = 3) -> list[RequestRecord]:
@@ -62,7 +48,7 @@ def varied(n: int, seed: int = 3) -> list[RequestRecord]:
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[tuple[sqlite3.Connection, list[RequestRecord]]]:
     records = varied(400)
-    write(tmp_path / "h.db", records)
+    write_history(tmp_path / "h.db", records)
     with closing(connect_readonly(tmp_path / "h.db")) as conn:
         yield conn, records
 
@@ -102,7 +88,7 @@ def test_rollup_models_matches_counting_by_hand(db: tuple) -> None:
 def test_rollup_durations_counts_le_buckets_with_inclusive_bounds(tmp_path: Path) -> None:
     base = RequestRecord(started_at=T0, endpoint="/api/chat", model="m", status=200)
     durations = [0.5, 1.0, 1.0000001, 5.0, 6.0, 60.0]
-    write(tmp_path / "h.db", [dataclasses.replace(base, duration_s=d) for d in durations])
+    write_history(tmp_path / "h.db", [dataclasses.replace(base, duration_s=d) for d in durations])
     with closing(connect_readonly(tmp_path / "h.db")) as conn:
         rows = rollup_durations(conn, int(T0 // 60), int(T0 // 60), 60.0,
                                 duration_bounds=DURATION)
@@ -114,7 +100,7 @@ def test_buckets_are_half_open_and_empty_ones_have_no_rows(tmp_path: Path) -> No
     base = RequestRecord(started_at=T0, endpoint="/api/chat", model="m", status=200)
     step = 60.0
     start = (T0 // step) * step
-    write(tmp_path / "h.db", [dataclasses.replace(base, started_at=t)
+    write_history(tmp_path / "h.db", [dataclasses.replace(base, started_at=t)
                               for t in (start, start + step - 0.001, start + step)])
     with closing(connect_readonly(tmp_path / "h.db")) as conn:
         b = int(start // step)
@@ -123,12 +109,12 @@ def test_buckets_are_half_open_and_empty_ones_have_no_rows(tmp_path: Path) -> No
 
 
 def test_extent_and_rows_written_after_an_id(tmp_path: Path) -> None:
-    write(tmp_path / "h.db", [])
+    write_history(tmp_path / "h.db", [])
     with closing(connect_readonly(tmp_path / "h.db")) as conn:
         assert extent(conn) == {"max_id": 0, "min_ts": None}
         assert earliest_since_id(conn, 0) is None
     base = RequestRecord(started_at=T0 + 50, endpoint="/api/chat", model="m", status=200)
-    write(tmp_path / "h.db", [base, dataclasses.replace(base, started_at=T0 + 10),
+    write_history(tmp_path / "h.db", [base, dataclasses.replace(base, started_at=T0 + 10),
                               dataclasses.replace(base, started_at=T0 + 30)])
     with closing(connect_readonly(tmp_path / "h.db")) as conn:
         assert extent(conn) == {"max_id": 3, "min_ts": T0 + 10}

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
 from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,8 +21,6 @@ from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry, generate_latest
 
 from addons.admission import AdmissionCollector
-from addons.history import COLUMNS, record_to_row
-from addons.history_writer import HistoryWriter
 from addons.inventory import InventoryCollector, InventoryState, LoadedModel
 from addons.metrics import ProxyMetrics
 from addons.records import RequestRecord
@@ -99,19 +95,6 @@ class FakeProxy:
             limit = int(parse_qs(parts.query).get("limit", ["100"])[0])
             return 200, json.dumps(self.recent[:limit]).encode()
         return 404, b'{"error": "not found"}'
-
-
-def write_history(path: Path, records: list[RequestRecord]) -> None:
-    """A history file as the proxy writes it, filled in one transaction."""
-    writer = HistoryWriter(path, retention_days=1e6)  # test times lie far in the past
-    writer.start()
-    writer.close()
-    names = [name for name, _, _ in COLUMNS]
-    with closing(sqlite3.connect(path)) as conn, conn:
-        conn.executemany(
-            f"INSERT INTO requests ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-            [[record_to_row(r)[n] for n in names] for r in records],
-        )
 
 
 @pytest.fixture

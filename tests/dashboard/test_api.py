@@ -12,7 +12,8 @@ from flask.testing import FlaskClient
 
 from addons.records import RequestRecord
 from dashboard import create_app
-from tests.dashboard.conftest import Clock, FakeProxy, write_history
+from tests.dashboard.conftest import Clock, FakeProxy
+from tests.history_files import write_history
 
 
 def rec(ts: float, **fields: Any) -> RequestRecord:

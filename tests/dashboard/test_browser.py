@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import load_sim
-from tests.e2e.processes import Proxy, run_proxy
+from tests.e2e.processes import Proxy, run_proxy, stop_process
 
 pytestmark = [
     pytest.mark.e2e,
@@ -77,15 +77,7 @@ def run_dashboard(*args: str, env: dict[str, str]) -> Iterator[Dashboard]:
         dashboard.wait_ready()
         yield dashboard
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        dashboard._reader.join(timeout=5)
-        if process.stdout is not None:
-            process.stdout.close()
+        stop_process(process, dashboard._reader, timeout=15)
 
 
 def chat(proxy: Proxy, model: str, **headers: str) -> int:

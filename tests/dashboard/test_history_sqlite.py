@@ -15,7 +15,7 @@ from addons.history_writer import HistoryWriter
 from addons.records import RequestRecord
 from dashboard.history_sqlite import SqliteHistory
 from dashboard.windows import WINDOWS, SourceError, parse_window
-from tests.dashboard.conftest import write_history
+from tests.history_files import write_history
 
 NOW = 1_790_006_400.0 + 100.0  # 100 s into a 2 h bucket
 DAY = WINDOWS["24h"]

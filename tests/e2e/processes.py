@@ -107,6 +107,21 @@ class Proxy:
         )
 
 
+def stop_process(
+    process: subprocess.Popen[str], reader: threading.Thread, timeout: float = 10.0
+) -> None:
+    """SIGTERM, SIGKILL if it does not go within ``timeout``; then drain and close its output."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    reader.join(timeout=5)
+    if process.stdout is not None:
+        process.stdout.close()
+
+
 @contextmanager
 def run_proxy(upstream: str, *extra: str, env: dict[str, str] | None = None) -> Iterator[Proxy]:
     """Start mitmdump in reverse mode in front of ``upstream``; stop it afterwards."""
@@ -129,12 +144,4 @@ def run_proxy(upstream: str, *extra: str, env: dict[str, str] | None = None) -> 
         proxy.wait_ready()
         yield proxy
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        proxy._reader.join(timeout=5)
-        if process.stdout is not None:
-            process.stdout.close()
+        stop_process(process, proxy._reader)

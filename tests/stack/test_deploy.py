@@ -20,7 +20,7 @@ import pytest
 from addons import settings
 from healthd.config import HEALTHD_KEYS
 from tests.e2e.conftest import load_sim
-from tests.e2e.processes import Proxy
+from tests.e2e.processes import Proxy, stop_process
 from tests.stack.tools import DEPLOY, ROOT, load_yaml
 
 COMPOSE = DEPLOY / "compose.yaml"
@@ -314,13 +314,5 @@ def test_run_starts_the_proxy_as_the_image_and_units_do(tmp_path: Path) -> None:
         assert history.exists(), proxy.log
         assert (tmp_path / ".mitmproxy").is_dir()  # mitmproxy's state under HOME
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        proxy._reader.join(timeout=5)
-        if process.stdout is not None:
-            process.stdout.close()
+        stop_process(process, proxy._reader)
         sim.stop()
