@@ -29,9 +29,15 @@ Faults, for every request with ``--fault MODE`` or for one with the header ``X-S
   no_usage          OpenAI stream without the usage chunk even when asked for
   stall             after the first chunk, send nothing more until the client leaves
   refuse            reset each connection once accepted (as a header: reset this one)
+  reset             like close_mid_stream, but a TCP reset (SO_LINGER 0) instead of a close
+  invalid_utf8      the second content chunk's text is bytes that are not UTF-8
+  truncated_tail    the final line (the one with the counts) cut in half, then a clean end
+  big_body:MB       MB mebibytes of text, streamed as 64 KiB content chunks or as one body
   none              (header only) no fault, whatever --fault says
 A non-streamed response meets the same faults on its one body: close_mid_stream and stall
 send half of it, malformed_line sends a truncated body, error_in_stream becomes a 500.
+reset sends half of it, then a reset; truncated_tail is malformed_line; invalid_utf8 ends
+its text with bytes that are not UTF-8.
 
 Other request headers: ``X-Sim-Tokens: N`` (length the model would stop at),
 ``X-Sim-Token-Rate: R``, ``X-Sim-TTFT: S`` and ``X-Sim-Hold: KEY`` (after the first content
@@ -76,7 +82,7 @@ DEFAULT_TOKENS = 20
 DEFAULT_KEEP_ALIVE = 300.0
 FAULT_MODES = (
     "close_mid_stream", "malformed_line", "error_in_stream", "split",
-    "no_counts", "no_usage", "stall", "refuse",
+    "no_counts", "no_usage", "stall", "refuse", "reset", "invalid_utf8", "truncated_tail",
 )
 # Content chunks, in order; multi-byte UTF-8 (2, 3 and 4 bytes), a quote and Go's escaped < >.
 VOCAB = (
@@ -85,6 +91,9 @@ VOCAB = (
     " résumé", ".", "\n", " Über", " 😊", " tokens", "!",
 )
 _CUT_AFTER = 3  # content chunks sent before close_mid_stream / error_in_stream strike
+_INVALID_UTF8 = b"\xff\xfe\xc3("  # stray bytes and a broken 2-byte sequence
+_BIG_CHUNK = 64 * 1024  # characters of text per content chunk of big_body:MB
+_BIG_TOKEN = ("llama " * (_BIG_CHUNK // 6 + 1))[:_BIG_CHUNK]
 _NS = 1_000_000_000
 _FOREVER = 9e9  # seconds; what Ollama shows for a negative keep_alive is centuries away
 
@@ -162,10 +171,11 @@ def _embedding(text: str, dims: int, seed: int, normalize: bool) -> tuple[float,
 
 @dataclass(frozen=True, slots=True)
 class Fault:
-    """One fault mode; ``status`` is set for ``status:CODE``."""
+    """One fault mode; ``status`` is set for ``status:CODE``, ``megabytes`` for big_body:MB."""
 
     mode: str
     status: int = 0
+    megabytes: int = 0
 
     @classmethod
     def parse(cls, text: str | None) -> Fault | None:
@@ -178,12 +188,19 @@ class Fault:
             if not code.isdigit() or not 400 <= int(code) <= 599:
                 raise ValueError(f"fault {value!r}: status must be a code from 400 to 599")
             return cls("status", int(code))
+        if value.startswith("big_body:"):
+            size = value.removeprefix("big_body:")
+            if not size.isdigit() or not 1 <= int(size) <= 1024:
+                raise ValueError(f"fault {value!r}: size must be 1 to 1024 (MiB)")
+            return cls("big_body", megabytes=int(size))
         if value not in FAULT_MODES:
-            allowed = ", ".join((*FAULT_MODES, "status:CODE", "none"))
+            allowed = ", ".join((*FAULT_MODES, "status:CODE", "big_body:MB", "none"))
             raise ValueError(f"fault {value!r} is unknown; allowed: {allowed}")
         return cls(value)
 
     def __str__(self) -> str:
+        if self.megabytes:
+            return f"big_body:{self.megabytes}"
         return f"status:{self.status}" if self.status else self.mode
 
 
@@ -982,6 +999,8 @@ class SimServer:
         eval_start = time.perf_counter_ns()
         n = job.tokens if job.cap is None else min(job.tokens, job.cap)
         job.done_reason = "length" if job.cap is not None and job.cap <= job.tokens else "stop"
+        if job.fault is not None and job.fault.megabytes:
+            n = job.fault.megabytes * (1 << 20) // _BIG_CHUNK
         rng = self._cutter(job)
 
         def stats() -> _Stats:
@@ -1001,9 +1020,17 @@ class SimServer:
             if job.mode == "error_in_stream":
                 raise _RequestError(500, "an error was encountered while running the model: "
                                          "simulated error_in_stream")
-            text = "".join(VOCAB[(job.first + i) % len(VOCAB)] for i in range(job.eval_count))
-            return await self._send_body(request, job, wire.body(_go_json(text), stats()),
-                                         wire.body_type, rng)
+            if job.mode == "big_body":
+                text = _BIG_TOKEN * job.eval_count
+            else:
+                text = "".join(VOCAB[(job.first + i) % len(VOCAB)] for i in range(job.eval_count))
+            text_json = _go_json(text)
+            if job.mode == "invalid_utf8":  # an escape no text contains, swapped for the bytes
+                text_json = text_json[:-1] + '\\ufffd"'
+            body = wire.body(text_json, stats())
+            if job.mode == "invalid_utf8":
+                body = body.replace(b"\\ufffd", _INVALID_UTF8, 1)
+            return await self._send_body(request, job, body, wire.body_type, rng)
         resp = web.StreamResponse(headers={"Content-Type": wire.stream_type})
         resp.enable_chunked_encoding()
         await resp.prepare(request)  # the headers leave with the first chunk, as in Ollama
@@ -1018,7 +1045,9 @@ class SimServer:
         try:
             if await self._emit(request, job, wire, n, write):
                 final = wire.tail(stats())
-                self._record(job, 200, "done")  # before the client can see the end
+                if job.mode == "truncated_tail":
+                    final = [final[0][: len(final[0]) // 2]]
+                self._record(job, 200, "aborted" if job.mode == "truncated_tail" else "done")
                 for piece in final:
                     await write(piece)
         except ConnectionError:
@@ -1029,16 +1058,18 @@ class SimServer:
                     write: Callable[[bytes], Awaitable[None]] | None) -> bool:
         """Pace n content chunks (written when write is given); False if a fault ended it."""
         mode = job.mode
-        cutting = write is not None and mode in ("close_mid_stream", "error_in_stream")
+        cutting = write is not None and mode in ("close_mid_stream", "error_in_stream", "reset")
         cut = min(_CUT_AFTER, n) if cutting else -1
         interval = 1.0 / job.token_rate if job.token_rate > 0 else 0.0
         loop = asyncio.get_running_loop()
         first_at = loop.time()
         for i in range(n + 1):
             if i == cut and write is not None:
-                if mode == "close_mid_stream":
+                if mode in ("close_mid_stream", "reset"):
                     self._record(job, 200, "aborted")
-                    if request.transport is not None:
+                    if mode == "reset":
+                        _reset(request.transport)
+                    elif request.transport is not None:
                         request.transport.close()
                     return False
                 self._record(job, 200, "error")
@@ -1052,7 +1083,12 @@ class SimServer:
                 if delay > 0:
                     await asyncio.sleep(delay)
             if write is not None:
-                await write(wire.content(_VOCAB_JSON[(job.first + i) % len(VOCAB)]))
+                if mode == "big_body":
+                    await write(wire.content(_go_json(_BIG_TOKEN)))
+                elif mode == "invalid_utf8" and i == min(1, n - 1):
+                    await write(wire.content('"\\ufffd"').replace(b"\\ufffd", _INVALID_UTF8))
+                else:
+                    await write(wire.content(_VOCAB_JSON[(job.first + i) % len(VOCAB)]))
             job.eval_count = i + 1
             if i == 0 and job.hold:
                 await self._hold(job.hold)
@@ -1066,9 +1102,9 @@ class SimServer:
                          content_type: str, rng: random.Random | None) -> web.StreamResponse:
         """Send a non-streamed body, applying the fault modes that make sense for one."""
         mode = job.mode
-        if mode == "malformed_line":
+        if mode in ("malformed_line", "truncated_tail"):
             body = body[: len(body) // 2]
-        if mode not in ("close_mid_stream", "stall", "split"):
+        if mode not in ("close_mid_stream", "stall", "split", "reset"):
             self._record(job, 200, "done")
             return web.Response(body=body, headers={"Content-Type": content_type})
         resp = web.StreamResponse(headers={"Content-Type": content_type})
@@ -1081,9 +1117,11 @@ class SimServer:
                     await resp.write(piece)
                 return resp
             await resp.write(body[: len(body) // 2])
-            if mode == "close_mid_stream":
+            if mode in ("close_mid_stream", "reset"):
                 self._record(job, 200, "aborted")
-                if request.transport is not None:
+                if mode == "reset":
+                    _reset(request.transport)
+                elif request.transport is not None:
                     request.transport.close()
                 return resp
             await asyncio.get_running_loop().create_future()  # stall until cancelled
