@@ -35,11 +35,21 @@ MAX_MODEL_NAME = 200
 
 
 def parse_metrics_url(value: Any) -> str:
-    """The proxy's metrics address; ``http://host:8001`` and ``.../metrics`` both work."""
-    url = parse_url(value)
-    if not url:
+    """The proxy's metrics address; ``http://host:8001`` and ``.../metrics`` both work.
+
+    Several proxies shown as one: a comma-separated string or a YAML list of addresses; the
+    value is then their comma-separated list (``dashboard.proxies.split_urls`` reads it).
+    """
+    given = value if isinstance(value, list | tuple) else [value]
+    urls: list[str] = []
+    for item in (part for one in given for part in str(one or "").split(",")):
+        url = parse_url(item).removesuffix("/metrics")
+        if not url or url in urls:  # a proxy counted twice would double every number
+            raise ValueError(value)
+        urls.append(url)
+    if not urls:
         raise ValueError(value)
-    return url.removesuffix("/metrics")
+    return ",".join(urls)
 
 
 def parse_history_path(value: Any) -> str:
@@ -62,7 +72,8 @@ DASHBOARD_KEYS: tuple[Key, ...] = (
     Key("host", parse_host, "127.0.0.1", "a host name or IP address"),
     Key("port", PORT, 3001, "a port number 0-65535 (0 = any free port)"),
     Key("proxy_metrics_url", parse_metrics_url, "http://127.0.0.1:8001",
-        "the http(s) URL of the proxy's metrics port"),
+        "the http(s) URL of the proxy's metrics port, or several different ones "
+        "(comma-separated or a list) to show several proxies as one"),
     Key("history_path", parse_history_path, "data/history.db",
         "a file path (the proxy's history database, not a directory), or empty to disable"),
     Key("healthd_url", parse_url, "http://127.0.0.1:8080", "an http(s) URL, or empty"),
@@ -102,7 +113,10 @@ def argument_parser() -> argparse.ArgumentParser:
     for flag, key in FLAGS.items():
         # Values stay strings here so that ConfigError reports them as given.
         metavar = {"host": "HOST", "port": "PORT", "history_path": "PATH"}.get(key, "URL")
-        parser.add_argument(flag, dest=key, metavar=metavar)
+        if key == "proxy_metrics_url":  # once per proxy, to show several as one
+            parser.add_argument(flag, dest=key, metavar=metavar, action="append")
+        else:
+            parser.add_argument(flag, dest=key, metavar=metavar)
     parser.add_argument(
         "--config", metavar="FILE", help="YAML file (default config/llama-metrics.yml)"
     )

@@ -1,5 +1,8 @@
 """The live view: scrapes the proxy every push interval and publishes one snapshot per tick.
 
+With several proxies (``proxy_metrics_url`` lists them) each tick scrapes all of them and
+shows their merge (``dashboard.proxies``) as one proxy.
+
 One background thread does the scraping for every open page; websocket handlers wait on
 ``wait_next`` for the next snapshot instead of scraping themselves. The thread starts on the
 first use (so nothing runs before gunicorn forks its worker) and ``tick`` can be driven by hand
@@ -16,9 +19,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from . import promtext, snapshot
+from . import proxies, snapshot
 from .promtext import Samples
-from .transport import Fetch, describe_error, get_json
+from .transport import Fetch, describe_error
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +57,8 @@ class LiveState:
         self._seq = 0
         self.ticks = 0  # for the dashboard's own /metrics
         self.scrape_failures = 0
-        self.proxy_up: bool | None = None
+        self.proxy_up: bool | None = None  # every proxy answered the last scrape
+        self._answered: frozenset[str] = frozenset()
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -124,22 +128,28 @@ class LiveState:
     def tick(self) -> dict[str, Any]:
         """Scrape the proxy (and now and then the health daemon); publish a new snapshot."""
         now = self._clock()
-        base = self.settings["proxy_metrics_url"]
-        proxy: dict[str, Any] = {"url": base, "reachable": False, "error": None}
-        samples: Samples | None = None
-        feed: list[dict[str, Any]] = []
-        try:
-            status, body = self._fetch(base + "/metrics", self._timeout)
-            if status != 200:
-                raise OSError(f"/metrics answered HTTP {status}")
-            samples = promtext.parse(body.decode("utf-8", "replace"))
-            proxy["reachable"] = True
-            feed = self._feed(base)
-        except OSError as exc:
-            proxy["error"] = f"{base}: {describe_error(exc)}"
-            self.scrape_failures += 1
+        urls = proxies.split_urls(self.settings["proxy_metrics_url"])
+        scrapes = proxies.scrape(self._fetch, urls, self._timeout, recent=FEED_LIMIT)
+        samples = proxies.merge(scrapes)
+        errors = [s.error for s in scrapes if s.error]
+        proxy: dict[str, Any] = {
+            "url": ", ".join(urls), "reachable": samples is not None,
+            "error": "; ".join(errors) or None,
+            "proxies": [{"url": s.url, "reachable": s.samples is not None, "error": s.error}
+                        for s in scrapes],
+        }
+        feed = proxies.merge_recent([s.recent for s in scrapes if s.samples is not None],
+                                    FEED_LIMIT)
+        self.scrape_failures += len(errors)
         self.ticks += 1
-        self.proxy_up = samples is not None
+        self.proxy_up = not errors
+        # Sums over a changed set of proxies are not comparable: rates start again.
+        answered = frozenset(s.url for s in scrapes if s.samples is not None)
+        if answered != self._answered:
+            self._answered = answered
+            with self._cond:
+                self._scrapes.clear()
+                self._recent.clear()
         if now - self._health_at >= HEALTH_EVERY_SECONDS:
             self._health_at = now
             self._health = self._ask_health()
@@ -181,15 +191,6 @@ class LiveState:
             self._seq += 1
             self._cond.notify_all()
         return current
-
-    def _feed(self, base: str) -> list[dict[str, Any]]:
-        try:
-            status, rows = get_json(self._fetch, f"{base}/requests?limit={FEED_LIMIT}",
-                                    self._timeout)
-        except (OSError, ValueError) as exc:
-            logger.debug("proxy %s/requests: %s", base, exc)
-            return []
-        return rows if status == 200 and isinstance(rows, list) else []
 
     def _ask_health(self) -> dict[str, Any]:
         url = self.settings["healthd_url"]

@@ -72,6 +72,17 @@ def parse(text: str, prefix: str = "ollama_proxy_") -> Samples:
     return samples
 
 
+def types(text: str, prefix: str = "ollama_proxy_") -> dict[str, str]:
+    """Family name -> type (counter, gauge, histogram, ...) from the ``# TYPE`` lines."""
+    out: dict[str, str] = {}
+    for line in text.split("\n"):
+        if line.startswith("# TYPE " + prefix):
+            parts = line.split()
+            if len(parts) == 4:
+                out[parts[2]] = parts[3]
+    return out
+
+
 def series(samples: Samples, name: str) -> Iterable[tuple[dict[str, str], float]]:
     """Every (labels, value) of one series name."""
     for (sample_name, labels), value in samples.items():

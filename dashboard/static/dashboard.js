@@ -153,7 +153,12 @@
     else if (ollama.up === false) setStatus("status-ollama", "bad", "down" + (ollama.version ? " (last seen " + ollama.version + ")" : ""));
     else setStatus("status-ollama", "unknown", "unknown");
     const proxy = st.proxy || {};
-    if (proxy.reachable) setStatus("status-proxy", "ok", "reachable" + (ollama.proxy_version ? ", " + ollama.proxy_version : ""));
+    const all = proxy.proxies || [];
+    const up = all.filter((p) => p.reachable).length;
+    const version = ollama.proxy_version ? ", " + ollama.proxy_version : "";
+    if (all.length > 1 && up === all.length) setStatus("status-proxy", "ok", up + " proxies reachable" + version);
+    else if (all.length > 1 && up > 0) setStatus("status-proxy", "warn", up + " of " + all.length + " proxies reachable; " + (proxy.error || "?"));
+    else if (proxy.reachable) setStatus("status-proxy", "ok", "reachable" + version);
     else setStatus("status-proxy", "bad", "unreachable: " + (proxy.error || "?"));
     const hd = st.healthd || {};
     const state = String(hd.status || "unknown");

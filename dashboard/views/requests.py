@@ -1,7 +1,8 @@
 """``/api/requests?limit=N``: the latest finished requests, newest first, without any text.
 
-They come from the proxy's ``/requests`` (what it finished most recently, history or not);
-when the proxy cannot be reached, from the history file.
+They come from the proxy's ``/requests`` (what it finished most recently, history or not;
+with several proxies, the newest of all of them); when no proxy can be reached, from the
+history file.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ import logging
 
 from flask import Blueprint, Response, abort, jsonify, request
 
+from .. import proxies
 from ..history_sqlite import SqliteHistory
 from ..services import get_services
-from ..transport import describe_error, get_json
 from ..windows import SourceError
 from .errors import check_params, error
 
@@ -36,16 +37,13 @@ def api_requests() -> Response | tuple[Response, int]:
     limit = _limit()
     services = get_services()
     settings = services.settings
-    url = f"{settings['proxy_metrics_url']}/requests?limit={limit}"
-    try:
-        status, rows = get_json(services.fetch, url, settings["request_timeout_seconds"])
-        if status == 200 and isinstance(rows, list):
-            clean = [{k: v for k, v in r.items() if k not in ("prompt", "response")}
-                     for r in rows if isinstance(r, dict)]
-            return jsonify({"source": "proxy", "requests": clean})
-        reason = f"{url} answered HTTP {status}"
-    except (OSError, ValueError) as exc:
-        reason = f"{url}: {describe_error(exc)}"
+    urls = proxies.split_urls(settings["proxy_metrics_url"])
+    timeout = settings["request_timeout_seconds"]
+    answers = [proxies.recent_requests(services.fetch, url, limit, timeout) for url in urls]
+    rows = [a for a in answers if isinstance(a, list)]
+    if rows:
+        return jsonify({"source": "proxy", "requests": proxies.merge_recent(rows, limit)})
+    reason = "; ".join(a for a in answers if isinstance(a, str))
     if isinstance(services.history, SqliteHistory):
         try:
             return jsonify({"source": "history", "requests": services.history.recent(limit)})

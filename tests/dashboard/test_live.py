@@ -84,8 +84,10 @@ def test_no_gpu_means_no_gpu_numbers(fake_proxy: FakeProxy, clock: Clock) -> Non
 def test_proxy_down_is_a_status_not_an_error(fake_proxy: FakeProxy, clock: Clock) -> None:
     fake_proxy.reachable = False
     snap = make(fake_proxy, clock).tick()
+    refused = f"{PROXY}: [Errno 111] Connection refused"
     assert snap["status"]["proxy"] == {
-        "url": PROXY, "reachable": False, "error": f"{PROXY}: [Errno 111] Connection refused"}
+        "url": PROXY, "reachable": False, "error": refused,
+        "proxies": [{"url": PROXY, "reachable": False, "error": refused}]}
     assert snap["status"]["ollama"]["up"] is None
     assert snap["point"]["requests_per_second"] is None and snap["requests"] == []
 
