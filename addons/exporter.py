@@ -17,6 +17,8 @@ from urllib.parse import parse_qs, urlsplit
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from .security import Security
+
 logger = logging.getLogger(__name__)
 
 
@@ -29,6 +31,7 @@ class _Server(ThreadingHTTPServer):
     registry: CollectorRegistry
     health: Callable[[], dict]
     recent: Callable[[int], list[dict]]
+    security: Security
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -37,7 +40,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         path = self.path.split("?", 1)[0]
-        if path == "/metrics":
+        if not self.server.security.allows(self.headers.get("Authorization")):
+            error = {"error": "this metrics port needs an access token: "
+                              "send Authorization: Bearer <token>"}
+            self._send(401, json.dumps(error).encode(), "application/json",
+                       {"WWW-Authenticate": 'Bearer realm="llama-metrics"'})
+        elif path == "/metrics":
             encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
             self._send(200, encoder(self.server.registry), content_type)
         elif path == "/health":
@@ -57,8 +65,12 @@ class _Handler(BaseHTTPRequestHandler):
             error = {"error": f"not found: {path}; try /metrics, /health, /requests"}
             self._send(404, json.dumps(error).encode(), "application/json")
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
+    def _send(
+        self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -78,11 +90,13 @@ class MetricsServer:
         registry: CollectorRegistry,
         health: Callable[[], dict],
         recent: Callable[[int], list[dict]] = lambda limit: [],
+        security: Security | None = None,
     ) -> None:
         self._server = _Server((host, port), _Handler)  # OSError if the port is taken
         self._server.registry = registry
         self._server.health = health
         self._server.recent = recent
+        self._server.security = security or Security()
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="metrics-server", daemon=True
         )

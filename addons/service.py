@@ -13,6 +13,7 @@ from mitmproxy.addonmanager import Loader
 from prometheus_client import CollectorRegistry
 
 from . import errors, history, history_writer, settings
+from .access import AccessControl
 from .admission import AdmissionCollector
 from .exporter import MAX_RECENT, MetricsServer
 from .inventory import InventoryCollector, InventoryPoller
@@ -20,6 +21,7 @@ from .metrics import ProxyMetrics
 from .records import RequestRecord
 from .resources import ResourceCollector, ResourcePoller, ResourceSampler
 from .routes import ModelLabels
+from .security import Security, load_security
 from .tap import TrafficTap
 
 logger = logging.getLogger(__name__)
@@ -86,7 +88,8 @@ class MetricsProxy:
         self.labels = ModelLabels(is_known=self.is_known)
         self.recent: deque[RequestRecord] = deque(maxlen=MAX_RECENT)
         self.tap = TrafficTap(self.metrics, self.labels, on_record=self.record)
-        self.addons = [self.tap]
+        self.access = AccessControl()  # before the tap: a refused request is never queued
+        self.addons = [self.access, self.tap]
         self.resources = ResourcePoller(ResourceSampler())
         self.registry.register(ResourceCollector(self.resources))
         self.registry.register(AdmissionCollector(self.tap.admission))
@@ -111,12 +114,15 @@ class MetricsProxy:
             new = settings.load(
                 "proxy", config=ctx.options.llama_config or None, overrides=overrides
             )
+            security = load_security(config=ctx.options.llama_config or None)
+            self.check_listen(new, security)
         except settings.ConfigError as e:
             if not self.settings:  # at start: nothing starts half-configured
                 logger.error("llama-metrics: %s", e)
                 raise SystemExit(2) from e
             raise exceptions.OptionsError(str(e)) from e
         old, self.settings = self.settings, new
+        old_security, self.access.security = self.access.security, security
         if not old:
             self.first_configure(new)
         self.labels.max_others = new["max_model_labels"]
@@ -131,9 +137,20 @@ class MetricsProxy:
         ):
             self.open_history(new)
         endpoint = (new["metrics_host"], new["metrics_port"])
-        if self.server is not None and endpoint != (old["metrics_host"], old["metrics_port"]):
+        if self.server is not None and (
+            endpoint != (old["metrics_host"], old["metrics_port"]) or security != old_security
+        ):
             self.stop_server()
             self.start_server()
+
+    @staticmethod
+    def check_listen(new: dict[str, Any], security: Security) -> None:
+        """Refuse an address other machines reach while no token (and no opt-out) is set."""
+        security.check_listen("proxy.metrics_host", new["metrics_host"])
+        if ctx.options.listen_host:
+            security.check_listen("listen_host (--listen-host)", ctx.options.listen_host)
+        else:  # first_configure binds the configured address instead of every interface
+            security.check_listen("proxy.listen_host", new["listen_host"])
 
     def open_history(self, new: dict[str, Any]) -> None:
         """(Re)open the history writer; requests are recorded off the event loop."""
@@ -209,7 +226,8 @@ class MetricsProxy:
         host, port = self.settings["metrics_host"], self.settings["metrics_port"]
         try:
             self.server = MetricsServer(
-                host, port, self.registry, self.health, self.recent_requests
+                host, port, self.registry, self.health, self.recent_requests,
+                security=self.access.security,
             )
         except OSError as e:
             logger.error("cannot serve metrics on %s:%s: %s", host, port, e)

@@ -167,6 +167,8 @@ class TrafficTap:
         if st is None:  # the flow began before this addon was loaded
             st = flow.metadata[KEY] = FlowState()
         self.classify(flow, st)
+        if flow.response is not None:  # answered before forwarding (addons/access.py: 401)
+            return None
         if st.inference and self.admission.max_concurrency:
             if not self.admission.try_acquire():
                 return self.admit(flow, st)  # mitmproxy awaits it; other flows go on meanwhile

@@ -1,8 +1,8 @@
 """The llama-metrics dashboard: a Flask app, built by ``create_app``, one blueprint a feature.
 
 ``python -m dashboard`` serves it with gunicorn; tests build it with a test configuration
-(``SETTINGS`` over the defaults, and seams: ``FETCH``, ``CLOCK``, ``HISTORY_SOURCE``,
-``AUTOSTART``).
+(``SETTINGS`` over the defaults, ``SECURITY`` (an ``addons.security.Security``), and seams:
+``FETCH``, ``CLOCK``, ``HISTORY_SOURCE``, ``AUTOSTART``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from typing import Any
 from flask import Flask, Response
 from flask.json.provider import DefaultJSONProvider
 
-from . import config
+from addons.security import Security, load_security
+
+from . import auth, config
 from .services import Services, init_app
-from .transport import urllib_fetch
+from .transport import Fetch, authorized_fetch, urllib_fetch
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +55,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.json = JSONProvider(app)
     if test_config is None:
         settings = config.load_settings([])
+        security = load_security()
     else:
         app.config.from_mapping(test_config)
         settings = {**config.defaults(), **test_config.get("SETTINGS", {})}
+        security = test_config.get("SECURITY") or Security()
     app.config["SETTINGS"] = settings
+    auth.init_app(app, security)  # first: nothing below runs for a request without the token
     services = Services(
         settings,
-        fetch=app.config.get("FETCH") or urllib_fetch,
+        fetch=app.config.get("FETCH") or own_fetch(settings, security),
         clock=app.config.get("CLOCK") or time.time,
         history=app.config.get("HISTORY_SOURCE"),
         autostart=app.config.get("AUTOSTART", True),
@@ -81,3 +86,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         return response
 
     return app
+
+
+def own_fetch(settings: Mapping[str, Any], security: Security) -> Fetch:
+    """GETs that carry the access token to the proxies and the health daemon, when one is set."""
+    if not security.access_token:
+        return urllib_fetch
+    own = [*str(settings["proxy_metrics_url"]).split(","), str(settings["healthd_url"])]
+    return authorized_fetch(security.headers(), [url.strip() for url in own])

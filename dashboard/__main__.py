@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from addons.security import load_security
 from addons.settings import ConfigError
 
 from . import config, create_app
@@ -18,8 +19,11 @@ logger = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
     try:
-        settings = config.load_settings(sys.argv[1:] if argv is None else argv)
+        settings = config.load_settings(args)
+        security = load_security(config=config.argument_parser().parse_args(args).config)
+        security.check_listen("dashboard.host", settings["host"])
     except ConfigError as exc:
         print(f"llama-metrics: {exc}", file=sys.stderr)
         return 2
@@ -32,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    app = create_app({"SETTINGS": settings})
+    app = create_app({"SETTINGS": settings, "SECURITY": security})
     history = settings["prometheus_url"] or settings["history_path"] or "none"
     logger.info("proxy metrics %s, history %s, health daemon %s, narrative via %s",
                 settings["proxy_metrics_url"], history, settings["healthd_url"] or "none",

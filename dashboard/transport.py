@@ -11,7 +11,7 @@ import json
 import logging
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -22,14 +22,31 @@ Fetch = Callable[[str, float], tuple[int, bytes]]
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def urllib_fetch(url: str, timeout: float) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, headers={"Accept": "application/json, text/plain"})
+def urllib_fetch(
+    url: str, timeout: float, headers: Mapping[str, str] | None = None
+) -> tuple[int, bytes]:
+    request = urllib.request.Request(
+        url, headers={"Accept": "application/json, text/plain", **(headers or {})}
+    )
     try:
         with _OPENER.open(request, timeout=timeout) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         with exc:  # it holds the response's socket
             return exc.code, exc.read()
+
+
+def authorized_fetch(headers: Mapping[str, str], own_urls: Iterable[str]) -> Fetch:
+    """``urllib_fetch`` that sends ``headers`` (the access token) to our own services only.
+
+    Prometheus and anything else outside ``own_urls`` never see the token.
+    """
+    prefixes = tuple(url.rstrip("/") + "/" for url in own_urls if url)
+
+    def fetch(url: str, timeout: float) -> tuple[int, bytes]:
+        return urllib_fetch(url, timeout, headers if url.startswith(prefixes) else None)
+
+    return fetch
 
 
 def get_json(fetch: Fetch, url: str, timeout: float) -> tuple[int, Any]:

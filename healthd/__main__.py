@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = config.load(config=args.config,
                                overrides={"host": args.host, "port": args.port})
+        if args.command == "serve":
+            settings.security.check_listen("healthd.host", settings.host)
     except ConfigError as exc:
         print(f"llama-metrics: {exc}", file=sys.stderr)
         return 2

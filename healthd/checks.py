@@ -33,16 +33,20 @@ def build_checks(s: Settings, *, resources: ResourceCheck | None = None) -> list
     the generation probe is on only with a ``probe_model``.
     """
     timeout = s.timeout_seconds
+    own = s.security.headers()  # the access token, sent to our own services only
     candidates: list[tuple[str, bool, Callable[[], Outcome]]] = [
         ("ollama", True, functools.partial(services.check_ollama, s.upstream, timeout=timeout)),
         ("ollama_generate", bool(s.probe_model), functools.partial(
             services.check_generate, s.upstream, s.probe_model, timeout=s.probe_timeout_seconds)),
         ("proxy", bool(s.proxy_metrics_url),
-         functools.partial(services.check_proxy, s.proxy_metrics_url, timeout=timeout)),
+         functools.partial(services.check_proxy, s.proxy_metrics_url, timeout=timeout,
+                           headers=own)),
         ("proxy_e2e", bool(s.proxy_url),
-         functools.partial(services.check_proxy_e2e, s.proxy_url, timeout=timeout)),
+         functools.partial(services.check_proxy_e2e, s.proxy_url, timeout=timeout,
+                           headers=own)),
         ("dashboard", bool(s.dashboard_url),
-         functools.partial(services.check_dashboard, s.dashboard_url, timeout=timeout)),
+         functools.partial(services.check_dashboard, s.dashboard_url, timeout=timeout,
+                           headers=own)),
         ("prometheus", bool(s.prometheus_url),
          functools.partial(services.check_prometheus, s.prometheus_url, timeout=timeout)),
     ]

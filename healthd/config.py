@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from addons import settings
+from addons.security import Security, load_security
 from addons.settings import PORT, Key, parse_float, parse_host, parse_int, parse_url
 from addons.settings import parse_upstream as _parse_upstream
 
@@ -267,6 +268,8 @@ class Settings:
     summary_timeout_seconds: float
     summary_interval_seconds: float
     summary_max_active_requests: int
+    # The ``security`` section: the token this daemon asks for and sends to our services.
+    security: Security = field(default_factory=Security)
 
     def interval(self, check: str) -> float:
         """Seconds between runs of ``check``; 0 when it is turned off."""
@@ -282,4 +285,4 @@ def load(
 ) -> Settings:
     """The effective settings; raises ``addons.settings.ConfigError`` on a bad value."""
     values = settings.load(SECTION, keys=HEALTHD_KEYS, config=config, env=env, overrides=overrides)
-    return Settings(**values)
+    return Settings(**values, security=load_security(config=config, env=env))

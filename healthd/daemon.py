@@ -38,7 +38,8 @@ def _summarizer(s: Settings) -> AiSummarizer | None:
         return None
     return AiSummarizer(s.upstream, s.summary_model, timeout=s.summary_timeout_seconds,
                         proxy_metrics_url=s.proxy_metrics_url,
-                        max_active=s.summary_max_active_requests)
+                        max_active=s.summary_max_active_requests,
+                        proxy_headers=s.security.headers())
 
 
 def _resources(s: Settings, **kwargs: Any) -> ResourceCheck | None:
@@ -83,7 +84,7 @@ class Daemon:
     def start(self) -> None:
         """Bind the port (OSError if taken), then schedule every check to run at once."""
         self.server = HealthServer(self.settings.host, self.settings.port, self.monitor,
-                                   self.registry)
+                                   self.registry, self.settings.security)
         self.sender.start()
         self.server.start()
         checks = list(self.monitor.checks.values())

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from addons.security import Security
 from healthd.monitor import Monitor
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class _Server(ThreadingHTTPServer):
     monitor: Monitor
     registry: CollectorRegistry
     started: float
+    security: Security
 
 
 class _Server6(_Server):
@@ -47,6 +49,8 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         path = parts.path.rstrip("/") or "/"
         monitor = self.server.monitor
+        if not self._authorized():
+            return
         if path == "/health":
             report = monitor.report()
             self._json(503 if report["overall"] in ("unhealthy", "unknown") else 200, report)
@@ -67,7 +71,18 @@ class _Handler(BaseHTTPRequestHandler):
         self._head = True  # the same status and headers as GET, without the body
         self.do_GET()
 
+    def _authorized(self) -> bool:
+        """With an access token set, 401 for a request that does not carry it."""
+        if self.server.security.allows(self.headers.get("Authorization")):
+            return True
+        self._json(401, {"error": "this health daemon needs an access token: "
+                                  "send Authorization: Bearer <token>"},
+                   {"WWW-Authenticate": 'Bearer realm="llama-metrics"'})
+        return False
+
     def _refuse(self) -> None:
+        if not self._authorized():
+            return
         self.send_response(405)
         body = json.dumps({"error": f"method {self.command} not allowed; use GET"}).encode()
         self.send_header("Allow", "GET, HEAD")
@@ -100,11 +115,15 @@ class _Handler(BaseHTTPRequestHandler):
             "recent": alerts.recent(int(raw)) if alerts is not None else [],
         })
 
-    def _json(self, status: int, document: Any) -> None:
-        self._send(status, json.dumps(document).encode(), "application/json")
+    def _json(self, status: int, document: Any, extra: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(document).encode(), "application/json", extra)
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
+    def _send(
+        self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
@@ -119,9 +138,11 @@ class _Handler(BaseHTTPRequestHandler):
 class HealthServer:
     """Serves the API on ``host:port`` from a daemon thread; ``port`` 0 takes a free one."""
 
-    def __init__(self, host: str, port: int, monitor: Monitor, registry: CollectorRegistry) -> None:
+    def __init__(self, host: str, port: int, monitor: Monitor, registry: CollectorRegistry,
+                 security: Security | None = None) -> None:
         server_class = _Server6 if ":" in host else _Server
         self._server = server_class((host, port), _Handler)  # OSError if the port is taken
+        self._server.security = security or Security()
         self._server.monitor = monitor
         self._server.registry = registry
         self._server.started = time.monotonic()

@@ -62,10 +62,12 @@ def check_generate(upstream: str, model: str, *, timeout: float) -> Outcome:
               model=model, seconds=round(response.elapsed_s, 6))
 
 
-def check_proxy(metrics_url: str, *, timeout: float) -> Outcome:
-    """The proxy's ``/health`` on its metrics port."""
+def check_proxy(
+    metrics_url: str, *, timeout: float, headers: dict[str, str] | None = None
+) -> Outcome:
+    """The proxy's ``/health`` on its metrics port (``headers``: the access token, if any)."""
     try:
-        response = request(f"{metrics_url}/health", timeout=timeout)
+        response = request(f"{metrics_url}/health", timeout=timeout, headers=headers)
         body = response.json_object() if response.ok else {}
     except ProbeError as exc:
         return critical(str(exc))
@@ -79,10 +81,12 @@ def check_proxy(metrics_url: str, *, timeout: float) -> Outcome:
               version=version, upstream_up=upstream_up)
 
 
-def check_proxy_e2e(proxy_url: str, *, timeout: float) -> Outcome:
+def check_proxy_e2e(
+    proxy_url: str, *, timeout: float, headers: dict[str, str] | None = None
+) -> Outcome:
     """``GET /api/version`` through the proxy port: the whole path from client to Ollama."""
     try:
-        response = request(f"{proxy_url}/api/version", timeout=timeout)
+        response = request(f"{proxy_url}/api/version", timeout=timeout, headers=headers)
         version = response.json_object().get("version") if response.ok else None
     except ProbeError as exc:
         return critical(f"through the proxy: {exc}")
@@ -92,11 +96,13 @@ def check_proxy_e2e(proxy_url: str, *, timeout: float) -> Outcome:
               version=str(version), seconds=round(response.elapsed_s, 6))
 
 
-def check_dashboard(dashboard_url: str, *, timeout: float) -> Outcome:
+def check_dashboard(
+    dashboard_url: str, *, timeout: float, headers: dict[str, str] | None = None
+) -> Outcome:
     """The dashboard's ``/api/snapshot`` (its page ``/`` where that is missing); warn when down."""
-    outcome = _watcher("dashboard", f"{dashboard_url}/api/snapshot", timeout)
+    outcome = _watcher("dashboard", f"{dashboard_url}/api/snapshot", timeout, headers)
     if outcome.data.get("status") == 404:
-        return _watcher("dashboard", f"{dashboard_url}/", timeout)
+        return _watcher("dashboard", f"{dashboard_url}/", timeout, headers)
     return outcome
 
 
@@ -105,9 +111,11 @@ def check_prometheus(prometheus_url: str, *, timeout: float) -> Outcome:
     return _watcher("Prometheus", f"{prometheus_url}/-/ready", timeout)
 
 
-def _watcher(what: str, url: str, timeout: float) -> Outcome:
+def _watcher(
+    what: str, url: str, timeout: float, headers: dict[str, str] | None = None
+) -> Outcome:
     try:
-        response = request(url, timeout=timeout)
+        response = request(url, timeout=timeout, headers=headers)
     except ProbeError as exc:
         return Outcome(Status.WARN, f"{what}: {exc}")
     if not response.ok:

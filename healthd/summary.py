@@ -59,6 +59,7 @@ class AiSummarizer:
         proxy_metrics_url: str = "",
         max_active: int = 0,
         clock: Callable[[], float] = time.time,
+        proxy_headers: dict[str, str] | None = None,
     ) -> None:
         self.upstream = upstream
         self.model = model
@@ -66,13 +67,15 @@ class AiSummarizer:
         self._metrics_url = proxy_metrics_url
         self._max_active = max_active
         self._clock = clock
+        self._proxy_headers = proxy_headers or {}  # the access token, for the metrics port
 
     def busy(self) -> str | None:
         """Why not to generate now, or None. Without a proxy configured, load is not known."""
         if not self._metrics_url:
             return None
         try:
-            response = request(f"{self._metrics_url}/metrics", timeout=min(self._timeout, 5.0))
+            response = request(f"{self._metrics_url}/metrics", timeout=min(self._timeout, 5.0),
+                               headers=self._proxy_headers)
             if not response.ok:
                 return (f"proxy load unknown ({self._metrics_url}/metrics answered "
                         f"{response.status})")

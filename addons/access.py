@@ -1,0 +1,43 @@
+"""The proxy's client port asks for the access token, when one is set, before anything is forwarded.
+
+A request without ``Authorization: Bearer <token>`` gets 401 with an Ollama-shaped body and
+is never forwarded; it is still counted (status 401, error type ``unauthorized``). An accepted
+request loses that header before it goes upstream: the token is ours, not Ollama's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from mitmproxy import http
+
+from .security import Security
+from .tap import JSON_TYPE, KEY
+
+logger = logging.getLogger(__name__)
+
+UNAUTHORIZED = (
+    "llama-metrics proxy: this proxy needs an access token: send Authorization: Bearer <token> "
+    "(the openai client's api_key; ollama.Client(headers={'Authorization': 'Bearer <token>'}))"
+)
+
+
+class AccessControl:
+    def __init__(self, security: Security | None = None) -> None:
+        self.security = security or Security()
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if not self.security.access_token:
+            return
+        if self.security.allows(flow.request.headers.get("authorization")):
+            flow.request.headers.pop("authorization", None)
+            return
+        st = flow.metadata.get(KEY)
+        if st is not None:
+            st.error_type = "unauthorized"
+        flow.response = http.Response.make(
+            401,
+            json.dumps({"error": UNAUTHORIZED}),
+            {"Content-Type": JSON_TYPE, "WWW-Authenticate": 'Bearer realm="llama-metrics"'},
+        )
