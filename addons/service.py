@@ -18,6 +18,7 @@ from .admission import AdmissionCollector
 from .exporter import MAX_RECENT, MetricsServer
 from .inventory import InventoryCollector, InventoryPoller
 from .metrics import ProxyMetrics
+from .recorder import CassetteRecorder
 from .records import RequestRecord
 from .resources import ResourceCollector, ResourcePoller, ResourceSampler
 from .routes import ModelLabels
@@ -36,6 +37,7 @@ OPTIONS = {
     "max_model_labels": "Model names unknown to the upstream that get their own label.",
     "store_prompts": "Store prompts and responses in the history (default false).",
     "load_threshold_seconds": "A reported load_duration above this counts as a model load.",
+    "record_path": "Cassette file every finished flow is appended to; empty = off (default).",
 }
 
 
@@ -90,6 +92,9 @@ class MetricsProxy:
         self.tap = TrafficTap(self.metrics, self.labels, on_record=self.record)
         self.access = AccessControl()  # before the tap: a refused request is never queued
         self.addons = [self.access, self.tap]
+        self.recorder = CassetteRecorder(self.registry)
+        # First: it sees each request as its client sent it, before the tap changes it.
+        self.addons.insert(0, self.recorder)  # type: ignore[arg-type]
         self.resources = ResourcePoller(ResourceSampler())
         self.registry.register(ResourceCollector(self.resources))
         self.registry.register(AdmissionCollector(self.tap.admission))
@@ -127,6 +132,8 @@ class MetricsProxy:
             self.first_configure(new)
         self.labels.max_others = new["max_model_labels"]
         self.tap.store_prompts = new["store_prompts"]
+        if not old or old["record_path"] != new["record_path"]:
+            self.open_recorder(new["record_path"])
         self.tap.load_threshold_s = new["load_threshold_seconds"]
         self.resources.interval = new["resources_interval_seconds"]
         self.tap.admission.configure(new["max_concurrency"], new["max_queue"])
@@ -169,6 +176,18 @@ class MetricsProxy:
             raise exceptions.OptionsError(message) from e
         if self.history is not None:
             logger.info("history in %s", self.history.path)
+
+    def open_recorder(self, path: str) -> None:
+        """Record every finished flow to the cassette ``path`` (empty: stop recording)."""
+        try:
+            self.recorder.open(path)
+        except OSError as e:
+            message = f"record_path {path!r} cannot be used: {e}"
+            if self.server is None:  # at start: refuse to run half-configured
+                logger.error("llama-metrics: %s", message)
+                raise SystemExit(2) from e
+            raise exceptions.OptionsError(message) from e
+        self.tap.keep_chunks = self.recorder.writer is not None
 
     def record(self, record: RequestRecord) -> None:
         """Every finished request: kept for /requests, and written to the history."""
@@ -244,6 +263,7 @@ class MetricsProxy:
     def done(self) -> None:
         self.stop_server()
         self.close_history()
+        self.recorder.close()
         if self.inventory is not None:
             self.inventory.stop()
         self.resources.stop()

@@ -146,6 +146,7 @@ PROXY_KEYS = (
     Key("max_model_labels", parse_int(0, 10_000), 20, "an integer 0-10000"),
     Key("store_prompts", parse_bool, False, "true or false"),
     Key("load_threshold_seconds", parse_float(0, 3600), 0.25, "seconds >= 0"),
+    Key("record_path", parse_path, "", "a file path, or empty to disable"),
     Key("inventory_interval_seconds", parse_float(0.1, 3600), 5.0, "seconds, 0.1-3600"),
     Key("resources_interval_seconds", parse_float(0.1, 3600), 5.0, "seconds, 0.1-3600"),
 )

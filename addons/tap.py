@@ -47,17 +47,21 @@ class StreamTap:
     chunk (that would end the client's chunked response early): nothing to send is ``[]``.
     """
 
-    __slots__ = ("parser", "filter", "sent", "_broken", "_gaps", "_flush_gaps")
+    __slots__ = ("parser", "filter", "sent", "chunks", "_broken", "_gaps", "_flush_gaps")
 
     def __init__(
         self,
         parser: Parser,
         usage_filter: UsageEventFilter | None,
         flush_gaps: Callable[[list[float]], None] | None = None,
+        *,
+        keep_chunks: bool = False,
     ) -> None:
         self.parser = parser
         self.filter = usage_filter
         self.sent = 0
+        # (perf_counter at arrival, bytes handed to the client), for the cassette recorder.
+        self.chunks: list[tuple[float, bytes]] | None = [] if keep_chunks else None
         self._broken = False
         self._gaps = parser.stats.gaps
         self._flush_gaps = flush_gaps
@@ -69,23 +73,31 @@ class StreamTap:
             self._gaps.clear()
 
     def __call__(self, data: bytes) -> bytes | list[bytes]:
+        now = time.perf_counter()
         if self._broken:
-            return [data] if data else []
+            return self._keep(now, data)
         try:
             if data:
-                self.parser.feed(data, time.perf_counter())
+                self.parser.feed(data, now)
                 if len(self._gaps) >= GAP_BATCH:
                     self.flush_gaps()
             if self.filter is not None:
                 data = self.filter.feed(data) if data else self.filter.flush()
             self.sent += len(data)
+            if data and self.chunks is not None:
+                self.chunks.append((now, data))
             return data if data else []
         except Exception:
             self._broken = True
             logger.exception("stream tap failed; passing the rest of this response through")
             if self.filter is not None:  # what it held back still belongs to the client
                 data = self.filter.take_held() + data
-            return [data] if data else []
+            return self._keep(now, data)
+
+    def _keep(self, now: float, data: bytes) -> list[bytes]:
+        if data and self.chunks is not None:
+            self.chunks.append((now, data))
+        return [data] if data else []
 
 
 class FlowState:
@@ -156,6 +168,7 @@ class TrafficTap:
         self.load_threshold_s = load_threshold_s
         self.store_prompts = store_prompts
         self.on_record = on_record
+        self.keep_chunks = False  # the cassette recorder wants each chunk the client got
 
     # -- hooks -------------------------------------------------------------------------
 
@@ -263,7 +276,8 @@ class TrafficTap:
             parser = PassthroughParser()
         label = st.label
         st.tap = StreamTap(
-            parser, usage_filter, lambda gaps: self.metrics.itl.observe_many(label, gaps)
+            parser, usage_filter, lambda gaps: self.metrics.itl.observe_many(label, gaps),
+            keep_chunks=self.keep_chunks,
         )
         response.stream = st.tap
 

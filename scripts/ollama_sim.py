@@ -11,6 +11,7 @@ includes multi-byte UTF-8, so clients and proxies meet code points split across 
 Run it: ``python scripts/ollama_sim.py --port 11434 --token-rate 50 --ttft 0.2``. Once it
 accepts connections it prints one line, ``ollama-sim listening on http://HOST:PORT`` (the URL
 is the last word; ``--port 0`` picks a free port). Ctrl-C or SIGTERM stops it.
+With ``--cassette FILE [--speed X]`` it serves recorded traffic instead (docs/cassettes.md).
 
 From tests (``scripts/`` is not a package: load this file by path with importlib)::
 
@@ -56,6 +57,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import random
 import re
 import signal
@@ -67,6 +69,7 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -583,7 +586,8 @@ class SimServer:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, token_rate: float = 0.0,
                  ttft: float = 0.0, load_delay: float = 0.0, tokens: int = DEFAULT_TOKENS,
                  models: Sequence[str] = DEFAULT_MODELS, fault: str | None = None,
-                 seed: int = 0, keep_alive: float = DEFAULT_KEEP_ALIVE) -> None:
+                 seed: int = 0, keep_alive: float = DEFAULT_KEEP_ALIVE,
+                 cassette: str | os.PathLike[str] | None = None, speed: float = 1.0) -> None:
         for name, value in (("token_rate", token_rate), ("ttft", ttft),
                             ("load_delay", load_delay), ("tokens", tokens),
                             ("keep_alive", keep_alive), ("port", port)):
@@ -617,6 +621,7 @@ class SimServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.ServerRunner | None = None
+        self._player = None if cassette is None else _CassettePlayer(cassette, speed)
 
     @property
     def url(self) -> str:
@@ -785,6 +790,8 @@ class SimServer:
         path, method = request.path, request.method
         if path.startswith("/_sim/"):
             return await self._control(request)
+        if self._player is not None:
+            return await self._player.serve(request)
         methods, handler = self._routes.get(path, ((), None))
         if handler is None and path.startswith("/v1/models/") and method in ("GET", "HEAD"):
             methods, handler = ("GET", "HEAD"), self._v1_model
@@ -1202,6 +1209,86 @@ async def _read_json(request: web.BaseRequest) -> dict[str, Any]:
         raise _RequestError(400, f"json: cannot unmarshal {type(value).__name__} into Go value")
     return value
 
+# ---------------------------------------------------------------------------------------------
+# Cassettes: recorded traffic served as the upstream (docs/cassettes.md)
+
+
+def _cassettes_module() -> Any:
+    """``addons.cassettes``, imported on first use so the simulator otherwise stands alone."""
+    root = str(Path(__file__).resolve().parent.parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from addons import cassettes
+
+    return cassettes
+
+
+class _CassettePlayer:
+    """Answers each request with a recorded interaction, chunk by chunk at recorded offsets.
+
+    A request is matched by method, path and body (JSON compared parsed, so key order and
+    spacing do not matter), then by method and path alone; each time the first interaction
+    not served yet, in recorded order, else the last one again. ``speed`` 2 plays twice as
+    fast, 0 sends without waiting.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], speed: float) -> None:
+        if not speed >= 0:
+            raise ValueError(f"speed must be >= 0, got {speed!r}")
+        self.cassettes = _cassettes_module()
+        try:
+            self.interactions = self.cassettes.read(path)
+        except OSError as exc:
+            raise ValueError(f"cassette {os.fspath(path)}: {exc}") from exc
+        self.speed = speed
+        self._keys = [(i.request.method, i.request.path,
+                       self.cassettes.normalised_body(i.request.body))
+                      for i in self.interactions]
+        self._served: set[int] = set()
+
+    def match(self, method: str, path: str, body: bytes) -> Any:
+        key = (method, path, self.cassettes.normalised_body(body))
+        for same in (lambda k: k == key, lambda k: k[:2] == key[:2]):
+            found = [n for n, k in enumerate(self._keys) if same(k)]
+            if found:
+                index = next((n for n in found if n not in self._served), found[-1])
+                self._served.add(index)
+                return self.interactions[index]
+        return None
+
+    async def serve(self, request: web.BaseRequest) -> web.StreamResponse:
+        loop = asyncio.get_running_loop()
+        sent_at = loop.time()
+        interaction = self.match(request.method, request.raw_path, await request.read())
+        if interaction is None:
+            return _error_response(
+                404, f"no recorded interaction for {request.method} {request.raw_path}", False)
+        recorded = interaction.response
+        if recorded is None:  # the recorded flow got no answer: neither does this one
+            _reset(request.transport)
+            return web.Response()
+        response = web.StreamResponse(status=recorded.status, reason=recorded.reason or None)
+        length = False
+        for name, value in recorded.headers:
+            if name.lower() == "content-length":
+                length = True
+            elif name.lower() not in self.cassettes.HOP_HEADERS:
+                response.headers.add(name, value)
+        bodiless = request.method == "HEAD" or recorded.status in (204, 304)
+        if length or bodiless:
+            response.content_length = 0 if bodiless else len(recorded.body)
+        else:
+            response.enable_chunked_encoding()
+        await response.prepare(request)
+        for chunk in [] if bodiless else recorded.chunks:
+            if self.speed:
+                delay = sent_at + chunk.offset / self.speed - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            await response.write(chunk.data)  # chunked: one HTTP chunk per recorded chunk
+        await response.write_eof()
+        return response
+
 
 # ---------------------------------------------------------------------------------------------
 # Command line
@@ -1227,13 +1314,18 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed for text, cuts and vectors")
     parser.add_argument("--keep-alive", type=float, default=DEFAULT_KEEP_ALIVE,
                         help="seconds a model stays loaded after use (300)")
+    parser.add_argument("--cassette", default=None,
+                        help="serve the recorded interactions of this cassette instead")
+    parser.add_argument("--speed", type=float, default=1.0,
+                        help="cassette timing: 2 plays twice as fast, 0 without waiting (1)")
     parser.add_argument("--log-level", default="WARNING", help="logging level (WARNING)")
     args = parser.parse_args(argv)
     try:
         args.server = SimServer(
             host=args.host, port=args.port, token_rate=args.token_rate, ttft=args.ttft,
             load_delay=args.load_delay, tokens=args.tokens, models=args.models.split(","),
-            fault=args.fault, seed=args.seed, keep_alive=args.keep_alive)
+            fault=args.fault, seed=args.seed, keep_alive=args.keep_alive,
+            cassette=args.cassette, speed=args.speed)
     except ValueError as exc:
         parser.error(str(exc))
     return args
