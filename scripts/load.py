@@ -127,6 +127,7 @@ class Result:
     duration: float  # sent to last byte
     ttft: float | None = None  # sent to first content chunk, streams only
     tokens: int | None = None  # eval_count / completion_tokens as the server reported them
+    prompt_tokens: int | None = None  # prompt_eval_count / prompt_tokens, likewise
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -159,6 +160,7 @@ def summarize(results: Sequence[Result], elapsed: float, scheduled: int) -> dict
         "ttft_s": spread([r.ttft for r in ok if r.ttft is not None]),
         "duration_s": spread([r.duration for r in ok]),
         "tokens": sum(r.tokens or 0 for r in ok),
+        "prompt_tokens": sum(r.prompt_tokens or 0 for r in ok),
         "tokens_per_s": spread([t for r in ok if (t := r.tokens_per_s) is not None]),
     }
 
@@ -176,7 +178,7 @@ def render(summary: dict[str, Any]) -> str:
         f"ok        {summary['ok']}",
         f"errors    {errors}" + (f" ({kinds})" if kinds else ""),
         f"waited    {summary['waited']} for a concurrency slot",
-        f"tokens    {summary['tokens']}",
+        f"tokens    {summary['tokens']} generated, {summary['prompt_tokens']} in prompts",
         "",
         f"{'':<16}{'p50':>10}{'p95':>10}{'p99':>10}",
     ]
@@ -188,6 +190,16 @@ def render(summary: dict[str, Any]) -> str:
         lines.append(f"{label:<16}" + "".join(f"{num(row[p], scale, digits):>10}"
                                               for p in ("p50", "p95", "p99")))
     return "\n".join(lines)
+
+
+def parse_sizes(text: str) -> dict[int, float]:
+    """``--prompt-words``: one size (``20``) or a weighted mix (``20=3,2000=1``)."""
+    sizes: dict[int, float] = {}
+    for name, weight in parse_weights(text, "--prompt-words").items():
+        if not name.isdigit():
+            raise ValueError(f"--prompt-words {name!r}: a size is a whole number of words >= 0")
+        sizes[int(name)] = weight
+    return sizes
 
 
 def parse_weights(text: str, what: str) -> dict[str, float]:
@@ -230,11 +242,15 @@ def draw(times: Sequence[float], args: argparse.Namespace) -> list[Plan]:
     def pick(weights: dict[str, float]) -> str:
         return rng.choices(list(weights), list(weights.values()))[0]
 
+    sizes: list[int] = list(args.prompt_words)
+    size_weights = list(args.prompt_words.values())
     plans = []
     for at in times:
         openai = args.endpoint == "openai" or (args.endpoint == "mix" and rng.random() < 0.5)
         fault = args.fault if rng.random() < args.fault_fraction else None
-        prompt = " ".join(rng.choice(WORDS) for _ in range(args.prompt_words))
+        # One size draws nothing, so a seed sends the same mix as before sizes could be mixed.
+        words = sizes[0] if len(sizes) == 1 else rng.choices(sizes, size_weights)[0]
+        prompt = " ".join(rng.choice(WORDS) for _ in range(words))
         plans.append(Plan(at, pick(args.models), pick(args.priorities) if args.priorities else None,
                           rng.random() < args.stream, openai, fault, prompt))
     return plans
@@ -289,11 +305,13 @@ async def _read_stream(response: aiohttp.ClientResponse, openai: bool, sent: flo
             usage = chunk.get("usage") or {}
             if "completion_tokens" in usage:
                 result.tokens = usage["completion_tokens"]
+                result.prompt_tokens = usage.get("prompt_tokens")
         else:
             content = (chunk.get("message") or {}).get("content") or chunk.get("response")
             if chunk.get("done"):
                 ended = True
                 result.tokens = chunk.get("eval_count")
+                result.prompt_tokens = chunk.get("prompt_eval_count")
         if content and result.ttft is None:
             result.ttft = time.perf_counter() - sent
     if not ended:
@@ -316,6 +334,7 @@ async def send(session: aiohttp.ClientSession, base: str, plan: Plan, max_tokens
                 value = json.loads(await response.read())
                 usage = value.get("usage") or {}
                 result.tokens = usage.get("completion_tokens", value.get("eval_count"))
+                result.prompt_tokens = usage.get("prompt_tokens", value.get("prompt_eval_count"))
     except TimeoutError:
         result.error = "timeout"
     except (aiohttp.ClientError, ConnectionError):
@@ -470,7 +489,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     add("--requests", type=int, help="stop after this many requests")
     add("--concurrency", type=int, default=16, help="most requests in flight at once (16)")
     add("--timeout", type=float, default=120.0, help="seconds one request may take (120)")
-    add("--prompt-words", type=int, default=20, help="words in each prompt (20)")
+    add("--prompt-words", default="20",
+        help="words in each prompt, or a weighted mix of sizes, e.g. 20=3,2000=1 (20)")
     add("--max-tokens", type=int, help="num_predict / max_tokens of each request")
     add("--stream", dest="stream", action="store_const", const=1.0, default=1.0,
         help="stream every answer (the default)")
@@ -490,11 +510,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         args.models = parse_weights(args.models, "--models")
         args.priorities = parse_weights(args.priorities, "--priorities") \
             if args.priorities else {}
+        args.prompt_words = parse_sizes(args.prompt_words)
         for name in ("rate", "rate_to", "spike_factor"):
             if not 0 <= getattr(args, name) < math.inf:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0")
-        if args.concurrency < 1 or args.timeout <= 0 or args.prompt_words < 0:
-            raise ValueError("--concurrency must be >= 1, --timeout > 0, --prompt-words >= 0")
+        if args.concurrency < 1 or args.timeout <= 0:
+            raise ValueError("--concurrency must be >= 1, --timeout > 0")
         if args.requests is not None and args.requests < 1:
             raise ValueError("--requests must be >= 1")
         if args.duration is None and args.requests is None:

@@ -10,6 +10,7 @@ import signal
 import statistics
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -125,7 +126,8 @@ def test_requests_and_duration_bound_the_schedule(argv: list[str], count: int) -
 @pytest.mark.parametrize("argv", [
     ["--pattern", "ramp", "--requests", "5"], ["--models", "a=x"], ["--models", "a=0"],
     ["--priorities", "=1"], ["--stream-fraction", "1.5"], ["--concurrency", "0"],
-    ["--duration", "0"], ["--rate", "nan"],
+    ["--duration", "0"], ["--rate", "nan"], ["--prompt-words", "ten"],
+    ["--prompt-words", "20=1,-5=1"], ["--prompt-words", "20=0"],
 ])
 def test_bad_options_are_refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
@@ -135,6 +137,17 @@ def test_bad_options_are_refused(argv: list[str], capsys: pytest.CaptureFixture[
 
 def test_weights_parse() -> None:
     assert load.parse_weights("a=3, b=1,c", "--models") == {"a": 3.0, "b": 1.0, "c": 1.0}
+    assert load.parse_sizes("20") == {20: 1.0}
+    assert load.parse_sizes("0=1,2000=3") == {0: 1.0, 2000: 3.0}
+
+
+def test_prompt_sizes_are_drawn_by_weight() -> None:
+    args = load.parse_args(["--rate", "100", "--duration", "4", "--prompt-words", "5=3,50=1"])
+    words = Counter(len(plan.prompt.split()) for plan in load.draw(args.times, args))
+    assert set(words) == {5, 50}
+    assert 0.65 < words[5] / 400 < 0.85  # 3 in 4, seeded
+    fixed = load.parse_args(["--requests", "3", "--prompt-words", "7"])
+    assert [len(p.prompt.split()) for p in load.draw(fixed.times, fixed)] == [7, 7, 7]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,7 +170,7 @@ def test_percentile_edges() -> None:
 
 def test_summary_counts_errors_by_kind_and_measures_only_successes() -> None:
     results = [
-        load.Result(None, 0.0, 1.0, ttft=0.2, tokens=41),  # 40 after the first in 0.8 s
+        load.Result(None, 0.0, 1.0, ttft=0.2, tokens=41, prompt_tokens=12),  # 40 in 0.8 s
         load.Result(None, 0.5, 2.0, ttft=None, tokens=20),  # not streamed: 20 in 2 s
         load.Result("status 500", 0.0, 0.1),
         load.Result("status 500", 0.0, 0.1),
@@ -169,12 +182,14 @@ def test_summary_counts_errors_by_kind_and_measures_only_successes() -> None:
     assert s["rate"] == 2.0
     assert s["waited"] == 1
     assert s["tokens"] == 61
+    assert s["prompt_tokens"] == 12
     assert s["ttft_s"]["p50"] == 0.2
     assert s["duration_s"]["p50"] == 1.5
     assert s["tokens_per_s"]["p50"] == pytest.approx((50 + 10) / 2)
     table = load.render(s)
     assert "errors    3 (status 500: 2, timeout: 1)" in table
     assert "5 of 6 scheduled" in table
+    assert "tokens    61 generated, 12 in prompts" in table
 
 
 class Terminal(io.StringIO):
@@ -219,7 +234,8 @@ def test_a_run_against_the_simulator_matches_what_it_served(sim: Any, tmp_path: 
     done = run_load("--url", sim.url, "--rate", "15", "--duration", "2", "--seed", "5",
                     "--endpoint", "mix", "--stream-fraction", "0.7",
                     "--models", "llama3.2=3,qwen3=1", "--priorities", "high=1,normal=8,low=1",
-                    "--fault-fraction", "0.25", "--concurrency", "4", "--json", str(out))
+                    "--fault-fraction", "0.25", "--concurrency", "4", "--prompt-words",
+                    "3=1,300=1", "--json", str(out))
     assert done.returncode == 0, done.stderr
     summary = json.loads(out.read_text())
     reports = sim.reports
@@ -230,6 +246,10 @@ def test_a_run_against_the_simulator_matches_what_it_served(sim: Any, tmp_path: 
     assert summary["errors"] == {"status 500": failed}
     assert summary["ok"] == 30 - failed
     assert summary["tokens"] == sum(r["eval_count"] for r in reports if r["status"] == 200)
+    # A chat prompt of N words is N + 7 tokens to the simulator (role and template overhead).
+    assert {r["prompt_eval_count"] for r in reports if r["status"] == 200} == {10, 307}
+    assert summary["prompt_tokens"] == sum(r["prompt_eval_count"] for r in reports
+                                           if r["status"] == 200)
     assert {r["endpoint"] for r in reports} == {"/api/chat", "/v1/chat/completions"}
     assert {r["model"] for r in reports} == {"llama3.2", "qwen3"}
     assert {r["stream"] for r in reports} == {True, False}
@@ -268,10 +288,15 @@ def test_ctrl_c_stops_at_once_and_still_summarises(tmp_path: Path) -> None:
 
 def test_through_the_proxy_every_request_is_counted(sim: Any, tmp_path: Path) -> None:
     out = tmp_path / "summary.json"
-    with run_proxy(sim.url) as proxy:
-        done = run_load("--url", proxy.url, "--pattern", "burst", "--burst", "6", "--every",
-                        "0.2", "--requests", "12", "--endpoint", "mix", "--priorities",
-                        "high=1,low=1", "--fault-fraction", "0.3", "--json", str(out))
+    argv = ["--pattern", "burst", "--burst", "6", "--every", "0.2", "--requests", "12",
+            "--endpoint", "mix", "--priorities", "high=1,normal=1,low=1", "--fault-fraction",
+            "0.3", "--json", str(out)]
+    args = load.parse_args(argv)
+    priorities = Counter(plan.priority for plan in load.draw(args.times, args))
+    assert len(priorities) == 3
+    # With a concurrency limit every request passes the queue, which counts it by X-Priority.
+    with run_proxy(sim.url, "--set", "max_concurrency=2") as proxy:
+        done = run_load("--url", proxy.url, *argv)
         assert done.returncode == 0, done.stderr
         summary = json.loads(out.read_text())
         samples = proxy.wait_counted(12)
@@ -282,3 +307,6 @@ def test_through_the_proxy_every_request_is_counted(sim: Any, tmp_path: Path) ->
     assert summary["requests"] == counted == len(sim.reports) == 12
     assert 0 < failed < 12
     assert summary["errors"] == {"status 500": failed}
+    queued = {dict(labels)["priority"]: v for (name, labels), v in samples.items()
+              if name == "ollama_proxy_queue_wait_seconds_count"}
+    assert queued == priorities
