@@ -278,6 +278,14 @@ class HistoryWriter:
         except OSError:
             return True
 
+    def _read_only(self) -> Path | None:
+        # The first of our files that exists and that we may not write (a missing one is
+        # created). SQLite gives a -shm it creates the mode the database has at that moment.
+        for file in self._files():
+            if file.exists() and not os.access(file, os.W_OK):
+                return file
+        return None
+
     def _forget_replaced_file(self) -> None:
         # Our -wal would be replayed onto whatever file now has the name: remove it, and
         # our -shm with it, but not files that someone else has put there since.
@@ -348,6 +356,9 @@ class HistoryWriter:
                 _close_quietly(conn)
                 conn = None
                 self._forget_replaced_file()
+            if (locked := self._read_only()) is not None:
+                # A connection opened before a chmod would go on writing: respect the mode.
+                raise PermissionError(f"history file {locked} is not writable (read-only)")
             if conn is None:
                 conn = self._connect()
             insert_rows(conn, [record_to_row(record) for record in batch])

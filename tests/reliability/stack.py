@@ -1,0 +1,156 @@
+"""Real processes for the reliability tests: mitmdump on chosen ports, the dashboard, healthd.
+
+``tests.e2e.processes.run_proxy`` takes free ports; an outage test restarts the proxy on the
+ports it had, and the read-only test runs it without root's power to ignore file modes, so
+these start it themselves (and read its log with the same ``Proxy``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.processes import ADDON, MITMDUMP, ROOT, Proxy, stop_process
+
+CONFIG = str(ROOT / "config" / "llama-metrics.yml")
+ENV = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "PYTHONUNBUFFERED": "1",
+       "LLAMA_METRICS_CONFIG": CONFIG}
+_PR_CAPBSET_DROP = 24
+_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def drop_file_override() -> None:
+    """preexec_fn: a root child that obeys file modes like any user (CI runs tests as root).
+
+    Removing CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from the bounding set before exec
+    leaves uid 0 (so it can still read the root-only virtualenv) without the override.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
+        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            os._exit(126)
+
+
+def obeys_file_modes(preexec: Callable[[], None] | None) -> bool:
+    """Whether a child started with ``preexec`` is refused writing a file made read-only."""
+    probe = ("import os, sys, tempfile\n"
+             "fd, name = tempfile.mkstemp(); os.close(fd); os.chmod(name, 0o444)\n"
+             "writable = os.access(name, os.W_OK); os.unlink(name)\n"
+             "sys.exit(1 if writable else 0)\n")
+    try:
+        done = subprocess.run([sys.executable, "-c", probe], preexec_fn=preexec, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
+@contextmanager
+def start_proxy(upstream: str, *sets: str, port: int = 0, metrics_port: int = 0,
+                preexec: Callable[[], None] | None = None) -> Iterator[Proxy]:
+    """mitmdump with our addon in front of ``upstream``; ``sets`` are ``name=value`` options."""
+    args = [str(MITMDUMP), "--mode", f"reverse:{upstream}", "--listen-host", "127.0.0.1",
+            "-p", str(port), "-s", str(ADDON), "--set", f"metrics_port={metrics_port}",
+            "--set", "flow_detail=0"]
+    for item in sets:
+        args += ["--set", item]
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=ENV, preexec_fn=preexec)
+    proxy = Proxy(process)
+    try:
+        proxy.wait_ready()
+        yield proxy
+    finally:
+        stop_process(process, proxy._reader)
+
+
+class Service:
+    """``python -m dashboard`` or ``python -m healthd``, ready once it logs where it listens."""
+
+    def __init__(self, args: list[str], ready: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", *args], cwd=ROOT, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, env=ENV)
+        self.lines: list[str] = []
+        self.url = ""
+        self._pattern = re.compile(ready)
+        self._ready = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+            if not self.url and (m := self._pattern.search(line)):
+                self.url = m.group(1).rstrip("/")
+                self._ready.set()
+        self._ready.set()
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def get(self, path: str) -> tuple[int, Any]:
+        """Status and JSON body of a GET; an error status is an answer too."""
+        assert self.process.poll() is None, f"{self.url} exited:\n{self.log[-3000:]}"
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=10) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            with e:
+                return e.code, json.loads(e.read())
+
+    def poll(self, path: str, check: Callable[[int, Any], bool], timeout: float = 30) -> Any:
+        """GET ``path`` until ``check(status, body)`` holds; the last body, or AssertionError.
+
+        Each service polls its dependencies on its own interval; nothing crosses the process
+        boundary to wait on, so this asks again every 100 ms.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            status, body = self.get(path)
+            if check(status, body):
+                return body
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{path}: condition not met in {timeout}s; last answer "
+                                     f"{status} {json.dumps(body)[:2000]}")
+            time.sleep(0.1)
+
+
+@contextmanager
+def run_service(args: list[str], ready: str) -> Iterator[Service]:
+    service = Service(args, ready)
+    try:
+        if not service._ready.wait(30) or not service.url:
+            raise RuntimeError(f"{args[0]} did not start:\n{service.log}")
+        yield service
+    finally:
+        stop_process(service.process, service._reader, timeout=15)
+
+
+def run_dashboard(*args: str) -> Any:
+    return run_service(["dashboard", "--port", "0", *args], r"dashboard on (http://[^\s]+)")
+
+
+def run_healthd(config: Path) -> Any:
+    return run_service(["healthd", "--port", "0", "--config", str(config)],
+                       r"healthd on (http://127\.0\.0\.1:\d+)")
