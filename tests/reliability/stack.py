@@ -19,10 +19,11 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
+from addons.history import HistoryError, connect_readonly
 from tests.e2e.processes import ADDON, MITMDUMP, ROOT, Proxy, stop_process
 
 CONFIG = str(ROOT / "config" / "llama-metrics.yml")
@@ -61,6 +62,25 @@ def obeys_file_modes(preexec: Callable[[], None] | None) -> bool:
     except (OSError, subprocess.SubprocessError):
         return False
     return done.returncode == 0
+
+
+def rows(path: Path) -> int:
+    """Rows in the history file (0 when there is none yet)."""
+    try:
+        conn = connect_readonly(path)
+    except HistoryError:
+        return 0
+    with closing(conn):
+        return int(conn.execute("SELECT COUNT(*) AS n FROM requests").fetchone()["n"])
+
+
+def until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Poll a condition across the process boundary (nothing there to wait on)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(0.05)
 
 
 @contextmanager

@@ -13,8 +13,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,14 @@ from typing import Any
 import ollama
 import pytest
 
-from addons.history import HistoryError, connect_readonly
 from tests.e2e.processes import Proxy
-from tests.reliability.stack import drop_file_override, obeys_file_modes, start_proxy
+from tests.reliability.stack import (
+    drop_file_override,
+    obeys_file_modes,
+    rows,
+    start_proxy,
+    until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -32,27 +36,8 @@ pytestmark = pytest.mark.e2e
 PREEXEC = drop_file_override if os.geteuid() == 0 else None
 
 
-def rows(path: Path) -> int:
-    """Rows in the history file (0 when there is none yet)."""
-    try:
-        conn = connect_readonly(path)
-    except HistoryError:
-        return 0
-    with closing(conn):
-        return int(conn.execute("SELECT COUNT(*) AS n FROM requests").fetchone()["n"])
-
-
 def dropped(proxy: Proxy) -> int:
     return int(proxy.value("history_dropped_total"))
-
-
-def until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    """Poll a condition across the process boundary (nothing there to wait on)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.05)
 
 
 def chat(client: ollama.Client) -> None:
