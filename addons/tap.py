@@ -109,6 +109,10 @@ class FlowState:
         "tap", "active", "finished", "admitted", "error_type",
     )
 
+    def __deepcopy__(self, memo: dict) -> None:
+        # Live state, not data: a saved flow (mitmdump -w) keeps None here instead of failing.
+        return None
+
     def __init__(self) -> None:
         self.started_at = time.time()
         self.t_arrival = time.perf_counter()
