@@ -135,6 +135,7 @@ BAD_PROXY_VALUES = {
     "max_model_labels": "10001",
     "store_prompts": "sometimes",
     "load_threshold_seconds": "-0.5",
+    "record_path": None,  # every path is allowed; empty (the default) records nothing
     "inventory_interval_seconds": "0",
     "resources_interval_seconds": "7200",
 }

@@ -275,3 +275,12 @@ def test_the_simulator_matches_by_body_then_in_recorded_order(tmp_path: Path) ->
         assert send(port, "POST", "/api/generate", {"other": 2}) == (200, b"B")  # the last again
         status, body = send(port, "GET", "/api/ps")
     assert status == 404 and "no recorded interaction for GET /api/ps" in json.loads(body)["error"]
+
+
+def test_an_unusable_record_path_stops_the_start() -> None:
+    from tests.e2e.test_startup import start
+
+    result = start("metrics_port=0", "history_path=", "record_path=/proc/llama-metrics/r.jsonl")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "record_path '/proc/llama-metrics/r.jsonl' cannot be used" in (
+        result.stdout + result.stderr)
