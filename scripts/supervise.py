@@ -8,6 +8,10 @@ part that cannot start is named with the reason (port taken, bad setting, its la
 
 ``--demo`` starts the Ollama simulator as the upstream and a steady mix of traffic, so a
 newcomer without Ollama sees a live dashboard.
+
+``--proxies N`` (N > 1) uses more than one core: N proxies on the ports after the proxy's port
+(metrics on the metrics port and the ones after it), Debian's nginx on the proxy's port in
+front of them (``deploy/nginx/llama-metrics.conf``), and the dashboard summing all of them.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -31,10 +36,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import nginx_front  # noqa: E402  (beside this script)
+
 from addons import settings  # noqa: E402
 
 logger = logging.getLogger("up")
 PYTHON = sys.executable
+MAX_PROXIES = 64
 BIN = Path(PYTHON).parent
 
 
@@ -47,6 +55,7 @@ class Part:
     ready_url: str
     show: str
     env: dict[str, str] = field(default_factory=dict)
+    binds: list[tuple[str, int]] = field(default_factory=list)  # (host, port) it listens on
     process: subprocess.Popen[str] | None = None
     lines: deque[str] = field(default_factory=lambda: deque(maxlen=40))
     reader: threading.Thread | None = None
@@ -111,24 +120,72 @@ def reachable(url: str) -> bool:
         return False
 
 
-def plan(
-    args: argparse.Namespace, proxy: dict, upstream: str, urls: dict[str, str]
-) -> list[Part]:
-    config = ["--config", args.config] if args.config else []
-    metrics = f"http://{proxy['metrics_host']}:{proxy['metrics_port']}"
+def hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def proxy_part(args: argparse.Namespace, proxy: dict, upstream: str, name: str = "proxy",
+               metrics_port: int | None = None) -> Part:
+    metrics = f"http://{hostport(proxy['metrics_host'], metrics_port or proxy['metrics_port'])}"
     mitm = settings.mitmdump_args({**proxy, "upstream": upstream})
     if args.config:
         mitm += ["--set", f"llama_config={args.config}"]
-    parts = [
-        Part("proxy", [str(BIN / "mitmdump"), *mitm, "--set", "flow_detail=0"],
-             metrics + "/health",
-             f"proxy      http://{proxy['listen_host']}:{proxy['listen_port']}  -> {upstream}"
-             f"   (metrics {metrics}/metrics)",
-             env={"OLLAMA_HOST": upstream}),
-        Part("dashboard", [PYTHON, "-m", "dashboard", *config], urls["dashboard"] + "/",
-             "dashboard  " + urls["dashboard"], env={"OLLAMA_HOST": upstream}),
+    if metrics_port is not None:
+        mitm += ["--set", f"metrics_port={metrics_port}"]
+    return Part(name, [str(BIN / "mitmdump"), *mitm, "--set", "flow_detail=0"],
+                metrics + "/health",
+                f"{name:<10} http://{hostport(proxy['listen_host'], proxy['listen_port'])}  -> "
+                f"{upstream}   (metrics {metrics}/metrics)",
+                env={"OLLAMA_HOST": upstream},
+                binds=[(proxy["listen_host"], proxy["listen_port"]),
+                       (proxy["metrics_host"], metrics_port or proxy["metrics_port"])])
+
+
+def scale_out(args: argparse.Namespace, proxy: dict, upstream: str,
+              workdir: Path) -> tuple[list[Part], list[str]]:
+    """N proxies on the ports after the configured ones and nginx on the configured port:
+    their parts (nginx last) and the metrics addresses for the dashboard."""
+    nginx = nginx_front.binary()
+    if nginx is None:
+        raise RuntimeError(f"--proxies needs nginx: apt-get install {nginx_front.PACKAGE}")
+    host, listen, first_metrics = (proxy["listen_host"], proxy["listen_port"],
+                                   proxy["metrics_port"])
+    # Port 0 means any free port, as for one proxy.
+    ports = [listen + i if listen else free_port() for i in range(1, args.proxies + 1)]
+    metrics = [first_metrics + i if first_metrics else free_port()
+               for i in range(args.proxies)]
+    listen = listen or free_port()
+    parts = [proxy_part(args, {**proxy, "listen_port": port}, upstream, f"proxy-{i + 1}", m)
+             for i, (port, m) in enumerate(zip(ports, metrics, strict=True))]
+    public = hostport(host, listen)
+    near = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # nginx reaches them locally
+    command = nginx_front.prepare(workdir, public, [hostport(near, p) for p in ports],
+                                  workers="auto", nginx=nginx)
+    parts.append(Part("nginx", command, f"http://{public}/",
+                      f"nginx      http://{public}  -> proxy-1..{args.proxies}",
+                      binds=[(host, listen)]))
+    urls = [f"http://{hostport(proxy['metrics_host'], m)}" for m in metrics]
+    return parts, urls
+
+
+def plan(
+    args: argparse.Namespace, proxy: dict, upstream: str, urls: dict[str, str],
+    workdir: Path | None = None,
+) -> list[Part]:
+    config = ["--config", args.config] if args.config else []
+    dashboard = list(config)
+    if args.proxies > 1 and workdir is not None:
+        parts, metrics = scale_out(args, proxy, upstream, workdir)
+        dashboard += [arg for url in metrics for arg in ("--proxy-metrics", url)]
+    else:
+        parts = [proxy_part(args, proxy, upstream)]
+    parts += [
+        Part("dashboard", [PYTHON, "-m", "dashboard", *dashboard], urls["dashboard"] + "/",
+             "dashboard  " + urls["dashboard"], env={"OLLAMA_HOST": upstream},
+             binds=[split_host_port(urls["dashboard"])]),
         Part("healthd", [PYTHON, "-m", "healthd", *config], urls["healthd"] + "/health/live",
-             "healthd    " + urls["healthd"] + "/health", env={"OLLAMA_HOST": upstream}),
+             "healthd    " + urls["healthd"] + "/health", env={"OLLAMA_HOST": upstream},
+             binds=[split_host_port(urls["healthd"])]),
     ]
     return parts
 
@@ -147,7 +204,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--config", help="YAML configuration file")
     parser.add_argument("--demo", action="store_true",
                         help="use the Ollama simulator as the upstream and send traffic")
+    parser.add_argument("--proxies", type=int, default=1, metavar="N",
+                        help="run N proxies behind nginx on the proxy's port (default 1: no "
+                             "nginx); they take the next N ports and metrics ports")
     args = parser.parse_args(argv)
+    if not 1 <= args.proxies <= MAX_PROXIES:
+        parser.error(f"--proxies must be 1-{MAX_PROXIES}, not {args.proxies}")
     logging.basicConfig(level=logging.INFO, format="up: %(message)s")
 
     try:
@@ -166,13 +228,23 @@ def main(argv: list[str]) -> int:
                "--ttft", "0.15", "--load-delay", "1.5", "--tokens", "60"]
         demo.append(Part("simulator", sim, upstream + "/", "simulator  " + upstream))
 
-    parts = plan(args, proxy, upstream, urls)
+    if args.proxies == 1:
+        return run(args, proxy, upstream, urls, demo)
+    with tempfile.TemporaryDirectory(prefix="llama-metrics-nginx-") as workdir:
+        return run(args, proxy, upstream, urls, demo, Path(workdir))
 
-    taken = [(part, host, port) for part, (host, port) in (
-        (parts[0], (proxy["listen_host"], proxy["listen_port"])),
-        (parts[0], (proxy["metrics_host"], proxy["metrics_port"])),
-        *((p, split_host_port(p.ready_url)) for p in parts[1:]),
-    ) if port and not port_free(host, port)]
+
+def run(args: argparse.Namespace, proxy: dict, upstream: str, urls: dict[str, str],
+        demo: list[Part], workdir: Path | None = None) -> int:
+    """Start every part, wait until Ctrl-C or until one stops, stop them all."""
+    try:
+        parts = plan(args, proxy, upstream, urls, workdir)
+    except (RuntimeError, ValueError) as e:  # no nginx; ports past 65535
+        logger.error("%s", e)
+        return 1
+
+    taken = [(part, host, port) for part in parts for host, port in part.binds
+             if port and not port_free(host, port)]
     if taken:
         for part, host, port in taken:
             logger.error("cannot start the %s: %s:%d is already in use (another llama-metrics, "
