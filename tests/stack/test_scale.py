@@ -137,9 +137,10 @@ def ask(client: ollama.Client, kind: str, prompt: str) -> tuple[str, int | None,
         return text, parts[-1].prompt_eval_count, parts[-1].eval_count
     if kind == "generate":
         g = client.generate(model=MODEL, prompt=prompt)
-        return g.response, g.prompt_eval_count, g.eval_count
+        return g.response or "", g.prompt_eval_count, g.eval_count
     pieces = list(client.generate(model=MODEL, prompt=prompt, stream=True))
-    return "".join(p.response for p in pieces), pieces[-1].prompt_eval_count, pieces[-1].eval_count
+    text = "".join(p.response or "" for p in pieces)
+    return text, pieces[-1].prompt_eval_count, pieces[-1].eval_count
 
 
 JOBS = [(kind, f"question {i}: why is the sky blue?")
