@@ -139,6 +139,13 @@ class Service:
             with e:
                 return e.code, json.loads(e.read())
 
+    def wait_ready(self, timeout: float = 30) -> None:
+        if not self._ready.wait(timeout) or not self.url:
+            raise RuntimeError(f"{self.process.args} did not start:\n{self.log}")
+
+    def stop(self) -> None:
+        stop_process(self.process, self._reader, timeout=15)
+
     def poll(self, path: str, check: Callable[[int, Any], bool], timeout: float = 30) -> Any:
         """GET ``path`` until ``check(status, body)`` holds; the last body, or AssertionError.
 
@@ -160,17 +167,24 @@ class Service:
 def run_service(args: list[str], ready: str) -> Iterator[Service]:
     service = Service(args, ready)
     try:
-        if not service._ready.wait(30) or not service.url:
-            raise RuntimeError(f"{args[0]} did not start:\n{service.log}")
+        service.wait_ready()
         yield service
     finally:
-        stop_process(service.process, service._reader, timeout=15)
+        service.stop()
+
+
+def dashboard_args(*args: str) -> list[str]:
+    return ["dashboard", "--port", "0", *args]
+
+
+DASHBOARD_READY = r"dashboard on (http://[^\s]+)"
+HEALTHD_READY = r"healthd on (http://127\.0\.0\.1:\d+)"
 
 
 def run_dashboard(*args: str) -> Any:
-    return run_service(["dashboard", "--port", "0", *args], r"dashboard on (http://[^\s]+)")
+    return run_service(dashboard_args(*args), DASHBOARD_READY)
 
 
-def run_healthd(config: Path) -> Any:
-    return run_service(["healthd", "--port", "0", "--config", str(config)],
-                       r"healthd on (http://127\.0\.0\.1:\d+)")
+def run_healthd(config: Path, *args: str) -> Any:
+    return run_service(["healthd", "--port", "0", "--config", str(config), *args],
+                       HEALTHD_READY)
