@@ -2,7 +2,8 @@
 
 A request without ``Authorization: Bearer <token>`` gets 401 with an Ollama-shaped body and
 is never forwarded; it is still counted (status 401, error type ``unauthorized``). An accepted
-request loses that header before it goes upstream: the token is ours, not Ollama's.
+request loses that header before it goes upstream (a refused one too, so that mitmdump's flow
+log never shows it): the token is ours, not Ollama's.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ class AccessControl:
     def request(self, flow: http.HTTPFlow) -> None:
         if not self.security.access_token:
             return
-        if self.security.allows(flow.request.headers.get("authorization")):
-            flow.request.headers.pop("authorization", None)
+        allowed = self.security.allows(flow.request.headers.get("authorization"))
+        # Ours either way: not for the upstream, nor for mitmdump's flow log (flow_detail 2+).
+        flow.request.headers.pop("authorization", None)
+        if allowed:
             return
         st = flow.metadata.get(KEY)
         if st is not None:
