@@ -11,6 +11,7 @@ import logging
 import socket
 import threading
 import time
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -91,7 +92,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = _refuse  # noqa: N815
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse  # noqa: N815
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None
+                   ) -> None:
+        """http.server's own refusals (a bad request line, an unknown method) as JSON too."""
+        extra = {"Connection": "close"}
+        if code == HTTPStatus.NOT_IMPLEMENTED:  # a method no handler has: as for POST
+            code, message = HTTPStatus.METHOD_NOT_ALLOWED, f"method {self.command} not allowed"
+            extra["Allow"] = "GET, HEAD"
+        elif code >= 500:  # 505, an HTTP version it does not speak: still the request's fault
+            code = HTTPStatus.BAD_REQUEST
+        if not self.request_version.startswith("HTTP/1."):
+            self.request_version = "HTTP/1.0"  # unparsed: answer with a status line anyway
+        self.close_connection = True
+        self._json(code, {"error": message or HTTPStatus(code).phrase}, extra)
 
     def _ready(self, monitor: Monitor) -> None:
         overall = monitor.overall()
@@ -106,8 +121,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _alerts(self, monitor: Monitor, query: dict[str, list[str]]) -> None:
         raw = query.get("limit", ["50"])[-1]
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_ALERTS:
-            self._json(400, {"error": f"limit must be an integer 1-{MAX_ALERTS}, not {raw!r}"})
+        # ASCII digits only, and few: str.isdigit() takes '²', and int() refuses 4301 digits.
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or not (
+            1 <= int(raw) <= MAX_ALERTS
+        ):
+            self._json(400, {"error": f"limit must be an integer 1-{MAX_ALERTS}, "
+                                      f"not {raw[:50]!r}"})
             return
         alerts = monitor.alerts
         self._json(200, {

@@ -26,8 +26,9 @@ MAX_LIMIT = 500
 
 def _limit() -> int:
     raw = request.args.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        abort(400, description=f"limit must be an integer 1-{MAX_LIMIT}, not {raw!r}")
+    # ASCII digits only, and few: str.isdigit() takes '²', and int() refuses 4301 digits.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or not 1 <= int(raw) <= MAX_LIMIT:
+        abort(400, description=f"limit must be an integer 1-{MAX_LIMIT}, not {raw[:50]!r}")
     return int(raw)
 
 
