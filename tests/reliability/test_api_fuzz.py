@@ -33,7 +33,7 @@ from healthd.server import HealthServer
 from tests.dashboard.conftest import HEALTHD, PROXY, T0, Clock, FakeProxy
 from tests.history_files import write_history
 
-FUZZ = settings(max_examples=150, deadline=None, database=None,
+FUZZ = settings(max_examples=500, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")

@@ -36,7 +36,7 @@ def load(url: str, stop: threading.Event, answered: list[int]) -> None:
                         pass
                 else:
                     client.chat(model="llama3.2", messages=messages)
-            except (httpx.HTTPError, ollama.ResponseError):
+            except (httpx.HTTPError, ollama.ResponseError, ConnectionError):
                 return  # killed under us: what the test is about
             answered.append(1)
             stream = not stream
@@ -68,7 +68,8 @@ def test_sigkill_under_load_leaves_an_intact_file_that_a_restart_appends_to(
     with closing(sqlite3.connect(path)) as conn:  # opening replays the WAL, as a restart does
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         kept, last_id = conn.execute("SELECT COUNT(*), MAX(id) FROM requests").fetchone()
-    assert 20 <= kept <= len(answered)
+    # A row can be written a moment before its client counted the answer.
+    assert 20 <= kept <= len(answered) + len(threads)
     recent = SqliteHistory(path).recent(500)
     assert len(recent) == min(kept, 500)
     assert {r["model"] for r in recent} == {"llama3.2:latest"}
