@@ -155,7 +155,7 @@ class MetricsProxy:
         """Refuse an address other machines reach while no token (and no opt-out) is set."""
         security.check_listen("proxy.metrics_host", new["metrics_host"])
         if ctx.options.listen_host:
-            security.check_listen("listen_host (--listen-host)", ctx.options.listen_host)
+            security.check_listen("proxy.listen_host (--listen-host)", ctx.options.listen_host)
         else:  # first_configure binds the configured address instead of every interface
             security.check_listen("proxy.listen_host", new["listen_host"])
 

@@ -181,7 +181,7 @@ def test_remote_addresses_without_a_token_stop_every_process(tmp_path: Path) -> 
     short = "SECRET-" + uuid.uuid4().hex[:6]  # under 16 characters: refused, never shown
     missing = tmp_path / "no-such-token"
     results = run_all({
-        "listen_host (--listen-host)": ([*PROXY, "--listen-host", "0.0.0.0"], {}),
+        "proxy.listen_host (--listen-host)": ([*PROXY, "--listen-host", "0.0.0.0"], {}),
         "proxy.metrics_host": ([*PROXY, "--set", "metrics_host=0.0.0.0"], {}),
         "dashboard.host": ([sys.executable, "-m", "dashboard", "--host", "0.0.0.0"], {}),
         "healthd.host": ([sys.executable, "-m", "healthd", "--host", "::"], {}),
@@ -190,7 +190,7 @@ def test_remote_addresses_without_a_token_stop_every_process(tmp_path: Path) -> 
         "missing": ([sys.executable, "-m", "dashboard"],
                     {"LLAMA_METRICS_SECURITY_ACCESS_TOKEN_FILE": str(missing)}),
     })
-    for key, address in [("listen_host (--listen-host)", "0.0.0.0"),
+    for key, address in [("proxy.listen_host (--listen-host)", "0.0.0.0"),
                          ("proxy.metrics_host", "0.0.0.0"), ("dashboard.host", "0.0.0.0"),
                          ("healthd.host", "::")]:
         status, out = results[key]
