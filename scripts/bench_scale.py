@@ -172,7 +172,9 @@ def measure(url: str, groups: dict[str, list[Service]], **kwargs: object) -> Run
 
     def cpu() -> dict[str, float]:
         times = me.cpu_times()
-        out = {"client": times.user + times.system}
+        machine = psutil.cpu_times()
+        out = {"client": times.user + times.system,
+               "machine": sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)}
         out.update({g: sum(s.cpu_seconds() for s in services) for g, services in groups.items()})
         return out
 
@@ -180,6 +182,8 @@ def measure(url: str, groups: dict[str, list[Service]], **kwargs: object) -> Run
     run = asyncio.run(load(url, **kwargs))  # type: ignore[arg-type]
     after = cpu()
     run.cpu = {g: after[g] - before[g] for g in after}
+    # What the rest of the machine took meanwhile (other users of a shared machine).
+    run.cpu["others"] = max(0.0, run.cpu.pop("machine") - sum(run.cpu.values()))
     return run
 
 
@@ -253,20 +257,30 @@ def report(args: argparse.Namespace, runs: dict[tuple[str, str], list[Run]]) -> 
     print(f"\nload: {args.rounds} rounds x {args.requests} streamed and {args.requests} "
           f"non-streamed /api/chat requests of {args.tokens} tokens at concurrency "
           f"{args.concurrency}; {os.cpu_count()} CPU cores")
-    print("req/s: median over rounds; ratio: against nginx>1 proxy; CPU ms per request by "
-          "process (proxies: both together), streamed")
+    print("req/s: median over rounds (range in brackets); ratio: against nginx>1 proxy; CPU ms "
+          "per streamed request by process (proxies: both together); others: cores the rest of "
+          "the machine kept busy meanwhile")
     groups = ("client", "sim", "nginx", "proxies")
-    print(f"{'target':<17}{'stream req/s':>13}{'ratio':>7}{'chunks/s':>10}{'json req/s':>11}"
-          f"{'ratio':>7}" + "".join(f"{g:>9}" for g in groups) + f"{'total':>8}{'errors':>7}")
+    print(f"{'target':<17}{'stream req/s':>22}{'ratio':>7}{'chunks/s':>10}{'json req/s':>22}"
+          f"{'ratio':>7}" + "".join(f"{g:>9}" for g in groups) + f"{'total':>8}{'others':>8}"
+          f"{'errors':>7}")
+
+    def spread(target: str, kind: str) -> str:
+        rates = [r.requests / r.seconds for r in runs[(target, kind)]]
+        return f"{rps(target, kind):.1f} [{min(rates):.0f}-{max(rates):.0f}]"
+
     for target in TARGETS:
         stream_runs = runs[(target, "stream")]
+        every = [r for k in ("stream", "json") for r in runs[(target, k)]]
         chunks = sum(r.chunks for r in stream_runs) / sum(r.seconds for r in stream_runs)
         cpus = [cpu_ms(target, "stream", g) for g in groups]
-        errors = sum(r.errors for k in ("stream", "json") for r in runs[(target, k)])
-        print(f"{target:<17}{rps(target, 'stream'):>13.1f}"
+        others = sum(r.cpu["others"] for r in every) / sum(r.seconds for r in every)
+        errors = sum(r.errors for r in every)
+        print(f"{target:<17}{spread(target, 'stream'):>22}"
               f"{rps(target, 'stream') / rps(BASE, 'stream'):>7.2f}{chunks:>10.0f}"
-              f"{rps(target, 'json'):>11.1f}{rps(target, 'json') / rps(BASE, 'json'):>7.2f}"
-              + "".join(f"{c:>9.2f}" for c in cpus) + f"{sum(cpus):>8.2f}{errors:>7}")
+              f"{spread(target, 'json'):>22}{rps(target, 'json') / rps(BASE, 'json'):>7.2f}"
+              + "".join(f"{c:>9.2f}" for c in cpus) + f"{sum(cpus):>8.2f}{others:>8.2f}"
+              f"{errors:>7}")
     print("json CPU ms per request (client, sim, nginx, proxies):")
     for target in TARGETS:
         cpus = [cpu_ms(target, "json", g) for g in groups]
