@@ -37,12 +37,12 @@ class _LiveCollector:
         up = self._live.proxy_up
         if up is not None:
             yield GaugeMetricFamily("dashboard_proxy_up",
-                                    "1 when the last scrape of the proxy's /metrics worked",
+                                    "1 when the last scrape of every proxy's /metrics worked",
                                     value=int(up))
         yield CounterMetricFamily("dashboard_live_ticks", "Live snapshots published",
                                   value=self._live.ticks)
         yield CounterMetricFamily("dashboard_proxy_scrape_failures",
-                                  "Scrapes of the proxy's /metrics that failed",
+                                  "Scrapes of the proxy's /metrics that failed (one per proxy)",
                                   value=self._live.scrape_failures)
 
 
