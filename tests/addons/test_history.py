@@ -263,6 +263,30 @@ def test_file_deleted_while_running_is_recreated(tmp_path: Path) -> None:
     assert all_records(path) == [rec(1)]
 
 
+def test_a_file_made_read_only_is_not_written_until_writable_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Root ignores file modes, so the mode check is what is replaced here; the real chmod
+    # runs against a real mitmdump in tests/reliability/test_history_faults.py.
+    path = tmp_path / "history.db"
+    read_only: set[Path] = set()
+    real_access = os.access
+    monkeypatch.setattr("addons.history_writer.os.access", lambda file, mode: (
+        Path(file) not in read_only and real_access(file, mode)))
+    with running(path) as writer:
+        writer.submit(rec(0))
+        assert writer.flush()
+        read_only.add(Path(f"{path}-shm"))  # any of the three files
+        writer.submit(rec(1))
+        assert writer.flush()
+        assert (writer.committed, writer.dropped) == (1, 1)
+        read_only.clear()
+        writer.submit(rec(2))
+        assert writer.flush()
+        assert (writer.committed, writer.dropped) == (2, 1)
+    assert all_records(path) == [rec(0), rec(2)]
+
+
 def test_files_are_private_to_the_owner_whatever_the_umask(tmp_path: Path) -> None:
     path = tmp_path / "new" / "dir" / "history.db"
     old_umask = os.umask(0)
