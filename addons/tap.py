@@ -38,6 +38,10 @@ CLIENT_CHECK_S = 0.05
 JSON_TYPE = "application/json; charset=utf-8"
 # Inter-token gaps reach the histogram in batches of this many (and at the end).
 GAP_BATCH = 64
+# A request body to an endpoint that is not inference (``ollama create`` uploads model blobs of
+# gigabytes to /api/blobs) streams through when it is larger than this or of unknown length,
+# instead of being held whole in the proxy's memory; smaller ones are read as usual.
+STREAM_REQUEST_BODY_OVER = 1024 * 1024
 
 
 class StreamTap:
@@ -178,6 +182,13 @@ class TrafficTap:
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         flow.metadata[KEY] = FlowState()
+        request = flow.request
+        if endpoint_template(request.path) not in INFERENCE_ENDPOINTS:
+            length = content_length(request.headers)
+            if length is None and "chunked" in request.headers.get("transfer-encoding", ""):
+                request.stream = True
+            elif length is not None and length > STREAM_REQUEST_BODY_OVER:
+                request.stream = True
 
     def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         st = flow.metadata.get(KEY)
@@ -234,7 +245,10 @@ class TrafficTap:
         """Route, model, streaming and usage injection, from the request as the client sent it."""
         request = flow.request
         st.endpoint = endpoint_template(request.path)
-        st.request_bytes = len(request.raw_content or b"")
+        if request.stream:  # streamed through (see requestheaders): never held, never read
+            st.request_bytes = content_length(request.headers) or 0
+        else:
+            st.request_bytes = len(request.raw_content or b"")
         if st.endpoint not in INFERENCE_ENDPOINTS:
             return
         st.inference = True
@@ -406,3 +420,9 @@ class TrafficTap:
         )
         load_happened = load_s is not None and load_s >= self.load_threshold_s
         return record, tpot, load_happened
+
+
+def content_length(headers: http.Headers) -> int | None:
+    """The request's Content-Length as a number; None when absent or not a number."""
+    value = headers.get("content-length", "").strip()
+    return int(value) if value.isascii() and value.isdigit() else None

@@ -2,7 +2,8 @@
 """Simulate an Ollama server on the wire, as the upstream for tests, the demo and benchmarks.
 
 It speaks Ollama's native API (/api/generate, /api/chat, /api/embed, /api/embeddings,
-/api/tags, /api/ps, /api/version, /api/show, GET and HEAD /) and the OpenAI-compatible API
+/api/tags, /api/ps, /api/version, /api/show, /api/blobs/:digest, GET and HEAD /) and the
+OpenAI-compatible API
 (/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models) with the bytes a real
 Ollama sends: compact JSON in Go's key order, NDJSON or SSE streams with one HTTP chunk per
 token, durations in nanoseconds. Text comes deterministically from a small vocabulary that
@@ -622,6 +623,7 @@ class SimServer:
         self._thread: threading.Thread | None = None
         self._runner: web.ServerRunner | None = None
         self._player = None if cassette is None else _CassettePlayer(cassette, speed)
+        self.blobs: dict[str, int] = {}  # digest -> size of each blob pushed to /api/blobs
 
     @property
     def url(self) -> str:
@@ -795,6 +797,8 @@ class SimServer:
         methods, handler = self._routes.get(path, ((), None))
         if handler is None and path.startswith("/v1/models/") and method in ("GET", "HEAD"):
             methods, handler = ("GET", "HEAD"), self._v1_model
+        if handler is None and path.startswith("/api/blobs/"):
+            methods, handler = ("POST", "HEAD"), self._blob
         if handler is None or method not in methods:
             return _not_found()
         openai = path.startswith("/v1/")
@@ -872,6 +876,25 @@ class SimServer:
             "capabilities": ["embedding"] if info.embedding_only else ["completion"],
             "modified_at": info.modified_at,
         })
+
+    async def _blob(self, request: web.BaseRequest) -> web.StreamResponse:
+        """HEAD: 200 when the blob exists; POST: read the body as it comes, check its digest."""
+        digest = request.path.removeprefix("/api/blobs/")
+        if not re.fullmatch(r"sha256[:-][0-9a-f]{64}", digest):
+            raise _RequestError(400, "invalid digest format")
+        digest = "sha256:" + digest[7:]
+        if request.method == "HEAD":
+            return web.Response(status=200 if digest in self.blobs else 404)
+        if digest in self.blobs:
+            return web.Response(status=200)
+        sha, size = hashlib.sha256(), 0
+        async for chunk in request.content.iter_any():  # never the whole body at once
+            sha.update(chunk)
+            size += len(chunk)
+        if "sha256:" + sha.hexdigest() != digest:
+            raise _RequestError(400, "digest mismatch")
+        self.blobs[digest] = size
+        return web.Response(status=201)
 
     async def _v1_models(self, request: web.BaseRequest) -> web.StreamResponse:
         return _json_response({"object": "list", "data": [

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 import aiohttp
+import ollama
 import pytest
 from mitmproxy import http
 from mitmproxy.test import tflow
@@ -21,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from addons.metrics import ProxyMetrics
 from addons.routes import ModelLabels
 from addons.tap import TrafficTap
-from tests.e2e.processes import Proxy
+from tests.e2e.processes import Proxy, run_proxy
 from tests.reliability.wire import (
     Answer,
     exchange,
@@ -177,3 +178,33 @@ def test_100000_model_names_through_the_addon_hooks_keep_labels_bounded() -> Non
     assert series["llama3.2:latest"] == names // 10
     assert series["other"] == names - names // 10 - MAX_MODEL_LABELS
     assert sum(series.values()) == names
+
+
+def test_model_blob_upload_streams_through_without_being_held(sim: Any, tmp_path: Any) -> None:
+    """``ollama create`` pushes model files of gigabytes to /api/blobs/:digest: the proxy
+    passes the body on as it arrives instead of holding it (its own proxy, so that the peak
+    memory measured is this upload's alone)."""
+    blob = tmp_path / "model.gguf"
+    with blob.open("wb") as f:
+        for i in range(64):  # 64 MiB, no two MiB alike
+            f.write(hashlib.sha256(str(i).encode()).digest() * (MIB // 32))
+    with run_proxy(sim.url) as proxy, ollama.Client(host=proxy.url) as client:
+        base = peak_rss_bytes(proxy.process.pid)
+        before = proxy.scrape()
+        digest = client.create_blob(blob)
+        proxy.wait_counted(requests_total(before) + 1)
+        grown = peak_rss_bytes(proxy.process.pid) - base
+        print(f"peak RSS of mitmdump after a 64 MiB blob upload: +{grown / MIB:.0f} MiB")
+        assert sim.blobs[digest] == 64 * MIB  # every byte arrived, in order (digest checked)
+        assert grown < 32 * MIB  # the 64 MiB were never all in the proxy at once
+        # The upstream's own answers pass through: a body that does not match its digest.
+        wrong = "sha256:" + "0" * 64
+        with pytest.raises(ollama.ResponseError) as refused:
+            client._request_raw("POST", f"/api/blobs/{wrong}", content=b"x" * (2 * MIB))
+        assert refused.value.status_code == 400 and "digest mismatch" in refused.value.error
+        after = proxy.wait_counted(requests_total(before) + 2)
+        endpoint = "/api/blobs/:digest"
+        assert family_delta(before, after, "requests_total", endpoint=endpoint,
+                            status="201") == 1
+        assert family_delta(before, after, "requests_total", endpoint=endpoint,
+                            status="400") == 1
