@@ -91,10 +91,10 @@ class MetricsProxy:
         self.recent: deque[RequestRecord] = deque(maxlen=MAX_RECENT)
         self.tap = TrafficTap(self.metrics, self.labels, on_record=self.record)
         self.access = AccessControl()  # before the tap: a refused request is never queued
-        self.addons = [self.access, self.tap]
         self.recorder = CassetteRecorder(self.registry)
-        # First: it sees each request as its client sent it, before the tap changes it.
-        self.addons.insert(0, self.recorder)  # type: ignore[arg-type]
+        # mitmproxy calls each hook on these in order: the recorder first sees each request as
+        # its client sent it, before the tap changes it.
+        self.addons: list[object] = [self.recorder, self.access, self.tap]
         self.resources = ResourcePoller(ResourceSampler())
         self.registry.register(ResourceCollector(self.resources))
         self.registry.register(AdmissionCollector(self.tap.admission))
