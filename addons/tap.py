@@ -33,7 +33,7 @@ MAX_STORED_TEXT = 64 * 1024
 # Streaming endpoints that stream when the request does not say: Ollama's default.
 NATIVE_STREAM_DEFAULT = frozenset({"/api/generate", "/api/chat"})
 # While a request waits in the queue its client may leave; mitmproxy holds the connection's
-# events until the hook returns, so the wait looks at the connection this often.
+# events until the hook returns, so one watcher looks at every queued client this often.
 CLIENT_CHECK_S = 0.05
 JSON_TYPE = "application/json; charset=utf-8"
 # Inter-token gaps reach the histogram in batches of this many (and at the end).
@@ -157,6 +157,46 @@ def prompt_text(body: dict) -> str | None:
     return None
 
 
+class ClientWatcher:
+    """Tells queued requests that their client left, with one task for all of them.
+
+    mitmproxy delivers a connection's events only after the hook that holds it returns, so a
+    request waiting in the queue cannot hear its client go; its connection's state says so.
+    One task looks at every watched connection each ``interval`` while any is watched (a
+    thousand queued requests cost one wake-up per interval, not a thousand).
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._watched: dict[asyncio.Future[None], Any] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def watch(self, conn: Any) -> asyncio.Future[None]:
+        """A future that completes when ``conn`` (a client connection) can no longer be read."""
+        left: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._watched[left] = conn
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._run())
+        return left
+
+    def unwatch(self, left: asyncio.Future[None]) -> None:
+        self._watched.pop(left, None)
+        if not left.done():
+            left.cancel()
+
+    def __len__(self) -> int:
+        return len(self._watched)
+
+    async def _run(self) -> None:
+        while self._watched:
+            await asyncio.sleep(self.interval)
+            for left, conn in list(self._watched.items()):
+                if not conn.state & ConnectionState.CAN_READ:
+                    del self._watched[left]
+                    if not left.done():
+                        left.set_result(None)
+
+
 class TrafficTap:
     """Measures each request from arrival to its last byte and reports it exactly once."""
 
@@ -177,6 +217,7 @@ class TrafficTap:
         self.store_prompts = store_prompts
         self.on_record = on_record
         self.keep_chunks = False  # the cassette recorder wants each chunk the client got
+        self.queued_clients = ClientWatcher(CLIENT_CHECK_S)
 
     # -- hooks -------------------------------------------------------------------------
 
@@ -209,22 +250,23 @@ class TrafficTap:
     async def admit(self, flow: http.HTTPFlow, st: FlowState) -> None:
         """Wait for a slot in priority order; answer 503 when the queue is full."""
         waiting = asyncio.ensure_future(self.admission.acquire(st.priority))
+        left = self.queued_clients.watch(flow.client_conn)
         try:
-            while True:
-                done, _ = await asyncio.wait({waiting}, timeout=CLIENT_CHECK_S)
-                if done:
-                    st.queue_wait_s = waiting.result()
-                    st.admitted = True
-                    break
-                if not flow.client_conn.state & ConnectionState.CAN_READ:
-                    await self.left_while_queued(flow, st, waiting)
-                    return
+            either: set[asyncio.Future[Any]] = {waiting, left}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if not waiting.done():
+                await self.left_while_queued(flow, st, waiting)
+                return
+            st.queue_wait_s = waiting.result()
+            st.admitted = True
         except QueueFull as e:
             st.error_type = "queue_full"
             body = json.dumps({"error": f"llama-metrics proxy: {e}"})
             headers = {"Content-Type": JSON_TYPE, "Retry-After": str(e.retry_after)}
             flow.response = http.Response.make(503, body, headers)
             return
+        finally:
+            self.queued_clients.unwatch(left)
         self.metrics.queue_wait.labels(st.priority).observe(st.queue_wait_s)
         self.forwarded(st)
 

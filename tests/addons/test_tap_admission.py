@@ -130,6 +130,41 @@ def test_client_leaving_while_queued_is_cancelled_and_frees_its_place() -> None:
     assert value(registry, "active_requests", model="m:latest") == 0
 
 
+def test_one_watcher_for_every_queued_client() -> None:
+    """1,000 queued requests are watched by one task (not one wake-up each per interval);
+    those whose client left are let go, the others keep waiting and are served in order."""
+    tap, registry, records = make_tap(limit=1, queue=2000)
+
+    async def scenario() -> None:
+        holder = chat("normal")
+        begin(tap, holder)
+        queued = [chat("normal") for _ in range(1000)]
+        waits = [begin(tap, f) for f in queued]
+        await turn()
+        assert tap.admission.total_depth == 1000 and len(tap.queued_clients) == 1000
+        watchers = [t for t in asyncio.all_tasks() if "ClientWatcher._run" in repr(t)]
+        assert len(watchers) == 1
+        for flow in queued[::2]:  # every other client hangs up
+            flow.client_conn.state &= ~ConnectionState.CAN_READ
+        await asyncio.wait_for(asyncio.gather(*(w for w in waits[::2] if w)), 5)
+        assert tap.admission.total_depth == 500 and len(tap.queued_clients) == 500
+        assert all(not w.done() for w in waits[1::2] if w)
+        finish_ok(tap, holder)
+        for flow, waiting in zip(queued[1::2], waits[1::2], strict=True):
+            assert waiting is not None
+            await asyncio.wait_for(waiting, 5)  # its turn came: forwarded
+            assert flow.error is None
+            finish_ok(tap, flow)
+        assert len(tap.queued_clients) == 0
+
+    with taddons.context(tap):
+        asyncio.run(scenario())
+    assert value(registry, "errors_total", endpoint="/api/chat", model="m:latest",
+                 error_type="client_cancelled") == 500
+    assert sum(1 for r in records if r.status == 200) == 501
+    assert tap.admission.active == 0 and tap.admission.total_depth == 0
+
+
 def test_metadata_requests_never_wait() -> None:
     tap, registry, _ = make_tap(limit=1, queue=0)
 
