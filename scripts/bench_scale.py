@@ -173,8 +173,11 @@ def measure(url: str, groups: dict[str, list[Service]], **kwargs: object) -> Run
     def cpu() -> dict[str, float]:
         times = me.cpu_times()
         machine = psutil.cpu_times()
-        out = {"client": times.user + times.system,
-               "machine": sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)}
+        # Busy time of every core, without time the hypervisor took (steal) and without
+        # guest time, which user time already holds.
+        busy = sum(getattr(machine, f, 0.0) for f in ("user", "nice", "system", "irq",
+                                                      "softirq"))
+        out = {"client": times.user + times.system, "machine": busy}
         out.update({g: sum(s.cpu_seconds() for s in services) for g, services in groups.items()})
         return out
 
