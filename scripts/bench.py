@@ -4,11 +4,21 @@
 One invocation starts the Ollama simulator, a plain ``mitmdump`` reverse proxy with streaming
 on (``stream_large_bodies=1``) and no addon, and ``mitmdump -s addons/llama_metrics.py`` (once
 as started by default, once with history on and ``max_concurrency`` set), then runs each load
-against each target in interleaved rounds and prints throughput and time to first token, with
-ratios against plain mitmdump and differences against direct.
+against each target in interleaved rounds, with ratios against plain mitmdump and differences
+against direct:
 
-    .venv/bin/python scripts/bench.py                 # about two minutes on 2 cores
+- throughput: streamed and non-streamed requests/s, chunks/s, proxy CPU per request, and time
+  to first token at concurrency 1;
+- latency: time to first token and inter-token latency (p50, p99) of paced streams at each
+  concurrency of ``--levels`` (1, 16, 64, 256), added over direct;
+- streams: ``--streams`` (500) streams at once, each checked to its end against the same answer
+  direct, with the resident memory of the proxy process before, at the peak and settled.
+
+The memory slope over a long steady load is ``scripts/bench_soak.py``.
+
+    .venv/bin/python scripts/bench.py                 # about six minutes on 2 cores
     .venv/bin/python scripts/bench.py --quick         # a smoke run
+    .venv/bin/python scripts/bench.py --only latency --levels 1,64
 """
 
 from __future__ import annotations
@@ -25,13 +35,17 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import psutil
+from bench_streams import Latency, latency, many
+from prometheus_client.parser import text_string_to_metric_families
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +57,24 @@ BIN = Path(sys.executable).parent
 class Target:
     url: str
     process: psutil.Process
+    lines: list[str] = field(default_factory=list)  # its output so far
 
     def cpu_seconds(self) -> float:
         times = self.process.cpu_times()
         return float(times.user + times.system)
+
+    def rss(self) -> int:
+        return int(self.process.memory_info().rss)
+
+    def metrics_url(self, timeout: float = 30) -> str:
+        """Our proxy's metrics endpoint, from the line it logs once it serves there."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if m := re.search(r"metrics on (http://127\.0\.0\.1:\d+)/metrics", line):
+                    return m.group(1)
+            time.sleep(0.05)
+        raise RuntimeError("no metrics line in:\n" + "".join(self.lines))
 
 
 @contextmanager
@@ -73,7 +101,7 @@ def service(args: list[str], ready: str, name: str) -> Iterator[Target]:
     try:
         if not found.wait(60) or not port:
             raise RuntimeError(f"{name} did not start:\n{''.join(lines)}")
-        yield Target(f"http://127.0.0.1:{port[0]}", psutil.Process(proc.pid))
+        yield Target(f"http://127.0.0.1:{port[0]}", psutil.Process(proc.pid), lines)
     finally:
         proc.terminate()
         try:
@@ -176,57 +204,40 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--requests", type=int, default=400, help="streamed requests per run")
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--tokens", type=int, default=100, help="tokens per streamed answer")
-    parser.add_argument("--ttft-requests", type=int, default=200, help="at concurrency 1")
-    parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    parser.add_argument("--json", help="write the numbers to this file too")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.rounds, args.requests, args.ttft_requests = 1, 60, 30
+def scrape(metrics: str) -> dict[str, float]:
+    """Our proxy's /metrics, summed over labels by sample name."""
+    with urllib.request.urlopen(metrics + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    return totals
 
-    targets = ["direct", "mitmdump", "proxy", "proxy+history+queue"]
+
+def throughput(args: argparse.Namespace, urls: dict[str, Target]) -> dict[str, dict[str, float]]:
+    """Streamed and non-streamed throughput, and TTFT at concurrency 1, for every target."""
+    targets = list(urls)
     totals = {(t, kind): Result() for t in targets for kind in ("stream", "json", "ttft")}
-    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
-        sim_target = stack.enter_context(service(
-            simulator(args.tokens), r"http://127\.0\.0\.1:(\d+)", "simulator"))
-        sim = sim_target.url
-        urls = {
-            "direct": sim_target,
-            "mitmdump": stack.enter_context(service(
-                mitmdump(sim, "--set", "stream_large_bodies=1"), LISTENING, "mitmdump")),
-            "proxy": stack.enter_context(service(
-                mitmdump(sim, "-s", "addons/llama_metrics.py", "--set", "metrics_port=0",
-                         "--set", "history_path="), LISTENING, "proxy")),
-            "proxy+history+queue": stack.enter_context(service(
-                mitmdump(sim, "-s", "addons/llama_metrics.py", "--set", "metrics_port=0",
-                         "--set", f"history_path={tmp}/history.db",
-                         "--set", f"max_concurrency={args.concurrency}"), LISTENING, "proxy")),
-        }
-        for round_no in range(args.rounds):
-            for target in targets:
-                url = urls[target].url
-                runs = {
-                    "stream": load(url, concurrency=args.concurrency, requests=args.requests,
-                                   tokens=args.tokens, stream=True),
-                    "json": load(url, concurrency=args.concurrency, requests=args.requests,
-                                 tokens=args.tokens, stream=False),
-                    # Paced like a real model (the simulator's X-Sim-Token-Rate), so the first
-                    # token travels alone rather than in a burst of the whole answer.
-                    "ttft": load(url, concurrency=1, requests=args.ttft_requests, tokens=5,
-                                 stream=True, headers={"X-Sim-Token-Rate": "200"}),
-                }
-                for kind, run in runs.items():
-                    cpu = urls[target].cpu_seconds()
-                    result = asyncio.run(run)
-                    result.cpu_seconds = urls[target].cpu_seconds() - cpu
-                    totals[(target, kind)].add(result)
-            print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
-
+    for round_no in range(args.rounds):
+        for target in targets:
+            url = urls[target].url
+            runs = {
+                "stream": load(url, concurrency=args.concurrency, requests=args.requests,
+                               tokens=args.tokens, stream=True),
+                "json": load(url, concurrency=args.concurrency, requests=args.requests,
+                             tokens=args.tokens, stream=False),
+                # Paced like a real model (the simulator's X-Sim-Token-Rate), so the first
+                # token travels alone rather than in a burst of the whole answer.
+                "ttft": load(url, concurrency=1, requests=args.ttft_requests, tokens=5,
+                             stream=True, headers={"X-Sim-Token-Rate": "200"}),
+            }
+            for kind, run in runs.items():
+                cpu = urls[target].cpu_seconds()
+                result = asyncio.run(run)
+                result.cpu_seconds = urls[target].cpu_seconds() - cpu
+                totals[(target, kind)].add(result)
+        print(f"throughput round {round_no + 1}/{args.rounds} done", file=sys.stderr)
     report: dict[str, dict[str, float]] = {}
     for target in targets:
         s, j, t = (totals[(target, k)] for k in ("stream", "json", "ttft"))
@@ -241,6 +252,10 @@ def main(argv: list[str]) -> int:
             "stream_ttft_p50_ms": 1000 * statistics.median(s.ttfts),
             "errors": s.errors + j.errors + t.errors,
         }
+    return report
+
+
+def print_throughput(args: argparse.Namespace, report: dict[str, dict[str, float]]) -> None:
     base, plain = report["direct"], report["mitmdump"]
     print(f"\nload: {args.rounds} rounds x {args.requests} streamed and {args.requests} "
           f"non-streamed /api/chat requests of {args.tokens} tokens at concurrency "
@@ -252,8 +267,7 @@ def main(argv: list[str]) -> int:
               f"{'chunks/s':>10}{'json req/s':>11}{'ratio':>7}{'cpu ms':>8}{'ratio':>7}"
               f"{'TTFT p50':>10}{'+direct':>9}{'TTFT p99':>10}{'+direct':>9}{'errors':>7}")
     print(header)
-    for target in targets:
-        r = report[target]
+    for target, r in report.items():
         print(f"{target:<21}{r['stream_rps']:>13.1f}{r['stream_rps'] / plain['stream_rps']:>7.2f}"
               f"{r['stream_cpu_ms_per_request']:>8.2f}"
               f"{plain['stream_cpu_ms_per_request'] / r['stream_cpu_ms_per_request']:>7.2f}"
@@ -264,6 +278,175 @@ def main(argv: list[str]) -> int:
               f"{r['ttft_p99_ms']:>10.2f}{r['ttft_p99_ms'] - base['ttft_p99_ms']:>+9.2f}"
               f"{r['errors']:>7.0f}")
     print("TTFT in ms, at concurrency 1")
+
+
+def sweep_rate(args: argparse.Namespace, concurrency: int) -> float:
+    """Tokens/s per stream at a concurrency: ``--sweep-rate``, slowed so that all streams
+    together stay under ``--sweep-chunks`` a second. Past that, on 2 shared cores, the simulator
+    falls behind its pacing and sends the late tokens back to back, and the gaps measure that."""
+    return min(args.sweep_rate, args.sweep_chunks / concurrency)
+
+
+def sweep(args: argparse.Namespace, urls: dict[str, Target]) -> dict[str, dict[str, Any]]:
+    """TTFT and inter-token latency of paced streams at each concurrency, targets interleaved."""
+    totals = {(c, t): Latency() for c in args.levels for t in urls}
+    for round_no in range(args.sweep_rounds):
+        for c in args.levels:
+            for target, where in urls.items():
+                requests = max(args.sweep_per_client * c, args.sweep_min)
+                totals[(c, target)].add(asyncio.run(latency(
+                    where.url, concurrency=c, requests=requests, tokens=args.sweep_tokens,
+                    token_rate=sweep_rate(args, c))))
+        print(f"latency round {round_no + 1}/{args.sweep_rounds} done", file=sys.stderr)
+    report: dict[str, dict[str, Any]] = {}
+    for (c, target), r in totals.items():
+        report.setdefault(str(c), {})[target] = {
+            "token_rate": sweep_rate(args, c), "requests": r.requests, "errors": r.errors,
+            "ttft_p50_ms": 1000 * pct(r.ttfts, 0.5), "ttft_p99_ms": 1000 * pct(r.ttfts, 0.99),
+            "itl_p50_ms": 1000 * pct(r.itls, 0.5), "itl_p99_ms": 1000 * pct(r.itls, 0.99),
+        }
+    return report
+
+
+def print_sweep(args: argparse.Namespace, report: dict[str, dict[str, Any]]) -> None:
+    print(f"\nlatency: streamed /api/chat answers of {args.sweep_tokens} tokens paced at "
+          f"{args.sweep_rate:g} tokens/s (X-Sim-Token-Rate; slower where all streams together "
+          f"would pass {args.sweep_chunks:g} a second), {args.sweep_per_client} per client and "
+          f"at least {args.sweep_min} per round, {args.sweep_rounds} rounds; ms; '+direct': "
+          "added over direct at the same concurrency")
+    cols = ("ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms")
+    print(f"{'conc':>5}{'tok/s':>6}  {'target':<10}{'TTFT p50':>10}{'+direct':>9}{'TTFT p99':>10}"
+          f"{'+direct':>9}{'ITL p50':>9}{'+direct':>9}{'ITL p99':>9}{'+direct':>9}"
+          f"{'requests':>9}{'errors':>7}")
+    for c, rows in report.items():
+        base = rows["direct"]
+        for target, r in rows.items():
+            cells = "".join(f"{r[k]:>{10 if k.startswith('ttft') else 9}.2f}"
+                            f"{r[k] - base[k]:>+9.2f}" for k in cols)
+            print(f"{c:>5}{r['token_rate']:>6.1f}  {target:<10}{cells}{r['requests']:>9}"
+                  f"{r['errors']:>7}")
+
+
+def streams(args: argparse.Namespace, urls: dict[str, Target],
+            metrics: str) -> dict[str, dict[str, Any]]:
+    """``--streams`` at once through each target; each answer checked against direct's."""
+    report: dict[str, dict[str, Any]] = {}
+    reference: dict[int, str] = {}
+    for target, where in urls.items():
+        # A few first, so that what is loaded or cached once is in "before" and not in the peak.
+        asyncio.run(many(where.url, count=10, tokens=2, token_rate=args.streams_rate,
+                         process=None, settle=0))
+        counted = scrape(metrics)["ollama_proxy_requests_total"] if target == "proxy" else 0.0
+        r = asyncio.run(many(where.url, count=args.streams, tokens=args.streams_tokens,
+                             token_rate=args.streams_rate,
+                             process=None if target == "direct" else where.process,
+                             settle=args.settle))
+        if target == "direct":
+            reference = r.contents
+        same = sum(1 for i, text in r.contents.items() if reference.get(i) == text)
+        report[target] = {
+            "complete": r.complete, "same_as_direct": same, "max_open": r.max_open,
+            "seconds": r.seconds, "rss_before_mb": r.rss_before_mb,
+            "rss_peak_mb": r.rss_peak_mb, "rss_settled_mb": r.rss_settled_mb,
+        }
+        if target == "proxy":
+            deadline = time.monotonic() + 30
+            while scrape(metrics)["ollama_proxy_requests_total"] - counted < args.streams \
+                    and time.monotonic() < deadline:
+                time.sleep(0.1)
+            report[target]["counted"] = scrape(metrics)["ollama_proxy_requests_total"] - counted
+        print(f"{args.streams} streams through {target} done", file=sys.stderr)
+    return report
+
+
+def print_streams(args: argparse.Namespace, report: dict[str, dict[str, Any]]) -> None:
+    print(f"\n{args.streams} streams at once (half /api/chat, half /v1/chat/completions), "
+          f"{args.streams_tokens} tokens each at {args.streams_rate:g} tokens/s; RSS of the "
+          f"proxy process in MB: before, peak (every 50 ms), settled ({args.settle:g} s after "
+          "the last ended and the client hung up)")
+    print(f"{'target':<10}{'complete':>9}{'= direct':>9}{'max open':>9}{'seconds':>9}"
+          f"{'RSS before':>11}{'peak':>8}{'settled':>9}{'peak-before':>12}")
+    for target, r in report.items():
+        print(f"{target:<10}{r['complete']:>9}{r['same_as_direct']:>9}{r['max_open']:>9}"
+              f"{r['seconds']:>9.1f}{r['rss_before_mb']:>11.1f}{r['rss_peak_mb']:>8.1f}"
+              f"{r['rss_settled_mb']:>9.1f}{r['rss_peak_mb'] - r['rss_before_mb']:>12.1f}")
+    if "proxy" in report:
+        print(f"our proxy counted {report['proxy']['counted']:.0f} of them in requests_total")
+
+
+def levels(text: str) -> list[int]:
+    values = [int(part) for part in text.split(",") if part.strip()]
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected concurrencies >= 1, e.g. 1,16")
+    return values
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=400, help="streamed requests per run")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--tokens", type=int, default=100, help="tokens per streamed answer")
+    parser.add_argument("--ttft-requests", type=int, default=200, help="at concurrency 1")
+    parser.add_argument("--levels", type=levels, default=[1, 16, 64, 256],
+                        help="concurrencies of the latency sweep (1,16,64,256)")
+    parser.add_argument("--sweep-rounds", type=int, default=2)
+    parser.add_argument("--sweep-tokens", type=int, default=10)
+    parser.add_argument("--sweep-rate", type=float, default=20.0, help="tokens/s (20)")
+    parser.add_argument("--sweep-chunks", type=float, default=1280.0,
+                        help="at most this many tokens/s over all streams of a level (1280)")
+    parser.add_argument("--sweep-per-client", type=int, default=3,
+                        help="requests per client per round (3)")
+    parser.add_argument("--sweep-min", type=int, default=30,
+                        help="requests per level per round at the least (30)")
+    parser.add_argument("--streams", type=int, default=500, help="streams at once (500)")
+    parser.add_argument("--streams-tokens", type=int, default=100)
+    parser.add_argument("--streams-rate", type=float, default=5.0,
+                        help="tokens/s (5: answers of 20 s, longer than opening 500 takes)")
+    parser.add_argument("--settle", type=float, default=5.0,
+                        help="seconds after the streams before the settled RSS (5)")
+    parser.add_argument("--only", choices=("throughput", "latency", "streams"), action="append",
+                        help="run only these parts (all three by default)")
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--json", help="write the numbers to this file too")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.requests, args.ttft_requests = 1, 60, 30
+        args.sweep_rounds, args.sweep_per_client, args.sweep_min = 1, 1, 10
+        args.streams, args.streams_tokens, args.settle = 100, 20, 1.0
+    parts = args.only or ["throughput", "latency", "streams"]
+
+    report: dict[str, Any] = {}
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        sim_target = stack.enter_context(service(
+            simulator(args.tokens), r"http://127\.0\.0\.1:(\d+)", "simulator"))
+        sim = sim_target.url
+        urls = {
+            "direct": sim_target,
+            "mitmdump": stack.enter_context(service(
+                mitmdump(sim, "--set", "stream_large_bodies=1"), LISTENING, "mitmdump")),
+            "proxy": stack.enter_context(service(
+                mitmdump(sim, "-s", "addons/llama_metrics.py", "--set", "metrics_port=0",
+                         "--set", "history_path="), LISTENING, "proxy")),
+        }
+        if "streams" in parts:  # first, so "before" is a fresh process's memory
+            report["streams"] = streams(args, urls, urls["proxy"].metrics_url())
+        if "throughput" in parts:
+            urls["proxy+history+queue"] = stack.enter_context(service(
+                mitmdump(sim, "-s", "addons/llama_metrics.py", "--set", "metrics_port=0",
+                         "--set", f"history_path={tmp}/history.db",
+                         "--set", f"max_concurrency={args.concurrency}"), LISTENING, "proxy"))
+            report["throughput"] = throughput(args, urls)
+            del urls["proxy+history+queue"]  # its queue would hold back the latency runs
+        if "latency" in parts:
+            report["latency"] = sweep(args, urls)
+
+    if "throughput" in report:
+        print_throughput(args, report["throughput"])
+    if "latency" in report:
+        print_sweep(args, report["latency"])
+    if "streams" in report:
+        print_streams(args, report["streams"])
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     return 0
