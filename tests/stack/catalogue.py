@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from addons.admission import Admission, AdmissionCollector
 from addons.inventory import InventoryCollector, InventoryPoller
 from addons.metrics import ProxyMetrics
+from addons.recorder import CassetteRecorder
 from addons.records import RequestRecord
 from addons.resources import ResourceCollector, ResourcePoller, ResourceSampler
 from tests.addons.test_resources import FakeNvml, FakePsutil, ollama_procs
@@ -78,6 +79,7 @@ def _everything() -> CollectorRegistry:
     registry.register(ResourceCollector(resources))
 
     registry.register(AdmissionCollector(Admission()))
+    CassetteRecorder(registry)  # ollama_proxy_record_dropped_total
     return registry
 
 
