@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -81,7 +82,13 @@ def serve(settings: config.Settings) -> int:
         stop.wait()
     finally:
         daemon.stop()
-    return 0
+    # A check still running would hold the interpreter's exit until its own timeout (the
+    # end-to-end probe may wait minutes for a model to load); the alert state and webhooks
+    # are settled by now, so leave at once.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

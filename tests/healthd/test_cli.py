@@ -86,9 +86,14 @@ def test_bad_setting_exits_2_with_the_key_named(tmp_path: Path) -> None:
     assert "bad setting healthd.port='http' (from command line)" in done.stderr
 
 
-def test_serve_until_sigterm(setup: Callable[..., str]) -> None:
+def test_serve_until_sigterm(setup: Callable[..., str], stub: StubServer) -> None:
+    stub.hang.add("/api/version")
+    config = setup()
+    values = json.loads(Path(config).read_text())["healthd"]
+    values["timeout_seconds"] = 60  # a check timeout far beyond the wait below
+    write_config(Path(config), values)
     process = subprocess.Popen(
-        [sys.executable, "-m", "healthd", "--port", "0", "--config", setup()], cwd=ROOT,
+        [sys.executable, "-m", "healthd", "--port", "0", "--config", config], cwd=ROOT,
         env=ENV, text=True, stderr=subprocess.PIPE)
     try:
         assert process.stderr is not None
@@ -100,8 +105,12 @@ def test_serve_until_sigterm(setup: Callable[..., str]) -> None:
         url = match.group(1)
         assert fetch_json(url + "/health/live")[0] == 200
         assert fetch_json(url + "/nope")[0] == 404
+        with stub.got:  # the Ollama check is under way, and its answer will not come
+            assert stub.got.wait_for(lambda: any(s.path == "/api/version" for s in stub.seen),
+                                     timeout=30)
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
+        # It leaves without waiting out the hanging check's 60 s timeout.
+        assert process.wait(timeout=30) == 0
     finally:
         if process.poll() is None:
             process.kill()
