@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import sys
 import threading
 import time
 from http import HTTPStatus
@@ -35,6 +36,13 @@ class _Server(ThreadingHTTPServer):
     registry: CollectorRegistry
     started: float
     security: Security
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up before its answer is not an error of ours: no traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            logger.debug("client %s left before its answer", client_address)
+            return
+        super().handle_error(request, client_address)
 
 
 class _Server6(_Server):
