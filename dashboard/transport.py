@@ -7,6 +7,7 @@ reaching Ollama). Failures to connect are ``OSError``; an HTTP error status is a
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import urllib.error
@@ -25,15 +26,18 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 def urllib_fetch(
     url: str, timeout: float, headers: Mapping[str, str] | None = None
 ) -> tuple[int, bytes]:
-    request = urllib.request.Request(
-        url, headers={"Accept": "application/json, text/plain", **(headers or {})}
-    )
+    request = urllib.request.Request(url, headers={"Accept": "application/json, text/plain"})
+    for name, value in (headers or {}).items():
+        # Not carried over a redirect: the access token is for the address it was meant for.
+        request.add_unredirected_header(name, value)
     try:
         with _OPENER.open(request, timeout=timeout) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         with exc:  # it holds the response's socket
             return exc.code, exc.read()
+    except http.client.HTTPException as exc:  # a cut body, a bad status line: no answer
+        raise OSError(f"broken HTTP answer ({type(exc).__name__})") from exc
 
 
 def authorized_fetch(headers: Mapping[str, str], own_urls: Iterable[str]) -> Fetch:

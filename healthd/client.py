@@ -78,7 +78,8 @@ def request(
     if data is not None:
         req.add_header("Content-Type", "application/json")
     for name, value in (headers or {}).items():
-        req.add_header(name, value)
+        # Not carried over a redirect: the access token is for the address it was meant for.
+        req.add_unredirected_header(name, value)
     started = time.perf_counter()
     try:
         with _OPENER.open(req, timeout=timeout) as resp:
