@@ -1,9 +1,11 @@
 """The proxy's client port asks for the access token, when one is set, before anything is forwarded.
 
 A request without ``Authorization: Bearer <token>`` gets 401 with an Ollama-shaped body and
-is never forwarded; it is still counted (status 401, error type ``unauthorized``). An accepted
-request loses that header before it goes upstream (a refused one too, so that mitmdump's flow
-log never shows it): the token is ours, not Ollama's.
+is never forwarded; it is still counted (status 401, error type ``unauthorized``). This is
+decided on the headers: a large body the tap streams upstream as it comes would be on its
+way before a ``request`` hook could refuse it. An accepted request loses that header before
+it goes upstream (a refused one too, so that mitmdump's flow log never shows it): the token
+is ours, not Ollama's.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ class AccessControl:
     def __init__(self, security: Security | None = None) -> None:
         self.security = security or Security()
 
-    def request(self, flow: http.HTTPFlow) -> None:
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
         if not self.security.access_token:
             return
         allowed = self.security.allows(flow.request.headers.get("authorization"))
@@ -36,6 +38,7 @@ class AccessControl:
         flow.request.headers.pop("authorization", None)
         if allowed:
             return
+        flow.request.stream = False  # mitmproxy cannot stream a request that has its answer
         st = flow.metadata.get(KEY)
         if st is not None:
             st.error_type = "unauthorized"

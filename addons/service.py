@@ -90,11 +90,13 @@ class MetricsProxy:
         self.labels = ModelLabels(is_known=self.is_known)
         self.recent: deque[RequestRecord] = deque(maxlen=MAX_RECENT)
         self.tap = TrafficTap(self.metrics, self.labels, on_record=self.record)
-        self.access = AccessControl()  # before the tap: a refused request is never queued
+        # Refuses in requestheaders, after the tap's (which makes the state it marks), before
+        # the tap's request hook: a refused request is never queued nor forwarded.
+        self.access = AccessControl()
         self.recorder = CassetteRecorder(self.registry)
         # mitmproxy calls each hook on these in order: the recorder first sees each request as
         # its client sent it, before the tap changes it.
-        self.addons: list[object] = [self.recorder, self.access, self.tap]
+        self.addons: list[object] = [self.recorder, self.tap, self.access]
         self.resources = ResourcePoller(ResourceSampler())
         self.registry.register(ResourceCollector(self.resources))
         self.registry.register(AdmissionCollector(self.tap.admission))

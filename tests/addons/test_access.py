@@ -1,0 +1,68 @@
+"""The access addon beside the tap: a refused request is answered on its headers, never sent on."""
+
+from __future__ import annotations
+
+import pytest
+from mitmproxy import http
+from prometheus_client import CollectorRegistry
+
+from addons.access import AccessControl
+from addons.metrics import ProxyMetrics
+from addons.records import RequestRecord
+from addons.routes import ModelLabels
+from addons.security import Security
+from addons.tap import STREAM_REQUEST_BODY_OVER, TrafficTap
+from tests.addons.test_tap import make_flow, value
+
+TOKEN = "t" * 32
+
+
+def blob_flow(headers: dict[str, str]) -> http.HTTPFlow:
+    """An upload as ``ollama create`` sends it, with only the length headers given."""
+    flow = make_flow("/api/blobs/sha256:" + "0" * 64, b"blob", headers)
+    if "Content-Length" not in headers:
+        flow.request.headers.pop("content-length", None)
+    return flow
+
+
+def run_request_side(flow: http.HTTPFlow) -> tuple[TrafficTap, CollectorRegistry]:
+    """The hooks in the order the proxy composes them (addons/service.py): tap, then access."""
+    registry = CollectorRegistry()
+    records: list[RequestRecord] = []
+    tap = TrafficTap(ProxyMetrics(registry), ModelLabels(), on_record=records.append)
+    access = AccessControl(Security(TOKEN))
+    for addon in (tap, access):
+        addon.requestheaders(flow)
+    # mitmproxy sends a streamed request's headers upstream right after requestheaders
+    assert not flow.request.stream or flow.response is None
+    assert tap.request(flow) is None
+    tap.response(flow)
+    return tap, registry
+
+
+@pytest.mark.parametrize("headers", [
+    {"Transfer-Encoding": "chunked"},  # unknown length: the tap would stream it
+    {"Content-Length": str(STREAM_REQUEST_BODY_OVER + 1)},
+    {},
+])
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong-token-wrong-token"])
+def test_refused_on_its_headers(headers: dict[str, str], authorization: str | None) -> None:
+    if authorization is not None:
+        headers = {**headers, "Authorization": authorization}
+    flow = blob_flow(headers)
+    _, registry = run_request_side(flow)
+    assert flow.response is not None and flow.response.status_code == 401
+    assert not flow.request.stream
+    assert "authorization" not in flow.request.headers
+    assert value(registry, "errors_total", endpoint="/api/blobs/:digest", model="none",
+                 error_type="unauthorized") == 1
+
+
+def test_accepted_loses_the_header_and_may_stream() -> None:
+    flow = blob_flow({"Transfer-Encoding": "chunked", "Authorization": f"Bearer {TOKEN}"})
+    registry = CollectorRegistry()
+    tap = TrafficTap(ProxyMetrics(registry), ModelLabels())
+    for addon in (tap, AccessControl(Security(TOKEN))):
+        addon.requestheaders(flow)
+    assert flow.response is None and flow.request.stream
+    assert "authorization" not in flow.request.headers
