@@ -80,7 +80,10 @@ class Security:
         scheme, _, given = (authorization or "").strip().partition(" ")
         if scheme.lower() != "bearer":
             return False
-        return hmac.compare_digest(given.strip().encode(), self.access_token.encode())
+        # mitmproxy keeps bytes that are not UTF-8 as surrogates: plain encode() would raise,
+        # and an exception in a hook lets the request through.
+        given_bytes = given.strip().encode("utf-8", "surrogatepass")
+        return hmac.compare_digest(given_bytes, self.access_token.encode())
 
     def check_listen(self, key: str, host: str) -> None:
         """RemoteWithoutToken if ``host`` is not loopback and nothing protects it."""
