@@ -167,7 +167,7 @@ async def one_request(session: aiohttp.ClientSession, url: str, tokens: int, str
                 first = time.perf_counter()
                 chunks = 1
             ok = response.status == 200
-    except aiohttp.ClientError:
+    except (aiohttp.ClientError, TimeoutError):  # the total timeout is a bare TimeoutError
         ok = False
     result.requests += 1
     result.errors += 0 if ok else 1

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,14 +139,17 @@ async def one(session: aiohttp.ClientSession, url: str, tokens: int, stream: boo
                 await response.read()
                 chunks = 1
             ok = response.status == 200
-    except aiohttp.ClientError:
+    except (aiohttp.ClientError, TimeoutError):  # the total timeout is a bare TimeoutError
         pass
     run.requests += 1
     run.errors += not ok
     run.chunks += chunks
 
 
-async def load(url: str, concurrency: int, requests: int, tokens: int, stream: bool) -> Run:
+async def load(url: str, concurrency: int, requests: int, tokens: int, stream: bool,
+               cpu: Callable[[], dict[str, float]]) -> Run:
+    """``requests`` requests, ``concurrency`` at a time; ``cpu()`` is read around them only,
+    so that the warm-up requests, which ``run.requests`` leaves out, do not count either."""
     run, remaining = Run(), requests
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector,
@@ -160,13 +163,17 @@ async def load(url: str, concurrency: int, requests: int, tokens: int, stream: b
                 remaining -= 1
                 await one(session, url, tokens, stream, run)
 
+        before = cpu()
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         run.seconds = time.perf_counter() - start
+        after = cpu()
+    run.cpu = {g: after[g] - before[g] for g in after}
     return run
 
 
-def measure(url: str, groups: dict[str, list[Service]], **kwargs: object) -> Run:
+def measure(url: str, groups: dict[str, list[Service]], *, concurrency: int, requests: int,
+            tokens: int, stream: bool) -> Run:
     """One load run, with the CPU each group of processes (and this client) spent in it."""
     me = psutil.Process()
 
@@ -181,10 +188,7 @@ def measure(url: str, groups: dict[str, list[Service]], **kwargs: object) -> Run
         out.update({g: sum(s.cpu_seconds() for s in services) for g, services in groups.items()})
         return out
 
-    before = cpu()
-    run = asyncio.run(load(url, **kwargs))  # type: ignore[arg-type]
-    after = cpu()
-    run.cpu = {g: after[g] - before[g] for g in after}
+    run = asyncio.run(load(url, concurrency, requests, tokens, stream, cpu))
     # What the rest of the machine took meanwhile (other users of a shared machine).
     run.cpu["others"] = max(0.0, run.cpu.pop("machine") - sum(run.cpu.values()))
     return run
