@@ -2,7 +2,7 @@
 
 The stream tap keeps each chunk it hands the client with its ``perf_counter()`` arrival; this
 addon turns a finished flow into an interaction (``addons/cassettes.py``) and queues it for a
-writer thread. A full queue drops the interaction and counts it in
+writer thread. A full queue or a failed write drops the interaction and counts it in
 ``ollama_proxy_record_dropped_total``: recording never blocks or slows proxying.
 """
 
@@ -57,13 +57,16 @@ class CassetteWriter:
             self._queue.put_nowait((interaction, t0_wall))
             return True
         except queue.Full:
-            self.dropped += 1
-            if self._on_drop is not None:
-                self._on_drop.inc()
+            self._drop()
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 logger.warning("cassette %s: writer behind, %d interactions dropped",
                                self.path, self.dropped)
             return False
+
+    def _drop(self) -> None:
+        self.dropped += 1
+        if self._on_drop is not None:
+            self._on_drop.inc()
 
     def close(self, timeout: float = 5.0) -> None:
         try:
@@ -105,8 +108,12 @@ class CassetteWriter:
                 except queue.Empty:
                     pass
                 except Exception:
+                    self._drop()
                     logger.exception("cassette %s: could not write an interaction", self.path)
-                self._file.flush()
+                try:
+                    self._file.flush()
+                except OSError:  # a full disk: what the buffer held is lost, the thread is not
+                    logger.exception("cassette %s: could not write to the file", self.path)
                 if item is None:
                     return
         finally:
@@ -118,7 +125,8 @@ class CassetteRecorder:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.dropped = Counter(
-            "ollama_proxy_record_dropped", "Interactions not written to the cassette (queue full)",
+            "ollama_proxy_record_dropped",
+            "Interactions not written to the cassette (queue full, write error)",
             registry=registry,
         )
         self.writer: CassetteWriter | None = None
@@ -128,6 +136,7 @@ class CassetteRecorder:
     def open(self, path: str) -> None:
         """Record to ``path`` from now on (empty: stop recording); OSError if it cannot."""
         self.close()
+        self._t0 = None  # a new cassette's offsets count from its own first request
         if path:
             self.writer = CassetteWriter(path, on_drop=self.dropped)
             logger.info("recording every flow to %s", path)

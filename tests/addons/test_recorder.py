@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mitmproxy.test import tflow
 from prometheus_client import CollectorRegistry
 
 from addons import cassettes
-from addons.recorder import CassetteRecorder, CassetteWriter
+from addons.recorder import KEY, CassetteRecorder, CassetteWriter
 
 
 def one(start: float, started_at: float | None = None) -> cassettes.Interaction:
@@ -31,3 +32,30 @@ def test_the_recorder_opens_and_closes_its_writer(tmp_path: Path) -> None:
     assert recorder.writer is not None and (tmp_path / "new" / "c.jsonl").exists()
     recorder.open("")
     assert recorder.writer is None
+
+
+def test_a_new_cassette_counts_from_its_own_first_request(tmp_path: Path) -> None:
+    recorder = CassetteRecorder(CollectorRegistry())
+    recorder.open(str(tmp_path / "a.jsonl"))
+    recorder.requestheaders(tflow.tflow())
+    recorder._t0 = (recorder._t0 or 0.0) - 100.0  # as if the first one came 100 s ago
+    recorder.open(str(tmp_path / "b.jsonl"))
+    flow = tflow.tflow()
+    recorder.requestheaders(flow)
+    recorder.close()
+    assert flow.metadata[KEY]["start"] == 0.0
+
+
+def test_a_failed_write_is_counted_and_the_writer_goes_on(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    recorder = CassetteRecorder(registry)
+    recorder.open(str(tmp_path / "c.jsonl"))
+    writer = recorder.writer
+    assert writer is not None
+    bad = one(0.0)
+    bad.request.body = None  # type: ignore[assignment]  # cannot be serialised
+    writer.submit(bad, 0.0)
+    writer.submit(one(1.0), 0.0)
+    recorder.close()
+    assert registry.get_sample_value("ollama_proxy_record_dropped_total") == 1
+    assert [i.start for i in cassettes.read(tmp_path / "c.jsonl")] == [1.0]
