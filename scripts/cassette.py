@@ -47,8 +47,7 @@ def rfc3339_seconds(text: object) -> float | None:
 def from_flows(path: Path) -> list[cassettes.Interaction]:
     from mitmproxy import http, io
 
-    interactions: list[cassettes.Interaction] = []
-    first: float | None = None
+    flows: list[http.HTTPFlow] = []
     with path.open("rb") as f:
         for n, flow in enumerate(io.FlowReader(f).stream()):
             if not isinstance(flow, http.HTTPFlow):
@@ -56,9 +55,11 @@ def from_flows(path: Path) -> list[cassettes.Interaction]:
             if flow.response is not None and flow.response.raw_content is None:
                 print(f"{path}: flow {n} {flow.request.method} {flow.request.path}: body not "
                       "stored (record with --set store_streamed_bodies=true)", file=sys.stderr)
-            first = flow.request.timestamp_start if first is None else first
-            interactions.append(
-                cassettes.from_flow(flow, start=flow.request.timestamp_start - first))
+            flows.append(flow)
+    # A flow file is in finishing order: the first request to arrive may come later in it.
+    first = min((flow.request.timestamp_start for flow in flows), default=0.0)
+    interactions = [cassettes.from_flow(flow, start=flow.request.timestamp_start - first)
+                    for flow in flows]
     interactions.sort(key=lambda i: i.start)
     return interactions
 
