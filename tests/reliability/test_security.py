@@ -26,7 +26,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ import pytest
 import simple_websocket
 
 from tests.e2e.processes import MITMDUMP, ROOT, Proxy, run_proxy, stop_process
+from tests.reliability.stack import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -110,13 +111,6 @@ def healthd(env: dict[str, str], port: int, *, upstream: str, proxy: Proxy,
          "LLAMA_METRICS_HEALTHD_HISTORY_PATH": "", "LLAMA_METRICS_HEALTHD_STATE_PATH": "",
          "LLAMA_METRICS_HEALTHD_CHECK_INTERVALS": "resources=0", **env},
         r"healthd on (http://127\.0\.0\.1:\d+)")
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get(url: str, token: str | None = None, *, method: str = "GET",
@@ -377,7 +371,8 @@ def send_marked(url: str, auth: str, prompt: str) -> None:
 def history_rows(path: Path) -> int:
     if not path.exists():
         return 0
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+    # closing(): a connection's own ``with`` ends a transaction, not the connection.
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
         try:
             return int(db.execute("SELECT count(*) FROM requests").fetchone()[0])
         except sqlite3.OperationalError:
