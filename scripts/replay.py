@@ -10,7 +10,7 @@ growth of ``ollama_proxy_requests_total`` and the prompt and generated tokens pe
 the proxy's own parsers read the recorded bodies (other traffic through the proxy meanwhile
 shows up as a difference). ``--pace original`` sends each request at its recorded start
 offset (overlapping ones at once); ``fast`` sends them one after another without waiting.
-Redacted headers are not sent; give credentials with ``--header``.
+Redacted headers are not sent; give credentials with ``--header`` (sent to ``--metrics`` too).
 Exit status: 0 everything matched, 1 something did not, 2 bad arguments.
 """
 
@@ -172,8 +172,10 @@ def expected_deltas(interactions: Sequence[cassettes.Interaction]) -> dict[Key, 
     return out
 
 
-def scrape(metrics_url: str) -> dict[Key, float]:
-    with urllib.request.urlopen(metrics_url.rstrip("/") + "/metrics", timeout=10) as r:
+def scrape(metrics_url: str, headers: Sequence[tuple[str, str]] = ()) -> dict[Key, float]:
+    """The samples of /metrics; ``headers`` carry the access token where one is set."""
+    request = urllib.request.Request(metrics_url.rstrip("/") + "/metrics", headers=dict(headers))
+    with urllib.request.urlopen(request, timeout=10) as r:
         text = r.read().decode()
     samples: dict[Key, float] = {}
     for family in text_string_to_metric_families(text):
@@ -192,11 +194,12 @@ def observed_deltas(before: dict[Key, float], after: dict[Key, float]) -> dict[K
 
 
 def scrape_after(metrics_url: str, before: dict[Key, float], requests: int,
-                 timeout: float = 10.0) -> dict[Key, float]:
+                 timeout: float = 10.0,
+                 headers: Sequence[tuple[str, str]] = ()) -> dict[Key, float]:
     """Scrape until the proxy has counted ``requests`` more (it counts just after the last byte)."""
     deadline = time.monotonic() + timeout
     while True:
-        after = scrape(metrics_url)
+        after = scrape(metrics_url, headers)
         counted = sum(v for k, v in observed_deltas(before, after).items()
                       if k[0] == PREFIX + "requests_total")
         if counted >= requests or time.monotonic() > deadline:
@@ -247,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"cassette {args.cassette} holds no interactions")
 
     try:
-        before = scrape(args.metrics) if args.metrics else None
+        before = scrape(args.metrics, headers) if args.metrics else None
     except (OSError, ValueError) as e:
         print(f"replay.py: cannot read {args.metrics}/metrics: {e}", file=sys.stderr)
         return 1
@@ -260,7 +263,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if before is None:
         return 1 if failed else 0
 
-    after = scrape_after(args.metrics, before, len(results))
+    try:
+        after = scrape_after(args.metrics, before, len(results), headers=headers)
+    except (OSError, ValueError) as e:
+        print(f"replay.py: cannot read {args.metrics}/metrics: {e}", file=sys.stderr)
+        return 1
     rows = compare(expected_deltas(interactions), observed_deltas(before, after))
     width = max(len(label_text(k)) for k, _, _ in rows)
     print(f"{'metric':<{width}}  {'expected':>9}  {'observed':>9}")
