@@ -56,8 +56,9 @@ def wait_lines(path: Path, count: int, timeout: float = 15.0) -> list[cassettes.
     """The writer appends off the event loop: poll the file until ``count`` lines are there."""
     deadline = time.monotonic() + timeout
     while True:
-        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-        if len(lines) >= count or time.monotonic() > deadline:
+        # Only whole lines: a long one may be on disk in part until the writer flushes.
+        lines = path.read_bytes().count(b"\n") if path.exists() else 0
+        if lines >= count or time.monotonic() > deadline:
             return cassettes.read(path) if path.exists() else []
         time.sleep(0.02)
 
