@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 import nginx_front  # noqa: E402  (beside this script)
 
 from addons import settings  # noqa: E402
+from addons.security import is_loopback, load_security  # noqa: E402
 
 logger = logging.getLogger("up")
 PYTHON = sys.executable
@@ -155,10 +156,13 @@ def scale_out(args: argparse.Namespace, proxy: dict, upstream: str,
     metrics = [first_metrics + i if first_metrics else free_port()
                for i in range(args.proxies)]
     listen = listen or free_port()
-    parts = [proxy_part(args, {**proxy, "listen_port": port}, upstream, f"proxy-{i + 1}", m)
+    # nginx is the public face: the proxies behind it listen where only nginx reaches them
+    # (on the configured address when it is a local one), so that nothing bypasses it.
+    near = host if is_loopback(host) else "127.0.0.1"
+    parts = [proxy_part(args, {**proxy, "listen_host": near, "listen_port": port}, upstream,
+                        f"proxy-{i + 1}", m)
              for i, (port, m) in enumerate(zip(ports, metrics, strict=True))]
     public = hostport(host, listen)
-    near = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # nginx reaches them locally
     command = nginx_front.prepare(workdir, public, [hostport(near, p) for p in ports],
                                   workers="auto", nginx=nginx)
     parts.append(Part("nginx", command, f"http://{public}/",
@@ -215,6 +219,9 @@ def main(argv: list[str]) -> int:
     try:
         proxy = settings.load("proxy", config=args.config)
         urls = {name: service_url(name, args.config) for name in ("dashboard", "healthd")}
+        if args.proxies > 1:  # nginx takes the proxy's address: the same rule as the proxy
+            load_security(config=args.config).check_listen("proxy.listen_host",
+                                                           proxy["listen_host"])
     except settings.ConfigError as e:
         logger.error("%s", e)
         return 2

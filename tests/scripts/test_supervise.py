@@ -104,6 +104,15 @@ def test_a_bad_setting_names_the_key_and_starts_nothing(tmp_path: Path) -> None:
     assert "proxy.metrics_port" in out and "'eighty'" in out
 
 
+def test_nginx_on_every_interface_without_a_token_is_refused(tmp_path: Path) -> None:
+    env = {"LLAMA_METRICS_PROXY_LISTEN_HOST": "0.0.0.0"}
+    with supervise("--proxies", "2", "--config", str(config_file(tmp_path, free_ports(4))),
+                   env=env) as up:
+        out, _ = up.communicate(timeout=60)
+    assert up.returncode == 2
+    assert "proxy.listen_host='0.0.0.0'" in out and "security.access_token" in out
+
+
 def test_a_taken_port_is_named(tmp_path: Path) -> None:
     ports = free_ports(4)
     with socket.socket() as taken:

@@ -350,3 +350,10 @@ def test_scripts_up_with_two_proxies_plans_nginx_in_front_and_one_proxy_stays_as
     assert "server 127.0.0.1:11436 " in site and "listen 127.0.0.1:11435;" in site
     checked = subprocess.run([*two[2].args, "-t"], capture_output=True, text=True, timeout=30)
     assert checked.returncode == 0, checked.stderr
+
+    # Public on every interface: only nginx is; the proxies behind it stay on the loopback.
+    public = supervise.plan(argparse.Namespace(config=None, proxies=2),
+                            {**proxy, "listen_host": "0.0.0.0"}, proxy["upstream"], urls,
+                            tmp_path)
+    assert [p.binds[0] for p in public[:3]] == [
+        ("127.0.0.1", 11436), ("127.0.0.1", 11437), ("0.0.0.0", 11435)]
