@@ -15,9 +15,14 @@ import logging
 import random
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from addons.security import load_security  # noqa: E402
+from addons.settings import ConfigError  # noqa: E402
 
 logger = logging.getLogger("demo-traffic")
 
@@ -56,7 +61,8 @@ async def one(session: aiohttp.ClientSession, url: str, rng: random.Random) -> N
         logger.debug("%s: %s", path, e)
 
 
-async def run(url: str, rate: float, concurrency: int, seed: int) -> None:
+async def run(url: str, rate: float, concurrency: int, seed: int,
+              headers: dict[str, str] | None = None) -> None:
     rng = random.Random(seed)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -64,7 +70,7 @@ async def run(url: str, rate: float, concurrency: int, seed: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     slots = asyncio.Semaphore(concurrency)
     timeout = aiohttp.ClientTimeout(total=120)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
         tasks: set[asyncio.Task[None]] = set()
 
         async def guarded() -> None:
@@ -90,10 +96,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rate", type=float, default=2.0, help="requests per second")
     parser.add_argument("--concurrency", type=int, default=6)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--config", help="YAML configuration (its security.access_token, "
+                        "when set, is sent to the proxy)")
     args = parser.parse_args(argv)
     if args.rate <= 0 or args.concurrency < 1:
         parser.error("--rate must be > 0 and --concurrency >= 1")
-    asyncio.run(run(args.url.rstrip("/"), args.rate, args.concurrency, args.seed))
+    try:
+        headers = load_security(config=args.config).headers()
+    except ConfigError as e:
+        print(f"demo-traffic: {e}", file=sys.stderr)
+        return 2
+    asyncio.run(run(args.url.rstrip("/"), args.rate, args.concurrency, args.seed, headers))
     return 0
 
 

@@ -34,6 +34,10 @@ from typing import Any, TextIO
 
 import aiohttp
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from addons.security import load_security  # noqa: E402
+from addons.settings import ConfigError  # noqa: E402
+
 logger = logging.getLogger("load")
 
 PATTERNS = ("constant", "burst", "ramp", "spike")
@@ -377,8 +381,8 @@ class Progress:
 
 
 async def run(url: str, plans: Sequence[Plan], *, concurrency: int, timeout: float,
-              max_tokens: int | None, progress: Progress, stop: asyncio.Event
-              ) -> tuple[list[Result], float]:
+              max_tokens: int | None, progress: Progress, stop: asyncio.Event,
+              headers: dict[str, str] | None = None) -> tuple[list[Result], float]:
     """Send each plan at its time, at most ``concurrency`` at once; stop early when stop is set."""
     loop = asyncio.get_running_loop()
     slots = asyncio.Semaphore(concurrency)
@@ -421,7 +425,8 @@ async def run(url: str, plans: Sequence[Plan], *, concurrency: int, timeout: flo
     tasks: set[asyncio.Task[None]] = set()
     halt = asyncio.create_task(stop.wait())
     tick = asyncio.create_task(ticker())
-    async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
+    async with aiohttp.ClientSession(connector=connector, timeout=client_timeout,
+                                     headers=headers) as session:
         for plan in plans:
             delay = start + plan.at - loop.time()
             if delay > 0:
@@ -505,7 +510,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     add("--fault", default="status:500", help="the X-Sim-Fault asked for (status:500)")
     add("--seed", type=int, default=1, help="seed of the request mix (1)")
     add("--json", type=Path, help="also write the summary to this file as JSON")
+    add("--config", help="YAML configuration: its security.access_token (or "
+        "LLAMA_METRICS_SECURITY_ACCESS_TOKEN), when set, is sent as Authorization: Bearer")
     args = parser.parse_args(argv)
+    try:
+        args.headers = load_security(config=args.config).headers()
+    except ConfigError as exc:
+        parser.error(str(exc))
     try:
         args.models = parse_weights(args.models, "--models")
         args.priorities = parse_weights(args.priorities, "--priorities") \
@@ -539,7 +550,7 @@ async def _main(args: argparse.Namespace) -> tuple[list[Result], float, bool]:
     progress = Progress(sys.stderr, len(plans), args.duration)
     results, elapsed = await run(args.url.rstrip("/"), plans, concurrency=args.concurrency,
                                  timeout=args.timeout, max_tokens=args.max_tokens,
-                                 progress=progress, stop=stop)
+                                 progress=progress, stop=stop, headers=args.headers)
     return results, elapsed, stop.is_set()
 
 

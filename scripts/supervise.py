@@ -276,7 +276,8 @@ def run(args: argparse.Namespace, proxy: dict, upstream: str, urls: dict[str, st
         if args.demo:
             traffic = Part("traffic", [
                 PYTHON, "scripts/demo_traffic.py", "--url",
-                f"http://{proxy['listen_host']}:{proxy['listen_port']}"], "", "")
+                f"http://{proxy['listen_host']}:{proxy['listen_port']}",
+                *(["--config", args.config] if args.config else [])], "", "")
             traffic.start()
             running.append(traffic)
         print("\nllama-metrics is up (Ctrl-C stops everything):", flush=True)

@@ -24,6 +24,7 @@ class Proxy:
 
     def __init__(self, process: subprocess.Popen[str]) -> None:
         self.process = process
+        self.headers: dict[str, str] = {}  # for /metrics: the access token, when one is set
         self.lines: list[str] = []
         self.port = 0
         self.metrics_port = 0
@@ -61,7 +62,8 @@ class Proxy:
 
     def scrape(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         """Every sample of /metrics, keyed by name and sorted labels."""
-        with urllib.request.urlopen(self.metrics_url + "/metrics", timeout=10) as r:
+        request = urllib.request.Request(self.metrics_url + "/metrics", headers=self.headers)
+        with urllib.request.urlopen(request, timeout=10) as r:
             text = r.read().decode()
         samples = {}
         for family in text_string_to_metric_families(text):
@@ -140,6 +142,8 @@ def run_proxy(upstream: str, *extra: str, env: dict[str, str] | None = None) -> 
              "LLAMA_METRICS_CONFIG": str(ROOT / "config" / "llama-metrics.yml"), **(env or {})},
     )
     proxy = Proxy(process)
+    if token := (env or {}).get("LLAMA_METRICS_SECURITY_ACCESS_TOKEN"):
+        proxy.headers["Authorization"] = f"Bearer {token}"
     try:
         proxy.wait_ready()
         yield proxy

@@ -288,14 +288,19 @@ def test_ctrl_c_stops_at_once_and_still_summarises(tmp_path: Path) -> None:
 
 def test_through_the_proxy_every_request_is_counted(sim: Any, tmp_path: Path) -> None:
     out = tmp_path / "summary.json"
+    # The proxy asks for an access token: load.py sends the one its configuration names.
+    token = "load-test-token-0123456789"
+    config = tmp_path / "llama-metrics.yml"
+    config.write_text(f"security:\n  access_token: {token}\n")
     argv = ["--pattern", "burst", "--burst", "6", "--every", "0.2", "--requests", "12",
             "--endpoint", "mix", "--priorities", "high=1,normal=1,low=1", "--fault-fraction",
-            "0.3", "--json", str(out)]
+            "0.3", "--json", str(out), "--config", str(config)]
     args = load.parse_args(argv)
     priorities = Counter(plan.priority for plan in load.draw(args.times, args))
     assert len(priorities) == 3
     # With a concurrency limit every request passes the queue, which counts it by X-Priority.
-    with run_proxy(sim.url, "--set", "max_concurrency=2") as proxy:
+    with run_proxy(sim.url, "--set", "max_concurrency=2",
+                   env={"LLAMA_METRICS_SECURITY_ACCESS_TOKEN": token}) as proxy:
         done = run_load("--url", proxy.url, *argv)
         assert done.returncode == 0, done.stderr
         summary = json.loads(out.read_text())
