@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from . import cassettes
 from .tap import KEY as TAP_KEY
+from .tap import MAX_KEPT_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +170,12 @@ class CassetteRecorder:
         state = flow.metadata.pop(KEY, None)
         writer = self.writer
         if state is None or writer is None:
+            return
+        tap_state = flow.metadata.get(TAP_KEY)
+        if tap_state is not None and tap_state.tap is not None and tap_state.tap.kept_too_much:
+            self.dropped.inc()
+            logger.warning("not recorded: %s %s answered more than %d MiB",
+                           flow.request.method, flow.request.path, MAX_KEPT_BYTES >> 20)
             return
         try:
             writer.submit(self.interaction(flow, state), self._t0_wall)

@@ -38,6 +38,9 @@ CLIENT_CHECK_S = 0.05
 JSON_TYPE = "application/json; charset=utf-8"
 # Inter-token gaps reach the histogram in batches of this many (and at the end).
 GAP_BATCH = 64
+# While recording, the chunks of one response are kept for the cassette up to this size; a
+# larger response is not recorded (counted in ollama_proxy_record_dropped_total).
+MAX_KEPT_BYTES = 64 * 1024 * 1024
 # A request body to an endpoint that is not inference (``ollama create`` uploads model blobs of
 # gigabytes to /api/blobs) streams through when it is larger than this or of unknown length,
 # instead of being held whole in the proxy's memory; smaller ones are read as usual.
@@ -51,7 +54,8 @@ class StreamTap:
     chunk (that would end the client's chunked response early): nothing to send is ``[]``.
     """
 
-    __slots__ = ("parser", "filter", "sent", "chunks", "_broken", "_gaps", "_flush_gaps")
+    __slots__ = ("parser", "filter", "sent", "chunks", "kept", "kept_too_much", "_broken",
+                 "_gaps", "_flush_gaps")
 
     def __init__(
         self,
@@ -66,6 +70,8 @@ class StreamTap:
         self.sent = 0
         # (perf_counter at arrival, bytes handed to the client), for the cassette recorder.
         self.chunks: list[tuple[float, bytes]] | None = [] if keep_chunks else None
+        self.kept = 0
+        self.kept_too_much = False  # over MAX_KEPT_BYTES: the chunks were let go
         self._broken = False
         self._gaps = parser.stats.gaps
         self._flush_gaps = flush_gaps
@@ -89,7 +95,7 @@ class StreamTap:
                 data = self.filter.feed(data) if data else self.filter.flush()
             self.sent += len(data)
             if data and self.chunks is not None:
-                self.chunks.append((now, data))
+                self._remember(now, data)
             return data if data else []
         except Exception:
             self._broken = True
@@ -100,8 +106,17 @@ class StreamTap:
 
     def _keep(self, now: float, data: bytes) -> list[bytes]:
         if data and self.chunks is not None:
-            self.chunks.append((now, data))
+            self._remember(now, data)
         return [data] if data else []
+
+    def _remember(self, now: float, data: bytes) -> None:
+        """Keep a chunk for the recorder, up to MAX_KEPT_BYTES of one response."""
+        self.kept += len(data)
+        if self.kept > MAX_KEPT_BYTES:
+            self.chunks = None
+            self.kept_too_much = True
+        elif self.chunks is not None:
+            self.chunks.append((now, data))
 
 
 class FlowState:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from mitmproxy.test import tflow
 from prometheus_client import CollectorRegistry
 
 from addons import cassettes
+from addons import tap as tap_module
 from addons.recorder import KEY, CassetteRecorder, CassetteWriter
+from addons.streams import PassthroughParser
+from addons.tap import KEY as TAP_KEY
+from addons.tap import FlowState, StreamTap
 
 
 def one(start: float, started_at: float | None = None) -> cassettes.Interaction:
@@ -59,3 +64,30 @@ def test_a_failed_write_is_counted_and_the_writer_goes_on(tmp_path: Path) -> Non
     recorder.close()
     assert registry.get_sample_value("ollama_proxy_record_dropped_total") == 1
     assert [i.start for i in cassettes.read(tmp_path / "c.jsonl")] == [1.0]
+
+
+def test_a_response_too_big_to_keep_is_not_recorded_and_is_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While recording, a response's chunks are kept up to MAX_KEPT_BYTES: past that they are
+    let go (no unbounded memory) and the interaction is dropped, counted, not cut short."""
+    monkeypatch.setattr(tap_module, "MAX_KEPT_BYTES", 10)
+    kept = StreamTap(PassthroughParser(), None, keep_chunks=True)
+    assert kept(b"12345") == b"12345" and kept.chunks is not None and len(kept.chunks) == 1
+    assert kept(b"678901") == b"678901"  # still passed on, byte for byte
+    assert kept.chunks is None and kept.kept_too_much
+
+    registry = CollectorRegistry()
+    recorder = CassetteRecorder(registry)
+    path = tmp_path / "c.jsonl"
+    recorder.open(str(path))
+    flow = tflow.tflow(resp=True)
+    recorder.requestheaders(flow)
+    recorder.request(flow)
+    state = FlowState()
+    state.tap = kept
+    flow.metadata[TAP_KEY] = state
+    recorder.response(flow)
+    recorder.close()
+    assert registry.get_sample_value("ollama_proxy_record_dropped_total") == 1
+    assert path.read_text() == ""
