@@ -237,7 +237,7 @@ async def read_chunks(url: str) -> tuple[list[tuple[float, bytes]], float]:
             buffer = b""
             async for data, end in response.content.iter_chunks():
                 buffer += data
-                if end:
+                if end and buffer:  # aiohttp may also mark the final, empty chunk's end
                     arrived.append((time.perf_counter() - began, buffer))
                     buffer = b""
             return arrived, began
