@@ -114,7 +114,8 @@ class Daemon:
             self.monitor.refresh_summary()
 
     def stop(self) -> None:
-        """Stop at once; a check already running finishes within its own timeout."""
+        """Stop scheduling and serving at once and deliver queued notifications; a check
+        already running is not waited for here (``python -m healthd`` then exits without it)."""
         self.monitor.close()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
