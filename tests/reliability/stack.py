@@ -103,10 +103,10 @@ def start_proxy(upstream: str, *sets: str, port: int = 0, metrics_port: int = 0,
 class Service:
     """``python -m dashboard`` or ``python -m healthd``, ready once it logs where it listens."""
 
-    def __init__(self, args: list[str], ready: str) -> None:
+    def __init__(self, args: list[str], ready: str, env: dict[str, str] | None = None) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", *args], cwd=ROOT, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, env=ENV)
+            stderr=subprocess.STDOUT, text=True, env={**ENV, **(env or {})})
         self.lines: list[str] = []
         self.url = ""
         self._pattern = re.compile(ready)
@@ -162,8 +162,9 @@ class Service:
 
 
 @contextmanager
-def run_service(args: list[str], ready: str) -> Iterator[Service]:
-    service = Service(args, ready)
+def run_service(args: list[str], ready: str,
+                env: dict[str, str] | None = None) -> Iterator[Service]:
+    service = Service(args, ready, env)
     try:
         service.wait_ready()
         yield service

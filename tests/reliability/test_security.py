@@ -20,13 +20,12 @@ import sqlite3
 import stat
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, closing, contextmanager
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +34,12 @@ import openai
 import pytest
 import simple_websocket
 
-from tests.e2e.processes import MITMDUMP, ROOT, Proxy, run_proxy, stop_process
-from tests.reliability.stack import free_port
+from tests.e2e.processes import MITMDUMP, ROOT, Proxy, run_proxy
+from tests.reliability.stack import ENV as BASE_ENV
+from tests.reliability.stack import free_port, run_service
 
 pytestmark = pytest.mark.e2e
 
-CONFIG = str(ROOT / "config" / "llama-metrics.yml")
-BASE_ENV = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "PYTHONUNBUFFERED": "1",
-            "LLAMA_METRICS_CONFIG": CONFIG}
 TOKEN = "tok-" + uuid.uuid4().hex  # the stack's access token; also searched for in its output
 KEYS = ("security.access_token", "LLAMA_METRICS_SECURITY_ACCESS_TOKEN",
         "security.allow_remote_without_token")
@@ -51,51 +48,13 @@ KEYS = ("security.access_token", "LLAMA_METRICS_SECURITY_ACCESS_TOKEN",
 # -- processes ----------------------------------------------------------------------------
 
 
-class Service:
-    """A ``python -m dashboard|healthd`` process; ``url`` once its ready line was printed."""
-
-    def __init__(self, args: list[str], env: dict[str, str], ready: str) -> None:
-        self.process = subprocess.Popen(
-            args, cwd=ROOT, env={**BASE_ENV, **env}, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self.lines: list[str] = []
-        self.url = ""
-        self._ready_re = re.compile(ready)
-        self._ready = threading.Event()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-            if not self.url and (m := self._ready_re.search(line)):
-                self.url = m.group(1).rstrip("/")
-                self._ready.set()
-        self._ready.set()
-
-    @property
-    def log(self) -> str:
-        return "".join(self.lines)
-
-    def wait_ready(self, timeout: float = 60) -> str:
-        if not self._ready.wait(timeout) or not self.url:
-            raise RuntimeError(f"{self.process.args} did not start:\n{self.log}")
-        return self.url
-
-
-@contextmanager
-def service(args: list[str], env: dict[str, str], ready: str) -> Iterator[Service]:
-    s = Service(args, env, ready)
-    try:
-        s.wait_ready()
-        yield s
-    finally:
-        stop_process(s.process, s.reader)
+def service(args: list[str], env: dict[str, str], ready: str) -> Any:
+    """``python -m <args>`` with ``env`` over the test environment, ready at its log line."""
+    return run_service(args, ready, env)
 
 
 def dashboard(env: dict[str, str], *args: str) -> Any:
-    return service([sys.executable, "-m", "dashboard", "--port", "0", *args],
+    return service(["dashboard", "--port", "0", *args],
                    {"LLAMA_METRICS_DASHBOARD_NARRATIVE_MODEL": "", **env},
                    r"dashboard on (http://127\.0\.0\.1:\d+/)")
 
@@ -103,7 +62,7 @@ def dashboard(env: dict[str, str], *args: str) -> Any:
 def healthd(env: dict[str, str], port: int, *, upstream: str, proxy: Proxy,
             dashboard_url: str) -> Any:
     return service(
-        [sys.executable, "-m", "healthd", "--port", str(port)],
+        ["healthd", "--port", str(port)],
         {"LLAMA_METRICS_HEALTHD_UPSTREAM": upstream,
          "LLAMA_METRICS_HEALTHD_PROXY_METRICS_URL": proxy.metrics_url,
          "LLAMA_METRICS_HEALTHD_PROXY_URL": proxy.url,
@@ -202,7 +161,7 @@ def test_remote_addresses_without_a_token_stop_every_process(tmp_path: Path) -> 
 def test_the_opt_out_lets_a_remote_address_start() -> None:
     env = {"LLAMA_METRICS_SECURITY_ALLOW_REMOTE_WITHOUT_TOKEN": "true",
            "LLAMA_METRICS_HEALTHD_STATE_PATH": "", "LLAMA_METRICS_HEALTHD_HISTORY_PATH": ""}
-    with service([sys.executable, "-m", "healthd", "--host", "0.0.0.0", "--port", "0"], env,
+    with service(["healthd", "--host", "0.0.0.0", "--port", "0"], env,
                  r"healthd on (http://0\.0\.0\.0:\d+)") as s:
         assert s.process.poll() is None
 
