@@ -277,6 +277,19 @@ def test_the_simulator_matches_by_body_then_in_recorded_order(tmp_path: Path) ->
         status, body = send(port, "GET", "/api/ps")
     assert status == 404 and "no recorded interaction for GET /api/ps" in json.loads(body)["error"]
 
+    # What the proxy adds to an OpenAI stream on its way (stream_options) does not hide the
+    # recorded request: the second one answers, not the next in order.
+    openai = [answer(text, json.dumps({"model": "m", "stream": True, "n": n}).encode())
+              for n, text in ((1, "1"), (2, "2"))]
+    for one in openai:
+        one.request.path = "/v1/chat/completions"
+    cassettes.write(path, openai)
+    with load_sim().SimServer(port=0, cassette=path, speed=0) as sim:
+        port = int(sim.url.rsplit(":", 1)[1])
+        asked = {"model": "m", "stream": True, "n": 2,
+                 "stream_options": {"include_usage": True}}
+        assert send(port, "POST", "/v1/chat/completions", asked) == (200, b"2")
+
 
 def test_an_unusable_record_path_stops_the_start() -> None:
     from tests.e2e.test_startup import start
