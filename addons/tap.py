@@ -237,9 +237,10 @@ class TrafficTap:
     # -- hooks -------------------------------------------------------------------------
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        flow.metadata[KEY] = FlowState()
+        st = flow.metadata[KEY] = FlowState()
         request = flow.request
-        if endpoint_template(request.path) not in INFERENCE_ENDPOINTS:
+        st.endpoint = endpoint_template(request.path)  # a flow cut off now is counted by it
+        if st.endpoint not in INFERENCE_ENDPOINTS:
             length = content_length(request.headers)
             if length is None and "chunked" in request.headers.get("transfer-encoding", ""):
                 request.stream = True
@@ -375,6 +376,8 @@ class TrafficTap:
     @staticmethod
     def error_type(flow: http.HTTPFlow, st: FlowState) -> str:
         message = flow.error.msg if flow.error else ""
+        if st.error_type == "unauthorized":  # cut off by addons/access.py, not by its client
+            return "unauthorized"
         if message.startswith("Client disconnected") or message == "Connection killed.":
             return "client_cancelled"
         if st.t_headers is None and not flow.server_conn.timestamp_tcp_setup:
@@ -417,6 +420,8 @@ class TrafficTap:
             status = response.status_code
         elif error_type == "client_cancelled":
             status = 499  # the client closed the request before any answer: nginx's convention
+        elif error_type == "unauthorized":
+            status = 401
         else:
             status = 502
         error_type = error_type or st.error_type

@@ -35,30 +35,43 @@ def run_request_side(flow: http.HTTPFlow) -> tuple[TrafficTap, CollectorRegistry
         addon.requestheaders(flow)
     # mitmproxy sends a streamed request's headers upstream right after requestheaders
     assert not flow.request.stream or flow.response is None
+    if flow.error is not None:  # killed: mitmproxy closes the connection, then the error hook
+        tap.error(flow)
+        return tap, registry
     assert tap.request(flow) is None
     tap.response(flow)
     return tap, registry
 
 
-@pytest.mark.parametrize("headers", [
-    {"Transfer-Encoding": "chunked"},  # unknown length: the tap would stream it
-    {"Content-Length": str(STREAM_REQUEST_BODY_OVER + 1)},
-    {},
+@pytest.mark.parametrize("headers, read", [
+    ({"Transfer-Encoding": "chunked"}, False),  # unknown length: could be gigabytes
+    ({"Content-Length": str(STREAM_REQUEST_BODY_OVER + 1)}, False),
+    ({"Content-Length": "4"}, True),
+    ({}, True),
 ])
 @pytest.mark.parametrize("authorization", [
     None, b"Bearer wrong-token-wrong-token",
     b"Bearer \xff\xfe" + TOKEN.encode(),  # not UTF-8: mitmproxy's str holds surrogates
 ])
-def test_refused_on_its_headers(headers: dict[str, str], authorization: bytes | None) -> None:
+def test_refused_on_its_headers(
+    headers: dict[str, str], read: bool, authorization: bytes | None
+) -> None:
+    """A small body is read and answered 401; a large one (or of unknown length) is not read
+    at all: the connection is closed. Either way nothing goes upstream and it is counted."""
     flow = blob_flow(headers)
     if authorization is not None:
         flow.request.headers.fields += ((b"authorization", authorization),)
     _, registry = run_request_side(flow)
-    assert flow.response is not None and flow.response.status_code == 401
+    if read:
+        assert flow.response is not None and flow.response.status_code == 401
+    else:
+        assert flow.response is None and flow.error is not None and not flow.live
     assert not flow.request.stream
     assert "authorization" not in flow.request.headers
     assert value(registry, "errors_total", endpoint="/api/blobs/:digest", model="none",
                  error_type="unauthorized") == 1
+    assert value(registry, "requests_total", endpoint="/api/blobs/:digest", model="none",
+                 status="401") == 1
 
 
 def test_accepted_loses_the_header_and_may_stream() -> None:

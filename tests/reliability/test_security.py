@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import sqlite3
 import stat
 import subprocess
@@ -37,6 +38,7 @@ import simple_websocket
 from tests.e2e.processes import MITMDUMP, ROOT, Proxy, run_proxy
 from tests.reliability.stack import ENV as BASE_ENV
 from tests.reliability.stack import free_port, run_service
+from tests.reliability.wire import family_delta, peak_rss_bytes, requests_total
 
 pytestmark = pytest.mark.e2e
 
@@ -248,6 +250,34 @@ def test_proxy_metrics_port_needs_the_token(guarded: dict[str, Any]) -> None:
         assert_401(proxy.metrics_url + path, "Bearer-" + TOKEN)
     for path in ("/metrics", "/health", "/requests"):
         assert get(proxy.metrics_url + path, TOKEN)[0] == 200
+
+
+def test_a_large_upload_without_the_token_is_cut_off_unread(sim: Any) -> None:
+    """mitmproxy reads a body whole before it can answer: a client without the token must not
+    make the proxy hold 64 MiB (or gigabytes) to hear 401. Its connection is closed instead."""
+    mib = 1 << 20
+    with run_proxy(sim.url, env={"LLAMA_METRICS_SECURITY_ACCESS_TOKEN": TOKEN}) as proxy:
+        base = peak_rss_bytes(proxy.process.pid)
+        before = proxy.scrape()
+        head = (f"POST /api/blobs/sha256:{'0' * 64} HTTP/1.1\r\nHost: x\r\n"
+                f"Content-Length: {64 * mib}\r\n\r\n").encode()
+        sent = 0
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=30) as sock:
+            try:
+                sock.sendall(head)
+                while sent < 64 * mib:
+                    sock.sendall(b"\0" * mib)
+                    sent += mib
+                answer = sock.recv(65536)
+            except (BrokenPipeError, ConnectionResetError):
+                answer = b""
+        assert answer == b"" and sent < 64 * mib  # closed, not read to the end
+        after = proxy.wait_counted(requests_total(before) + 1)
+        assert family_delta(before, after, "requests_total", endpoint="/api/blobs/:digest",
+                            status="401") == 1
+        assert family_delta(before, after, "errors_total", error_type="unauthorized") == 1
+        assert peak_rss_bytes(proxy.process.pid) - base < 32 * mib
+    assert sim.blobs == {}
 
 
 def test_dashboard_needs_the_token_on_every_route(guarded: dict[str, Any]) -> None:
