@@ -106,6 +106,16 @@ def merge(scrapes: Sequence[Scrape]) -> Samples | None:
     return merged
 
 
+def recent_requests_of_all(
+    fetch: Fetch, urls: Sequence[str], limit: int, timeout: float
+) -> list[list[dict[str, Any]] | str]:
+    """``recent_requests`` of every proxy at once (a dead one costs one timeout), in order."""
+    if len(urls) == 1:
+        return [recent_requests(fetch, urls[0], limit, timeout)]
+    with ThreadPoolExecutor(min(len(urls), MAX_PARALLEL), "proxy-recent") as pool:
+        return list(pool.map(lambda url: recent_requests(fetch, url, limit, timeout), urls))
+
+
 def recent_requests(
     fetch: Fetch, url: str, limit: int, timeout: float
 ) -> list[dict[str, Any]] | str:

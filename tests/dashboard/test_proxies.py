@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -154,3 +155,20 @@ def test_recent_requests_of_both_proxies_newest_first(two_app: tuple[Flask, TwoP
     body = app.test_client().get("/api/requests?limit=3").get_json()
     assert body["source"] == "proxy"
     assert [r["started_at"] for r in body["requests"]] == [T0 + 1.5, T0 + 1, T0 + 0.5]
+
+
+def test_recent_requests_ask_every_proxy_at_once() -> None:
+    """A proxy that does not answer costs one timeout, not one per proxy: the fetch for A
+    answers only once B has been asked too, which asking one after the other never does."""
+    asked_b = threading.Event()
+
+    def fetch(url: str, timeout: float) -> tuple[int, bytes]:
+        if url.startswith(B):
+            asked_b.set()
+            return 200, b"[]"
+        if not asked_b.wait(timeout):
+            raise TimeoutError("timed out")
+        return 200, b'[{"model": "m", "finished_at": 1.0}]'
+
+    answers = proxies.recent_requests_of_all(fetch, [A, B], 5, timeout=10)
+    assert answers == [[{"model": "m", "finished_at": 1.0}], []]
