@@ -103,15 +103,20 @@ def service(args: list[str], ready: str, name: str) -> Iterator[Target]:
             raise RuntimeError(f"{name} did not start:\n{''.join(lines)}")
         yield Target(f"http://127.0.0.1:{port[0]}", psutil.Process(proc.pid), lines)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        reader.join(5)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        stop(proc, reader)
+
+
+def stop(proc: subprocess.Popen[str], reader: threading.Thread) -> None:
+    """SIGTERM, SIGKILL after 10 s; then drain and close its output."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    reader.join(5)
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 def simulator(tokens: int) -> list[str]:

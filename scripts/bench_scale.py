@@ -36,6 +36,7 @@ from pathlib import Path
 import aiohttp
 import nginx_front
 import psutil
+from bench import stop
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -99,15 +100,7 @@ def started(name: str, args: list[str], ready: str | None, port: int = 0) -> Ite
             raise RuntimeError(f"{name} did not start:\n{''.join(lines)}")
         yield Service(name, f"http://127.0.0.1:{ports[0]}", psutil.Process(proc.pid))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        reader.join(5)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        stop(proc, reader)
 
 
 def free_port() -> int:
