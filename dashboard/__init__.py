@@ -2,7 +2,8 @@
 
 ``python -m dashboard`` serves it with gunicorn; tests build it with a test configuration
 (``SETTINGS`` over the defaults, ``SECURITY`` (an ``addons.security.Security``), and seams:
-``FETCH``, ``CLOCK``, ``HISTORY_SOURCE``, ``AUTOSTART``).
+``TRANSPORT`` (a ``dashboard.http_client.Transport``), ``CLOCK``, ``HISTORY_SOURCE``,
+``AUTOSTART``).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from flask.json.provider import DefaultJSONProvider
 from addons.security import Security, load_security
 
 from . import auth, config
+from .http_client import Client, Transport, urllib_transport
 from .services import Services, init_app
-from .transport import Fetch, authorized_fetch, urllib_fetch
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     auth.init_app(app, security)  # first: nothing below runs for a request without the token
     services = Services(
         settings,
-        fetch=app.config.get("FETCH") or own_fetch(settings, security),
+        client=own_client(settings, security, app.config.get("TRANSPORT") or urllib_transport),
         clock=app.config.get("CLOCK") or time.time,
         history=app.config.get("HISTORY_SOURCE"),
         autostart=app.config.get("AUTOSTART", True),
@@ -88,9 +89,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
-def own_fetch(settings: Mapping[str, Any], security: Security) -> Fetch:
-    """GETs that carry the access token to the proxies and the health daemon, when one is set."""
+def own_client(settings: Mapping[str, Any], security: Security, transport: Transport) -> Client:
+    """The client that carries the access token (when one is set) to the proxies and the
+    health daemon, and to nothing else."""
     if not security.access_token:
-        return urllib_fetch
+        return Client(transport)
     own = [*str(settings["proxy_metrics_url"]).split(","), str(settings["healthd_url"])]
-    return authorized_fetch(security.headers(), [url.strip() for url in own])
+    return Client(transport, token_headers=security.headers(), own_urls=own)

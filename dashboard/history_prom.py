@@ -8,14 +8,13 @@ in, so a window ends where the caller says; the open bucket is evaluated at its 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from typing import Any
 from urllib.parse import urlencode
 
+from .http_client import Client, FetchError
 from .stats import ratio
-from .transport import Fetch, describe_error
 from .windows import SourceError, Window
 
 logger = logging.getLogger(__name__)
@@ -92,19 +91,20 @@ class PrometheusHistory:
 
     name = "prometheus"
 
-    def __init__(self, url: str, *, fetch: Fetch, timeout: float) -> None:
+    def __init__(self, url: str, *, client: Client, timeout: float) -> None:
         self.url = url.rstrip("/")
-        self._fetch = fetch
+        self._client = client
         self._timeout = timeout
 
     def _api(self, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         url = f"{self.url}/api/v1/{path}?{urlencode(params)}"
         try:
-            status, body = self._fetch(url, self._timeout)
-        except OSError as exc:
-            raise SourceError(f"prometheus {self.url}: {describe_error(exc)}") from exc
+            answer = self._client.get(url, timeout=self._timeout)
+        except FetchError as exc:
+            raise SourceError(f"prometheus {self.url}: {exc.reason}") from exc
+        status = answer.status
         try:
-            data = json.loads(body)
+            data = answer.json()
         except ValueError:
             raise SourceError(
                 f"prometheus {self.url} answered HTTP {status} without JSON"

@@ -6,12 +6,11 @@ shows their merge (``dashboard.proxies``) as one proxy.
 One background thread does the scraping for every open page; websocket handlers wait on
 ``wait_next`` for the next snapshot instead of scraping themselves. The thread starts on the
 first use (so nothing runs before gunicorn forks its worker) and ``tick`` can be driven by hand
-with an injected fetch and clock.
+with an injected client and clock.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -20,8 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 from . import proxies, snapshot
+from .http_client import Client, FetchError
 from .promtext import Samples
-from .transport import Fetch, describe_error
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +37,11 @@ class LiveState:
         self,
         settings: dict[str, Any],
         *,
-        fetch: Fetch,
+        client: Client,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
-        self._fetch = fetch
+        self._client = client
         self._clock = clock
         self._timeout = settings["request_timeout_seconds"]
         self._window = settings["rate_window_seconds"]
@@ -129,7 +128,7 @@ class LiveState:
         """Scrape the proxy (and now and then the health daemon); publish a new snapshot."""
         now = self._clock()
         urls = proxies.split_urls(self.settings["proxy_metrics_url"])
-        scrapes = proxies.scrape(self._fetch, urls, self._timeout, recent=FEED_LIMIT)
+        scrapes = proxies.scrape(self._client, urls, self._timeout, recent=FEED_LIMIT)
         samples = proxies.merge(scrapes)
         errors = [s.error for s in scrapes if s.error]
         proxy: dict[str, Any] = {
@@ -197,14 +196,14 @@ class LiveState:
         if not url:
             return {"status": "unknown", "detail": "no health daemon configured", "url": None}
         try:
-            status, body = self._fetch(url + "/health", self._timeout)
-        except OSError as exc:
-            reason = getattr(exc, "reason", exc)  # urllib wraps what the socket raised
-            detail = (f"not running at {url}" if isinstance(reason, ConnectionRefusedError)
-                      else f"not reachable at {url}: {describe_error(exc)}")
+            answer = self._client.get(url + "/health", timeout=self._timeout)
+        except FetchError as exc:
+            detail = (f"not running at {url}" if exc.refused
+                      else f"not reachable at {url}: {exc.reason}")
             return {"status": "unknown", "url": url, "detail": detail}
+        status = answer.status
         try:
-            data = json.loads(body)
+            data = answer.json()
         except ValueError:
             data = None
         if not isinstance(data, dict):

@@ -1,22 +1,24 @@
 """A short narrative of the findings, written by a model on the user's Ollama, streamed.
 
-The request goes straight to ``ollama_url``, never through the proxy, so it is not counted
-as user traffic. It is skipped when the proxy is busy (the narrative would compete with the
-users for the GPU), limited to one at a time, and cut off after ``narrative_timeout_seconds``
-(closing the connection makes Ollama stop generating).
+The request goes straight to ``ollama_url``, and carries our own-traffic header
+(``X-Llama-Metrics-Source: dashboard``), so that an ``ollama_url`` that is a proxy counts it
+apart, never as user traffic. It is skipped when the proxy is busy (the narrative would compete
+with the users for the GPU), limited to one at a time, and cut off after
+``narrative_timeout_seconds`` (closing the connection makes Ollama stop generating).
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit
+
+from llama_core.traffic import header
+
+from .http_client import Client, FetchError, Stream
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +61,10 @@ def prompt(current: dict[str, Any], findings: list[dict[str, Any]]) -> str:
 class Narrator:
     """Streams one narrative at a time from Ollama's /api/generate."""
 
-    def __init__(self, settings: dict[str, Any],
+    def __init__(self, settings: dict[str, Any], *, client: Client,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
+        self._client = client
         self._clock = clock
         self._busy = threading.Lock()
 
@@ -88,51 +91,43 @@ class Narrator:
         url = self.settings["ollama_url"]
         limit = self.settings["narrative_timeout_seconds"]
         deadline = self._clock() + limit
-        parts = urlsplit(url)
-        connection_class = (http.client.HTTPSConnection if parts.scheme == "https"
-                            else http.client.HTTPConnection)
-        conn = connection_class(parts.hostname or "127.0.0.1", parts.port, timeout=limit)
-        body = json.dumps({"model": model, "prompt": text, "stream": True,
-                           "options": {"temperature": 0.2, "num_predict": 400}})
+        payload = {"model": model, "prompt": text, "stream": True,
+                   "options": {"temperature": 0.2, "num_predict": 400}}
         try:
-            conn.request("POST", "/api/generate", body=body,
-                         headers={"Content-Type": "application/json"})
-            response = conn.getresponse()
-            if response.status != 200:
-                yield {"type": "error", "error": _ollama_error(url, response)}
-                return
-            yield {"type": "start", "model": model, "ollama_url": url}
-            while True:
-                remaining = deadline - self._clock()
-                if remaining <= 0:
-                    raise TimeoutError
-                if conn.sock is not None:
-                    conn.sock.settimeout(remaining)
-                line = response.readline()
-                if not line:
-                    yield {"type": "error", "error": f"{url} ended the stream early"}
+            with self._client.stream(url.rstrip("/") + "/api/generate", timeout=limit,
+                                     payload=payload, headers=header("dashboard")) as answer:
+                if answer.status != 200:
+                    yield {"type": "error", "error": _ollama_error(url, answer, limit)}
                     return
-                event = _event(line)
-                if event is not None:
-                    yield event
-                    if event["type"] in ("done", "error"):
+                yield {"type": "start", "model": model, "ollama_url": url}
+                while True:
+                    remaining = deadline - self._clock()
+                    if remaining <= 0:
+                        raise FetchError(url, "past the deadline", timed_out=True)
+                    line = answer.readline(remaining)
+                    if not line:
+                        yield {"type": "error", "error": f"{url} ended the stream early"}
                         return
-        except (TimeoutError, socket.timeout):
-            yield {"type": "error", "error": f"stopped after the time limit of {limit:g} s "
-                   "(narrative_timeout_seconds)"}
-        except (OSError, http.client.HTTPException) as exc:
-            yield {"type": "error", "error": f"cannot reach Ollama at {url}: {exc}"}
-        finally:
-            conn.close()
+                    event = _event(line)
+                    if event is not None:
+                        yield event
+                        if event["type"] in ("done", "error"):
+                            return
+        except FetchError as exc:
+            if exc.timed_out:
+                yield {"type": "error", "error": f"stopped after the time limit of {limit:g} s "
+                       "(narrative_timeout_seconds)"}
+            else:
+                yield {"type": "error", "error": f"cannot reach Ollama at {url}: {exc.reason}"}
 
 
-def _ollama_error(url: str, response: http.client.HTTPResponse) -> str:
-    raw = response.read(4096)
+def _ollama_error(url: str, answer: Stream, timeout: float) -> str:
+    raw = answer.read(4096, timeout)
     try:
         message = json.loads(raw).get("error")
     except (ValueError, AttributeError):
         message = None
-    return f"Ollama at {url} answered HTTP {response.status}: {message or raw[:200]!r}"
+    return f"Ollama at {url} answered HTTP {answer.status}: {message or raw[:200]!r}"
 
 
 def _event(line: bytes) -> Event | None:

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import promtext
+from .http_client import Client, FetchError
 from .promtext import Samples
-from .transport import Fetch, describe_error, get_json
 
 logger = logging.getLogger(__name__)
 
@@ -45,20 +45,21 @@ class Scrape:
     error: str | None = None
 
 
-def scrape_one(fetch: Fetch, url: str, timeout: float, recent: int = 0) -> Scrape:
+def scrape_one(client: Client, url: str, timeout: float, recent: int = 0) -> Scrape:
     """GET ``url``/metrics (and ``/requests?limit=recent`` when ``recent``); never raises."""
     result = Scrape(url)
     try:
-        status, body = fetch(url + "/metrics", timeout)
-        if status != 200:
-            raise OSError(f"/metrics answered HTTP {status}")
-    except OSError as exc:
-        result.error = f"{url}: {describe_error(exc)}"
+        answer = client.get(url + "/metrics", timeout=timeout)
+    except FetchError as exc:
+        result.error = f"{url}: {exc.reason}"
         return result
-    text = body.decode("utf-8", "replace")
+    if answer.status != 200:
+        result.error = f"{url}: /metrics answered HTTP {answer.status}"
+        return result
+    text = answer.body.decode("utf-8", "replace")
     result.samples, result.types = promtext.parse(text), promtext.types(text)
     if recent:
-        rows = recent_requests(fetch, url, recent, timeout)
+        rows = recent_requests(client, url, recent, timeout)
         if isinstance(rows, str):
             logger.debug("%s", rows)
         else:
@@ -66,12 +67,13 @@ def scrape_one(fetch: Fetch, url: str, timeout: float, recent: int = 0) -> Scrap
     return result
 
 
-def scrape(fetch: Fetch, urls: Sequence[str], timeout: float, recent: int = 0) -> list[Scrape]:
+def scrape(client: Client, urls: Sequence[str], timeout: float, recent: int = 0
+           ) -> list[Scrape]:
     """Every proxy at once (one slow proxy costs one timeout, not one per proxy), in order."""
     if len(urls) == 1:
-        return [scrape_one(fetch, urls[0], timeout, recent)]
+        return [scrape_one(client, urls[0], timeout, recent)]
     with ThreadPoolExecutor(min(len(urls), MAX_PARALLEL), "proxy-scrape") as pool:
-        return list(pool.map(lambda url: scrape_one(fetch, url, timeout, recent), urls))
+        return list(pool.map(lambda url: scrape_one(client, url, timeout, recent), urls))
 
 
 def _summed(name: str, types: dict[str, str]) -> bool:
@@ -107,26 +109,29 @@ def merge(scrapes: Sequence[Scrape]) -> Samples | None:
 
 
 def recent_requests_of_all(
-    fetch: Fetch, urls: Sequence[str], limit: int, timeout: float
+    client: Client, urls: Sequence[str], limit: int, timeout: float
 ) -> list[list[dict[str, Any]] | str]:
     """``recent_requests`` of every proxy at once (a dead one costs one timeout), in order."""
     if len(urls) == 1:
-        return [recent_requests(fetch, urls[0], limit, timeout)]
+        return [recent_requests(client, urls[0], limit, timeout)]
     with ThreadPoolExecutor(min(len(urls), MAX_PARALLEL), "proxy-recent") as pool:
-        return list(pool.map(lambda url: recent_requests(fetch, url, limit, timeout), urls))
+        return list(pool.map(lambda url: recent_requests(client, url, limit, timeout), urls))
 
 
 def recent_requests(
-    fetch: Fetch, url: str, limit: int, timeout: float
+    client: Client, url: str, limit: int, timeout: float
 ) -> list[dict[str, Any]] | str:
     """One proxy's last finished requests (no prompt or response text), or why there are none."""
     address = f"{url}/requests?limit={limit}"
     try:
-        status, rows = get_json(fetch, address, timeout)
-    except (OSError, ValueError) as exc:
-        return f"{address}: {describe_error(exc)}"
-    if status != 200 or not isinstance(rows, list):
-        return f"{address} answered HTTP {status}"
+        answer = client.get(address, timeout=timeout)
+        rows = answer.json()
+    except FetchError as exc:
+        return f"{address}: {exc.reason}"
+    except ValueError as exc:
+        return f"{address}: answered HTTP {answer.status} without JSON ({exc})"
+    if answer.status != 200 or not isinstance(rows, list):
+        return f"{address} answered HTTP {answer.status}"
     return [{k: v for k, v in r.items() if k not in ("prompt", "response")}
             for r in rows if isinstance(r, dict)]
 

@@ -1,7 +1,7 @@
 """The dashboard's long-lived parts (live poller, history source, narrator), one per app.
 
-``init_app`` builds them from the app's settings and injected seams (fetch, clock, history
-source); views reach them through ``get_services()``. Background work starts on the first
+``init_app`` builds them from the app's settings and injected seams (HTTP client, clock,
+history source); views reach them through ``get_services()``. Background work starts on the first
 request, inside the server's worker process, never at import or before a fork.
 """
 
@@ -18,10 +18,10 @@ from prometheus_client import CollectorRegistry
 
 from .history_prom import PrometheusHistory
 from .history_sqlite import SqliteHistory
+from .http_client import Client
 from .live import LiveState
 from .narrative import Narrator
 from .selfmetrics import DashboardMetrics
-from .transport import Fetch, urllib_fetch
 from .windows import HistorySource
 
 logger = logging.getLogger(__name__)
@@ -34,17 +34,17 @@ class Services:
         self,
         settings: dict[str, Any],
         *,
-        fetch: Fetch = urllib_fetch,
+        client: Client | None = None,
         clock: Callable[[], float] = time.time,
         history: HistorySource | None = None,
         autostart: bool = True,
     ) -> None:
         self.settings = settings
         self.clock = clock
-        self.fetch = fetch
-        self.live = LiveState(settings, fetch=fetch, clock=clock)
-        self.history = history if history is not None else make_history(settings, fetch)
-        self.narrator = Narrator(settings)
+        self.client = client if client is not None else Client()
+        self.live = LiveState(settings, client=self.client, clock=clock)
+        self.history = history if history is not None else make_history(settings, self.client)
+        self.narrator = Narrator(settings, client=self.client)
         self.metrics = DashboardMetrics(CollectorRegistry(), self.live)
         self.autostart = autostart
         self._started = False
@@ -74,10 +74,10 @@ class Services:
         self.live.stop()
 
 
-def make_history(settings: dict[str, Any], fetch: Fetch) -> HistorySource | None:
+def make_history(settings: dict[str, Any], client: Client) -> HistorySource | None:
     """Prometheus when ``prometheus_url`` is set, else the history file, else none."""
     if settings["prometheus_url"]:
-        return PrometheusHistory(settings["prometheus_url"], fetch=fetch,
+        return PrometheusHistory(settings["prometheus_url"], client=client,
                                  timeout=max(settings["request_timeout_seconds"], 5.0))
     if settings["history_path"]:
         return SqliteHistory(settings["history_path"])

@@ -40,7 +40,7 @@ def api_requests() -> Response | tuple[Response, int]:
     settings = services.settings
     urls = proxies.split_urls(settings["proxy_metrics_url"])
     timeout = settings["request_timeout_seconds"]
-    answers = proxies.recent_requests_of_all(services.fetch, urls, limit, timeout)
+    answers = proxies.recent_requests_of_all(services.client, urls, limit, timeout)
     rows = [a for a in answers if isinstance(a, list)]
     if rows:
         return jsonify({"source": "proxy", "requests": proxies.merge_recent(rows, limit)})

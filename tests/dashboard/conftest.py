@@ -1,8 +1,9 @@
 """Fixtures for the dashboard: a fake proxy whose /metrics is the real collectors' output.
 
 ``FakeProxy`` builds the proxy's own metric classes (``ProxyMetrics``, the inventory,
-resource and admission collectors) into a registry and answers the dashboard's GETs from
-it, so names and label sets are the catalogue's, not a copy of them.
+resource and admission collectors) into a registry and answers the dashboard's GETs from it
+(it is the dashboard's HTTP transport), so names and label sets are the catalogue's, not a
+copy of them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from addons.metrics import ProxyMetrics
 from addons.records import RequestRecord
 from addons.resources import GpuSample, ResourceCollector, ResourceSample
 from dashboard import create_app
+from dashboard.http_client import Request, Response
 
 PROXY = "http://proxy.test:8001"
 HEALTHD = "http://healthd.test:8080"
@@ -41,7 +43,7 @@ class Clock:
 
 
 class FakeProxy:
-    """The proxy's metrics port (and a health daemon) behind a ``Fetch``."""
+    """The proxy's metrics port (and a health daemon) behind a ``Transport``."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -59,6 +61,7 @@ class FakeProxy:
         self.reachable = True
         self.health: tuple[int, bytes] | None = None  # None: nothing listens there
         self.urls: list[str] = []
+        self.requests: list[Request] = []
 
     def observe(self, **fields: Any) -> RequestRecord:
         record = RequestRecord(**{"started_at": T0, "endpoint": "/api/chat",
@@ -80,21 +83,23 @@ class FakeProxy:
             index=0, name="NVIDIA Test", utilization_percent=utilization,
             memory_used_bytes=used, memory_total_bytes=total)])
 
-    def fetch(self, url: str, timeout: float) -> tuple[int, bytes]:
+    def send(self, request: Request) -> Response:
+        url = request.url
         self.urls.append(url)
+        self.requests.append(request)
         if url.startswith(HEALTHD):
             if self.health is None:
                 raise ConnectionRefusedError(111, "Connection refused")
-            return self.health
+            return Response(url, *self.health)
         if not url.startswith(PROXY) or not self.reachable:
             raise ConnectionRefusedError(111, "Connection refused")
         parts = urlsplit(url)
         if parts.path == "/metrics":
-            return 200, generate_latest(self.registry)
+            return Response(url, 200, generate_latest(self.registry))
         if parts.path == "/requests":
             limit = int(parse_qs(parts.query).get("limit", ["100"])[0])
-            return 200, json.dumps(self.recent[:limit]).encode()
-        return 404, b'{"error": "not found"}'
+            return Response(url, 200, json.dumps(self.recent[:limit]).encode())
+        return Response(url, 404, b'{"error": "not found"}')
 
 
 @pytest.fixture
@@ -115,7 +120,7 @@ def settings(tmp_path: Path) -> dict[str, Any]:
 
 @pytest.fixture
 def app(fake_proxy: FakeProxy, clock: Clock, settings: dict[str, Any]) -> Iterator[Flask]:
-    app = create_app({"TESTING": True, "SETTINGS": settings, "FETCH": fake_proxy.fetch,
+    app = create_app({"TESTING": True, "SETTINGS": settings, "TRANSPORT": fake_proxy.send,
                       "CLOCK": clock, "AUTOSTART": False})
     yield app
     app.extensions["llama_metrics"].stop()

@@ -88,7 +88,7 @@ def test_history_without_a_file_is_503_naming_it(client: FlaskClient,
 
 def test_no_history_source_configured(fake_proxy: FakeProxy) -> None:
     app = create_app({"SETTINGS": {"history_path": "", "proxy_metrics_url": "http://p:1"},
-                      "FETCH": fake_proxy.fetch, "AUTOSTART": False})
+                      "TRANSPORT": fake_proxy.send, "AUTOSTART": False})
     response = app.test_client().get("/api/history")
     assert response.status_code == 503 and "no history source" in response.get_json()["error"]
 

@@ -23,8 +23,8 @@ from prometheus_client import make_wsgi_app
 
 from dashboard import create_app
 from dashboard.history_prom import MODEL_QUERIES, SERIES_QUERIES, PrometheusHistory
+from dashboard.http_client import Client
 from dashboard.snapshot import SERIES
-from dashboard.transport import urllib_fetch
 from dashboard.windows import WINDOWS, SourceError
 from tests.dashboard.conftest import FakeProxy
 
@@ -94,7 +94,7 @@ def test_history_maps_each_evaluation_to_the_bucket_it_closes() -> None:
                 {"metric": {"model": "gone:latest"}, "value": [NOW, "0"]}]}},
     }
     with fake_prometheus({rps: matrix, **models}) as server:
-        source = PrometheusHistory(url(server), fetch=urllib_fetch, timeout=5)
+        source = PrometheusHistory(url(server), client=Client(), timeout=5)
         answer = source.history(window, NOW)
     series = answer["series"]
     assert len(series["ts"]) == window.points and series["ts"][-1] == last_start
@@ -111,18 +111,18 @@ def test_prometheus_errors_are_source_errors() -> None:
     error = {"status": "error", "errorType": "bad_data", "error": "parse error"}
     rps = SERIES_QUERIES["requests_per_second"].format(r="60s")
     with fake_prometheus({rps: error}) as server:
-        source = PrometheusHistory(url(server), fetch=urllib_fetch, timeout=5)
+        source = PrometheusHistory(url(server), client=Client(), timeout=5)
         with pytest.raises(SourceError, match="HTTP 400: parse error"):
             source.history(WINDOWS["15m"], NOW)
     with pytest.raises(SourceError, match="prometheus http://127.0.0.1:9"):
-        PrometheusHistory("http://127.0.0.1:9", fetch=urllib_fetch, timeout=5).models(
+        PrometheusHistory("http://127.0.0.1:9", client=Client(), timeout=5).models(
             WINDOWS["1h"], NOW)
 
 
 def test_api_reads_prometheus_when_configured(fake_proxy: FakeProxy) -> None:
     with fake_prometheus({}) as server:
         app = create_app({"SETTINGS": {"prometheus_url": url(server)},
-                          "FETCH": urllib_fetch, "AUTOSTART": False})
+                          "AUTOSTART": False})
         body = app.test_client().get("/api/history?window=7d").get_json()
     assert body["source"] == "prometheus" and body["step_seconds"] == 1800
     assert body["unavailable"] == []
@@ -171,7 +171,7 @@ def test_queries_run_on_a_real_prometheus(tmp_path: Path, fake_proxy: FakeProxy)
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        source = PrometheusHistory(base, fetch=urllib_fetch, timeout=5)
+        source = PrometheusHistory(base, client=Client(), timeout=5)
         for i in range(5):  # counts are exact, also for a series born inside the window
             fake_proxy.observe(model="llama3.2:latest", ttft_s=0.2 + i, duration_s=2.0,
                                generated_tokens=10, tokens_per_second=30.0)

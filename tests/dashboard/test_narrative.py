@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -12,8 +13,10 @@ from flask.testing import FlaskClient
 
 from dashboard import create_app
 from dashboard.narrative import busy_reason, prompt
+from llama_core.traffic import HEADER
 from tests.dashboard.conftest import FakeProxy
 from tests.e2e.conftest import load_sim
+from tests.local_http import serving
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +35,7 @@ def narrate_in(fake: FakeProxy, ollama_url: str, **settings: Any
                ) -> tuple[list[dict[str, Any]], Flask]:
     app = create_app({"SETTINGS": {"proxy_metrics_url": "http://proxy.test:8001",
                                    "history_path": "", "ollama_url": ollama_url, **settings},
-                      "FETCH": fake.fetch, "AUTOSTART": False})
+                      "TRANSPORT": fake.send, "AUTOSTART": False})
     client: FlaskClient = app.test_client()
     response = client.post("/api/narrative")
     assert response.status_code == 200 and response.mimetype == "application/x-ndjson"
@@ -99,3 +102,33 @@ def test_busy_reason_and_prompt_are_plain_functions() -> None:
     text = prompt(snap, [{"title": "T", "detail": "D", "action": "A", "numbers": {}}])
     assert '"requests_per_second": 2.5' in text and '"title": "T"' in text
     assert "ttft_p95" not in text  # unknown numbers are left out, not sent as null
+
+
+class _Recording(BaseHTTPRequestHandler):
+    """An Ollama that answers every generate at once and remembers its headers."""
+
+    protocol_version = "HTTP/1.1"
+    headers_seen: list[dict[str, str]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.headers_seen.append(dict(self.headers))
+        body = b'{"response": "fine", "done": false}\n{"done": true, "eval_count": 1}\n'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_the_narrative_is_marked_as_our_own_traffic(fake_proxy: FakeProxy) -> None:
+    """An ``ollama_url`` that is a proxy counts the narrative apart, never as a client's."""
+    _Recording.headers_seen = []
+    with serving(_Recording) as url:
+        events = narrate(fake_proxy, url)
+    assert [e["type"] for e in events] == ["start", "chunk", "done"]
+    [seen] = _Recording.headers_seen
+    assert seen[HEADER] == "dashboard"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 from flask import Flask
 
 from dashboard import config, create_app, proxies
+from dashboard.http_client import Client, Request, Response
 from dashboard.live import LiveState
 from tests.dashboard.conftest import HEALTHD, PROXY, T0, Clock, FakeProxy
 
@@ -16,22 +18,22 @@ A, B = "http://proxy-a.test:8001", "http://proxy-b.test:8002"
 
 
 class TwoProxies:
-    """Two ``FakeProxy`` metrics ports behind one ``Fetch``, told apart by address."""
+    """Two ``FakeProxy`` metrics ports behind one ``Transport``, told apart by address."""
 
     def __init__(self) -> None:
         self.fakes = {A: FakeProxy(), B: FakeProxy()}
 
-    def fetch(self, url: str, timeout: float) -> tuple[int, bytes]:
+    def send(self, request: Request) -> Response:
         for base, fake in self.fakes.items():
-            if url.startswith(base):
-                return fake.fetch(PROXY + url[len(base):], timeout)
+            if request.url.startswith(base):
+                return fake.send(dataclasses.replace(request, url=PROXY + request.url[len(base):]))
         raise ConnectionRefusedError(111, "Connection refused")
 
 
 def make(two: TwoProxies, clock: Clock) -> LiveState:
     settings = {**config.defaults(), "proxy_metrics_url": f"{A},{B}", "healthd_url": HEALTHD,
                 "rate_window_seconds": 10.0}
-    return LiveState(settings, fetch=two.fetch, clock=clock)
+    return LiveState(settings, client=Client(two.send), clock=clock)
 
 
 def traffic(fake: FakeProxy, n: int, start: float = T0) -> None:
@@ -82,7 +84,7 @@ def test_a_proxy_that_drops_out_is_named_and_rates_start_again(clock: Clock) -> 
     b.reachable = False
     snap = live.tick()
     assert snap["status"]["proxy"]["reachable"] is True  # a's numbers still show
-    assert snap["status"]["proxy"]["error"] == f"{B}: [Errno 111] Connection refused"
+    assert snap["status"]["proxy"]["error"] == f"{B}: connection refused"
     assert [p["reachable"] for p in snap["status"]["proxy"]["proxies"]] == [True, False]
     assert live.proxy_up is False and live.scrape_failures == 1
     assert snap["point"]["requests_per_second"] is None  # a new set of proxies: no rate yet
@@ -138,7 +140,7 @@ def test_the_flag_is_repeatable_and_a_bad_one_is_named() -> None:
 @pytest.fixture
 def two_app(clock: Clock, tmp_path: Any) -> tuple[Flask, TwoProxies]:
     two = TwoProxies()
-    app = create_app({"TESTING": True, "FETCH": two.fetch, "CLOCK": clock, "AUTOSTART": False,
+    app = create_app({"TESTING": True, "TRANSPORT": two.send, "CLOCK": clock, "AUTOSTART": False,
                       "SETTINGS": {"proxy_metrics_url": f"{A},{B}", "healthd_url": HEALTHD,
                                    "history_path": str(tmp_path / "none.db")}})
     return app, two
@@ -158,17 +160,17 @@ def test_recent_requests_of_both_proxies_newest_first(two_app: tuple[Flask, TwoP
 
 
 def test_recent_requests_ask_every_proxy_at_once() -> None:
-    """A proxy that does not answer costs one timeout, not one per proxy: the fetch for A
-    answers only once B has been asked too, which asking one after the other never does."""
+    """A proxy that does not answer costs one timeout, not one per proxy: the request to A
+    is answered only once B has been asked too, which asking one after the other never does."""
     asked_b = threading.Event()
 
-    def fetch(url: str, timeout: float) -> tuple[int, bytes]:
-        if url.startswith(B):
+    def send(request: Request) -> Response:
+        if request.url.startswith(B):
             asked_b.set()
-            return 200, b"[]"
-        if not asked_b.wait(timeout):
+            return Response(request.url, 200, b"[]")
+        if not asked_b.wait(request.timeout):
             raise TimeoutError("timed out")
-        return 200, b'[{"model": "m", "finished_at": 1.0}]'
+        return Response(request.url, 200, b'[{"model": "m", "finished_at": 1.0}]')
 
-    answers = proxies.recent_requests_of_all(fetch, [A, B], 5, timeout=10)
+    answers = proxies.recent_requests_of_all(Client(send), [A, B], 5, timeout=10)
     assert answers == [[{"model": "m", "finished_at": 1.0}], []]

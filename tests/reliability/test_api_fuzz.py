@@ -89,7 +89,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
     fake.observe(prompt_tokens=5, generated_tokens=7, ttft_s=0.1, duration_s=0.5)
     app = create_app({"SETTINGS": {"proxy_metrics_url": PROXY, "healthd_url": HEALTHD,
                                    "history_path": str(history), "narrative_model": ""},
-                      "FETCH": fake.fetch, "CLOCK": Clock(), "AUTOSTART": False})
+                      "TRANSPORT": fake.send, "CLOCK": Clock(), "AUTOSTART": False})
     app.extensions["llama_metrics"].live.tick()
     yield app
     app.extensions["llama_metrics"].stop()
