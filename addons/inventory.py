@@ -15,9 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,6 +23,7 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 
 from .polling import Poller
+from .upstream_client import UpstreamClient, UpstreamError
 
 logger = logging.getLogger(__name__)
 
@@ -121,23 +120,6 @@ def parse_tags(body: bytes) -> frozenset[str]:
     return frozenset(_name(entry) for entry in _models(body, "/api/tags"))
 
 
-def _make_urllib_fetch(timeout: float) -> Callable[[str], bytes]:
-    # No proxy from the environment: like mitmproxy's reverse mode, talk to Ollama directly.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-    def fetch(url: str) -> bytes:
-        request = urllib.request.Request(url, headers={"Accept": "application/json"})
-        try:
-            with opener.open(request, timeout=timeout) as response:
-                body: bytes = response.read()
-                return body
-        except urllib.error.HTTPError as exc:
-            exc.close()  # it holds the response's socket
-            raise
-
-    return fetch
-
-
 class InventoryPoller(Poller):
     """Polls an Ollama server for its version, loaded models and local models."""
 
@@ -149,14 +131,14 @@ class InventoryPoller(Poller):
         *,
         interval: float = 5.0,
         timeout: float = 2.0,
-        fetch: Callable[[str], bytes] | None = None,
+        client: UpstreamClient | None = None,
     ) -> None:
         if interval <= 0 or timeout <= 0:
             raise ValueError(f"interval and timeout must be > 0, got {interval!r}, {timeout!r}")
         super().__init__(interval=interval)
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self._fetch = fetch or _make_urllib_fetch(timeout)
+        self._client = client if client is not None else UpstreamClient()
         self._state = InventoryState()
         self._poll_lock = threading.Lock()
 
@@ -192,16 +174,22 @@ class InventoryPoller(Poller):
         with self._poll_lock:  # a test's poll and the thread's never interleave
             super().poll_once()
 
+    def _get(self, path: str) -> bytes:
+        answer = self._client.get(self.base_url + path, timeout=self.timeout)
+        if answer.status != 200:
+            raise UpstreamError(f"answered HTTP {answer.status}")
+        return answer.body
+
     def _poll(self) -> None:
         path = ""
         try:
             path = "/api/version"
-            version = parse_version(self._fetch(self.base_url + path))
+            version = parse_version(self._get(path))
             path = "/api/ps"
-            loaded = parse_ps(self._fetch(self.base_url + path))
+            loaded = parse_ps(self._get(path))
             path = "/api/tags"
-            tags = parse_tags(self._fetch(self.base_url + path))
-        except Exception as exc:  # the transport is injected: any failure of it means down
+            tags = parse_tags(self._get(path))
+        except (UpstreamError, ValueError) as exc:  # no answer, an error, or not Ollama's JSON
             self._went_down(f"{path}: {str(exc) or type(exc).__name__}")
             return
         known = tags | frozenset(loaded)

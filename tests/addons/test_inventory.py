@@ -23,6 +23,7 @@ from addons.inventory import (
     parse_ps,
     parse_tags,
 )
+from addons.upstream_client import Request, Response, UpstreamClient
 
 LOGGER = "addons.inventory"
 TAGS_FIXTURE = "15-api-tags-nostream.json"
@@ -305,14 +306,19 @@ def test_environment_proxy_is_not_used(
     assert poller.up is True
 
 
-def test_injected_fetch_failure_is_down_not_a_crash() -> None:
-    def fetch(url: str) -> bytes:
+def test_injected_transport_failure_is_down_not_a_crash(caplog: pytest.LogCaptureFixture) -> None:
+    def send(request: Request) -> Response:
         raise TimeoutError("timed out")
 
-    poller = InventoryPoller("http://ollama.invalid:11434", fetch=fetch)
-    poller.poll_once()
+    poller = InventoryPoller("http://ollama.invalid:11434", timeout=2.0,
+                             client=UpstreamClient(send))
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        poller.poll_once()
     assert poller.up is False
     assert poller.polls == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        "upstream http://ollama.invalid:11434 is down: /api/version: could not reach "
+        "http://ollama.invalid:11434/api/version: timed out after 2 s"]
 
 
 # -- names -------------------------------------------------------------------------------------

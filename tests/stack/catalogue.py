@@ -20,6 +20,7 @@ from addons.metrics import ProxyMetrics
 from addons.recorder import CassetteRecorder
 from addons.records import RequestRecord
 from addons.resources import ResourceCollector, ResourcePoller, ResourceSampler
+from addons.upstream_client import Request, Response, UpstreamClient
 from tests.addons.test_resources import FakeNvml, FakePsutil, ollama_procs
 from tests.stack.promql import names
 
@@ -46,9 +47,9 @@ _OLLAMA = {
 }
 
 
-def _fetch(url: str) -> bytes:
-    path = "/" + url.split("/", 3)[3]
-    return json.dumps(_OLLAMA[path]).encode()
+def _send(request: Request) -> Response:
+    path = "/" + request.url.split("/", 3)[3]
+    return Response(request.url, 200, json.dumps(_OLLAMA[path]).encode())
 
 
 def _everything() -> CollectorRegistry:
@@ -67,7 +68,7 @@ def _everything() -> CollectorRegistry:
     metrics.itl.observe_many("llama3.2:latest", [0.03, 0.04])
     metrics.active.labels("llama3.2:latest").set(1)
 
-    poller = InventoryPoller("http://ollama.invalid:11434", fetch=_fetch)
+    poller = InventoryPoller("http://ollama.invalid:11434", client=UpstreamClient(_send))
     poller.poll_once()
     registry.register(InventoryCollector(poller))
 
