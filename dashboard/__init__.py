@@ -19,9 +19,10 @@ from flask.json.provider import DefaultJSONProvider
 
 from addons.security import Security, load_security
 
-from . import auth, config
+from . import auth
 from .http_client import Client, Transport, urllib_transport
-from .services import Services, init_app
+from .settings import defaults, load_settings
+from .sources import Sources, init_app
 
 logger = logging.getLogger(__name__)
 
@@ -55,29 +56,29 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.json = JSONProvider(app)
     if test_config is None:
-        settings = config.load_settings([])
+        settings = load_settings([])
         security = load_security()
     else:
         app.config.from_mapping(test_config)
-        settings = {**config.defaults(), **test_config.get("SETTINGS", {})}
+        settings = {**defaults(), **test_config.get("SETTINGS", {})}
         security = test_config.get("SECURITY") or Security()
     app.config["SETTINGS"] = settings
     auth.init_app(app, security)  # first: nothing below runs for a request without the token
-    services = Services(
+    sources = Sources(
         settings,
         client=own_client(settings, security, app.config.get("TRANSPORT") or urllib_transport),
         clock=app.config.get("CLOCK") or time.time,
         history=app.config.get("HISTORY_SOURCE"),
         autostart=app.config.get("AUTOSTART", True),
     )
-    init_app(app, services)
+    init_app(app, sources)
 
-    from .views import analysis, errors, history, live, metrics, models, pages, requests
+    from .views import analysis, errors, history, live, models, pages, requests, selfmetrics
 
-    for module in (pages, live, history, models, requests, analysis, metrics):
+    for module in (pages, live, history, models, requests, analysis, selfmetrics):
         app.register_blueprint(module.bp)
     errors.init_app(app)
-    metrics.init_app(app)
+    selfmetrics.init_app(app)
 
     @app.after_request
     def _headers(response: Response) -> Response:

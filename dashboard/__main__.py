@@ -12,8 +12,9 @@ import sys
 from addons.security import load_security
 from addons.settings import ConfigError
 
-from . import config, create_app
+from . import create_app
 from .server import check_bind, serve
+from .settings import argument_parser, load_settings
 
 logger = logging.getLogger(__name__)
 
@@ -21,8 +22,8 @@ logger = logging.getLogger(__name__)
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
-        settings = config.load_settings(args)
-        security = load_security(config=config.argument_parser().parse_args(args).config)
+        settings = load_settings(args)
+        security = load_security(config=argument_parser().parse_args(args).config)
         security.check_listen("dashboard.host", settings["host"])
     except ConfigError as exc:
         print(f"llama-metrics: {exc}", file=sys.stderr)

@@ -14,7 +14,7 @@ from flask import Blueprint, Response, jsonify, stream_with_context
 
 from ..analysis import analyse
 from ..evidence import gather
-from ..services import get_services
+from ..sources import get_sources
 from .errors import check_params
 
 logger = logging.getLogger(__name__)
@@ -23,9 +23,9 @@ bp = Blueprint("analysis", __name__)
 
 
 def _findings() -> tuple[list[dict], str, float]:
-    services = get_services()
-    now = services.clock()
-    evidence, basis = gather(services.live, services.history, now)
+    sources = get_sources()
+    now = sources.clock()
+    evidence, basis = gather(sources.live, sources.history, now)
     return [f.to_dict() for f in analyse(evidence)], basis, now
 
 
@@ -39,19 +39,19 @@ def api_analysis() -> Response:
 @bp.post("/api/narrative")
 def api_narrative() -> Response:
     check_params(())
-    services = get_services()
+    sources = get_sources()
     findings, _, _ = _findings()
-    current = services.live.snapshot()
+    current = sources.live.snapshot()
 
     def lines() -> Iterator[str]:
         outcome = "aborted"  # the page went away mid-stream
         try:
-            for event in services.narrator.stream(current, findings):
+            for event in sources.narrator.stream(current, findings):
                 if event["type"] in ("done", "skipped", "error"):
                     outcome = event["type"]
                 yield json.dumps(event) + "\n"
         finally:
-            services.metrics.narratives.labels(outcome).inc()
+            sources.metrics.narratives.labels(outcome).inc()
 
     return Response(stream_with_context(lines()), mimetype="application/x-ndjson",
                     headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

@@ -6,7 +6,7 @@ import logging
 
 from flask import Blueprint, Response, abort, jsonify, request
 
-from ..services import get_services
+from ..sources import get_sources
 from ..windows import SourceError, parse_window
 from .errors import check_params, error
 
@@ -22,17 +22,17 @@ def api_history() -> Response | tuple[Response, int]:
         window = parse_window(request.args.get("window"))
     except ValueError as exc:
         abort(400, description=str(exc))
-    services = get_services()
-    if services.history is None:
+    sources = get_sources()
+    if sources.history is None:
         return error(503, "no history source: set history_path or prometheus_url")
-    now = services.clock()
+    now = sources.clock()
     try:
-        answer = services.history.history(window, now)
+        answer = sources.history.history(window, now)
     except SourceError as exc:
         return error(503, str(exc))
     return jsonify({
         "window": window.name,
-        "source": services.history.name,
+        "source": sources.history.name,
         "step_seconds": window.step,
         "since": now - window.seconds,
         "until": now,

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify
 from flask_sock import Sock
 
-from ..services import get_services
+from ..sources import get_sources
 from .errors import check_params
 
 logger = logging.getLogger(__name__)
@@ -25,18 +25,18 @@ sock = Sock()
 @bp.get("/api/snapshot")
 def api_snapshot() -> Response:
     check_params(())
-    return jsonify(get_services().live.snapshot())
+    return jsonify(get_sources().live.snapshot())
 
 
 @sock.route("/ws", bp=bp)
 def ws(socket: Any) -> None:
-    services = get_services()
-    live = services.live
+    sources = get_sources()
+    live = sources.live
     dumps = current_app.json.dumps
-    interval = services.settings["push_interval_seconds"]
+    interval = sources.settings["push_interval_seconds"]
     current = live.snapshot()
     seq = live.seq
-    clients = services.metrics.websockets
+    clients = sources.metrics.websockets
     clients.inc()
     try:
         socket.send(dumps({"type": "hello", "series": live.series(), "snapshot": current}))

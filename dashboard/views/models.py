@@ -10,7 +10,7 @@ import logging
 
 from flask import Blueprint, Response, abort, jsonify, request
 
-from ..services import get_services
+from ..sources import get_sources
 from ..windows import SourceError, parse_window
 from .errors import check_params, error
 
@@ -22,8 +22,8 @@ bp = Blueprint("models", __name__)
 @bp.get("/api/models")
 def api_models() -> Response | tuple[Response, int]:
     check_params(("window",))
-    services = get_services()
-    current = services.live.snapshot()
+    sources = get_sources()
+    current = sources.live.snapshot()
     loaded = current["loaded"]
     if "window" not in request.args:
         return jsonify({"window": None, "source": "proxy", "models": current["models"],
@@ -32,11 +32,11 @@ def api_models() -> Response | tuple[Response, int]:
         window = parse_window(request.args["window"])
     except ValueError as exc:
         abort(400, description=str(exc))
-    if services.history is None:
+    if sources.history is None:
         return error(503, "no history source: set history_path or prometheus_url")
     try:
-        rows = services.history.models(window, services.clock())
+        rows = sources.history.models(window, sources.clock())
     except SourceError as exc:
         return error(503, str(exc))
-    return jsonify({"window": window.name, "source": services.history.name, "models": rows,
+    return jsonify({"window": window.name, "source": sources.history.name, "models": rows,
                     "loaded": loaded})

@@ -6,7 +6,7 @@ import logging
 
 from flask import Blueprint, render_template
 
-from ..services import get_services
+from ..sources import get_sources
 from ..windows import DEFAULT_WINDOW, WINDOWS
 
 logger = logging.getLogger(__name__)
@@ -16,7 +16,7 @@ bp = Blueprint("pages", __name__)
 
 @bp.get("/")
 def index() -> str:
-    settings = get_services().settings
+    settings = get_sources().settings
     return render_template(
         "index.html",
         windows=list(WINDOWS),

@@ -13,7 +13,7 @@ from flask import Blueprint, Response, abort, jsonify, request
 
 from .. import proxies
 from ..history_sqlite import SqliteHistory
-from ..services import get_services
+from ..sources import get_sources
 from ..windows import SourceError
 from .errors import check_params, error
 
@@ -36,18 +36,18 @@ def _limit() -> int:
 def api_requests() -> Response | tuple[Response, int]:
     check_params(("limit",))
     limit = _limit()
-    services = get_services()
-    settings = services.settings
+    sources = get_sources()
+    settings = sources.settings
     urls = proxies.split_urls(settings["proxy_metrics_url"])
     timeout = settings["request_timeout_seconds"]
-    answers = proxies.recent_requests_of_all(services.client, urls, limit, timeout)
+    answers = proxies.recent_requests_of_all(sources.client, urls, limit, timeout)
     rows = [a for a in answers if isinstance(a, list)]
     if rows:
         return jsonify({"source": "proxy", "requests": proxies.merge_recent(rows, limit)})
     reason = "; ".join(a for a in answers if isinstance(a, str))
-    if isinstance(services.history, SqliteHistory):
+    if isinstance(sources.history, SqliteHistory):
         try:
-            return jsonify({"source": "history", "requests": services.history.recent(limit)})
+            return jsonify({"source": "history", "requests": sources.history.recent(limit)})
         except SourceError as exc:
             reason += f"; history: {exc}"
     return error(503, f"recent requests unavailable: {reason}")

@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from dashboard import config
+from dashboard import settings as dashboard_settings
 from dashboard.http_client import Client
 from dashboard.live import LiveState
 from tests.dashboard.conftest import HEALTHD, PROXY, Clock, FakeProxy
 
 
 def make(fake: FakeProxy, clock: Clock, **changes: Any) -> LiveState:
-    settings = {**config.defaults(), "proxy_metrics_url": PROXY, "healthd_url": HEALTHD,
+    settings = {**dashboard_settings.defaults(), "proxy_metrics_url": PROXY, "healthd_url": HEALTHD,
                 **changes}
     return LiveState(settings, client=Client(fake.send), clock=clock)
 

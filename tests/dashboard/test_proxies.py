@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from dashboard import config, create_app, proxies
+from dashboard import create_app, proxies
+from dashboard import settings as dashboard_settings
 from dashboard.http_client import Client, Request, Response
 from dashboard.live import LiveState
 from tests.dashboard.conftest import HEALTHD, PROXY, T0, Clock, FakeProxy
@@ -31,8 +32,8 @@ class TwoProxies:
 
 
 def make(two: TwoProxies, clock: Clock) -> LiveState:
-    settings = {**config.defaults(), "proxy_metrics_url": f"{A},{B}", "healthd_url": HEALTHD,
-                "rate_window_seconds": 10.0}
+    settings = {**dashboard_settings.defaults(), "proxy_metrics_url": f"{A},{B}",
+                "healthd_url": HEALTHD, "rate_window_seconds": 10.0}
     return LiveState(settings, client=Client(two.send), clock=clock)
 
 
@@ -120,21 +121,22 @@ def test_merge_rules_without_type_lines() -> None:
     (["http://a:8001", "http://b:8002"], "http://a:8001,http://b:8002"),
 ])
 def test_several_metrics_addresses_are_one_setting(value: Any, expected: str) -> None:
-    assert config.parse_metrics_url(value) == expected
+    assert dashboard_settings.parse_metrics_url(value) == expected
 
 
 @pytest.mark.parametrize("value", ["", "http://a:8001,", "http://a:8001,http://a:8001/metrics",
                                    ["http://a:8001", "ftp://b:8002"], []])
 def test_bad_or_repeated_addresses_are_refused(value: Any) -> None:
     with pytest.raises(ValueError):
-        config.parse_metrics_url(value)
+        dashboard_settings.parse_metrics_url(value)
 
 
 def test_the_flag_is_repeatable_and_a_bad_one_is_named() -> None:
-    settings = config.load_settings(["--proxy-metrics", A, "--proxy-metrics", B], env={})
+    flags = ["--proxy-metrics", A, "--proxy-metrics", B]
+    settings = dashboard_settings.load_settings(flags, env={})
     assert proxies.split_urls(settings["proxy_metrics_url"]) == [A, B]
-    with pytest.raises(config.ConfigError, match="dashboard.proxy_metrics_url"):
-        config.load_settings(["--proxy-metrics", A, "--proxy-metrics", A], env={})
+    with pytest.raises(dashboard_settings.ConfigError, match="dashboard.proxy_metrics_url"):
+        dashboard_settings.load_settings(["--proxy-metrics", A, "--proxy-metrics", A], env={})
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import time
 from flask import Blueprint, Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..services import get_services
+from ..sources import get_sources
 
 logger = logging.getLogger(__name__)
 
@@ -17,7 +17,7 @@ bp = Blueprint("metrics", __name__)
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    body = generate_latest(get_services().metrics.registry)
+    body = generate_latest(get_sources().metrics.registry)
     return Response(body, content_type=CONTENT_TYPE_LATEST)
 
 
@@ -32,6 +32,6 @@ def init_app(app: Flask) -> None:
         if started is not None and request.path.startswith("/api/"):
             # The route template, never the raw path: unknown paths are one "other" series.
             rule = request.url_rule.rule if request.url_rule is not None else "other"
-            get_services().metrics.api_seconds.labels(rule).observe(
+            get_sources().metrics.api_seconds.labels(rule).observe(
                 time.perf_counter() - started)
         return response

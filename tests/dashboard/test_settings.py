@@ -1,4 +1,4 @@
-"""Tests for dashboard.config: every key's default, its refusal, OLLAMA_HOST, the CLI exit."""
+"""Tests for dashboard.settings: every key's default, its refusal, OLLAMA_HOST, the CLI exit."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from addons.settings import ConfigError
-from dashboard import config, create_app
+from dashboard import create_app
+from dashboard import settings as dashboard_settings
 from dashboard.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,17 +71,17 @@ def load(env: dict[str, str] | None = None, argv: list[str] | None = None,
         args += ["--config", str(tmp / "c.yml")]
     elif "--config" not in args:
         args += ["--config", str(ROOT / "config" / "llama-metrics.yml")]
-    return config.load_settings(args, env=env or {})
+    return dashboard_settings.load_settings(args, env=env or {})
 
 
 def test_every_key_is_covered_here() -> None:
-    names = {key.name for key in config.DASHBOARD_KEYS}
+    names = {key.name for key in dashboard_settings.DASHBOARD_KEYS}
     assert names == set(BAD) == set(GOOD)
 
 
 def test_defaults() -> None:
     s = load()
-    assert s == config.defaults()
+    assert s == dashboard_settings.defaults()
     assert (s["host"], s["port"]) == ("127.0.0.1", 3001)
     assert s["proxy_metrics_url"] == "http://127.0.0.1:8001"
     assert s["ollama_url"] == "http://127.0.0.1:11434"

@@ -1,8 +1,9 @@
-"""The dashboard's long-lived parts (live poller, history source, narrator), one per app.
+"""Where the views get their data (live poller, history source, narrator), one each per app.
 
-``init_app`` builds them from the app's settings and injected seams (HTTP client, clock,
-history source); views reach them through ``get_services()``. Background work starts on the first
-request, inside the server's worker process, never at import or before a fork.
+``init_app`` installs them, built from the app's settings and injected seams (HTTP client,
+clock, history source), with the dashboard's own metrics; views reach them through
+``get_sources()``. Background work starts on the first request, inside the server's worker
+process, never at import or before a fork.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ logger = logging.getLogger(__name__)
 EXTENSION = "llama_metrics"
 
 
-class Services:
+class Sources:
     def __init__(
         self,
         settings: dict[str, Any],
@@ -84,14 +85,14 @@ def make_history(settings: dict[str, Any], client: Client) -> HistorySource | No
     return None
 
 
-def init_app(app: Flask, services: Services) -> None:
-    app.extensions[EXTENSION] = services
+def init_app(app: Flask, sources: Sources) -> None:
+    app.extensions[EXTENSION] = sources
 
     @app.before_request
     def _start() -> None:
-        services.start()
+        sources.start()
 
 
-def get_services() -> Services:
-    services: Services = current_app.extensions[EXTENSION]
-    return services
+def get_sources() -> Sources:
+    sources: Sources = current_app.extensions[EXTENSION]
+    return sources
