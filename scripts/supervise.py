@@ -17,7 +17,6 @@ front of them (``deploy/nginx/llama-metrics.conf``), and the dashboard summing a
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import signal
@@ -196,9 +195,11 @@ def plan(
 
 def service_url(section: str, config: str | None) -> str:
     """Where the dashboard or health daemon will listen, read from their own settings."""
-    module = importlib.import_module(f"{section}.config")
-    values = settings.load(section, keys=getattr(module, f"{section.upper()}_KEYS"),
-                           config=config)
+    from dashboard.settings import DASHBOARD_KEYS
+    from healthd.config import HEALTHD_KEYS
+
+    keys = {"dashboard": DASHBOARD_KEYS, "healthd": HEALTHD_KEYS}[section]
+    values = settings.load(section, keys=keys, config=config)
     host = values["host"]
     return f"http://{'[' + host + ']' if ':' in host else host}:{values['port']}"
 
