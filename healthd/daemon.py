@@ -18,11 +18,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from healthd.alert_store import AlertStore
 from healthd.alerts import AlertManager
+from healthd.check_metrics import make_registry
 from healthd.checks import build_checks
 from healthd.config import Settings
-from healthd.metrics import make_registry
 from healthd.monitor import Monitor
-from healthd.resources import ResourceCheck
+from healthd.resource_checks import ResourceCheck
 from healthd.results import Status
 from healthd.server import HealthServer
 from healthd.summary import AiSummarizer
