@@ -4,6 +4,9 @@ Each function probes one service and returns an ``Outcome``; none raises for a s
 down or slow (the runner turns any unexpected exception into a critical result anyway).
 Services on the request path (Ollama, the proxy) are critical when down; the dashboard and
 Prometheus only watch, so they are a warning.
+
+Every probe carries ``X-Llama-Metrics-Source: healthd``: the end-to-end probe goes through the
+proxy, which must count it apart from client traffic, and ``upstream`` may itself be a proxy.
 """
 
 from __future__ import annotations
@@ -12,8 +15,15 @@ import logging
 
 from healthd.client import ProbeError, Response, request
 from healthd.results import Outcome, Status, critical, ok
+from llama_core import traffic
 
 logger = logging.getLogger(__name__)
+
+OWN_TRAFFIC = traffic.header("healthd")
+
+
+def _ours(headers: dict[str, str] | None = None) -> dict[str, str]:
+    return {**(headers or {}), **OWN_TRAFFIC}
 
 
 def _ms(response: Response) -> str:
@@ -28,11 +38,11 @@ def _status_text(what: str, response: Response) -> str:
 def check_ollama(upstream: str, *, timeout: float) -> Outcome:
     """``/api/version`` and ``/api/ps`` on the upstream: reachable, version, loaded models."""
     try:
-        version = request(f"{upstream}/api/version", timeout=timeout)
+        version = request(f"{upstream}/api/version", timeout=timeout, headers=_ours())
         if not version.ok:
             return critical(_status_text(f"Ollama at {upstream}/api/version", version))
         number = str(version.json_object().get("version", "unknown"))
-        ps = request(f"{upstream}/api/ps", timeout=timeout)
+        ps = request(f"{upstream}/api/ps", timeout=timeout, headers=_ours())
         if not ps.ok:
             return critical(_status_text(f"Ollama at {upstream}/api/ps", ps), version=number)
         models = sorted(
@@ -50,7 +60,7 @@ def check_generate(upstream: str, model: str, *, timeout: float) -> Outcome:
     payload = {"model": model, "prompt": "ping", "stream": False, "options": {"num_predict": 1}}
     try:
         response = request(f"{upstream}/api/generate", timeout=timeout, method="POST",
-                           payload=payload)
+                           payload=payload, headers=_ours())
         if not response.ok:
             return critical(_status_text(f"generation with {model}", response), model=model)
         body = response.json_object()
@@ -67,7 +77,7 @@ def check_proxy(
 ) -> Outcome:
     """The proxy's ``/health`` on its metrics port (``headers``: the access token, if any)."""
     try:
-        response = request(f"{metrics_url}/health", timeout=timeout, headers=headers)
+        response = request(f"{metrics_url}/health", timeout=timeout, headers=_ours(headers))
         body = response.json_object() if response.ok else {}
     except ProbeError as exc:
         return critical(str(exc))
@@ -86,7 +96,8 @@ def check_proxy_e2e(
 ) -> Outcome:
     """``GET /api/version`` through the proxy port: the whole path from client to Ollama."""
     try:
-        response = request(f"{proxy_url}/api/version", timeout=timeout, headers=headers)
+        response = request(f"{proxy_url}/api/version", timeout=timeout,
+                           headers=_ours(headers))
         version = response.json_object().get("version") if response.ok else None
     except ProbeError as exc:
         return critical(f"through the proxy: {exc}")
@@ -115,7 +126,7 @@ def _watcher(
     what: str, url: str, timeout: float, headers: dict[str, str] | None = None
 ) -> Outcome:
     try:
-        response = request(url, timeout=timeout, headers=headers)
+        response = request(url, timeout=timeout, headers=_ours(headers))
     except ProbeError as exc:
         return Outcome(Status.WARN, f"{what}: {exc}")
     if not response.ok:

@@ -8,7 +8,8 @@ import pytest
 
 from healthd import service_checks
 from healthd.results import Outcome, Status
-from tests.healthd.conftest import StubServer
+from llama_core import traffic
+from tests.healthd.conftest import Seen, StubServer
 
 T = 2.0  # timeout for servers that answer
 
@@ -121,3 +122,33 @@ def test_dashboard_without_snapshot_api_falls_back_to_its_page(stub: StubServer)
     out = service_checks.check_dashboard(stub.url, timeout=T)
     assert out.status is Status.OK and out.detail.startswith(f"dashboard answered {stub.url}/ ")
     assert [s.path for s in stub.seen] == ["/api/snapshot", "/"]
+
+
+
+def source_of(seen: Seen) -> str | None:
+    """The own-traffic mark a request carried (header names arrive in any case)."""
+    marks = [v for k, v in seen.headers.items() if k.lower() == traffic.HEADER.lower()]
+    return marks[0] if marks else None
+
+
+TOKEN = {"Authorization": "Bearer t"}
+
+
+@pytest.mark.parametrize("probe, token", [
+    (lambda url: service_checks.check_ollama(url, timeout=T), None),
+    (lambda url: service_checks.check_generate(url, "llama3.2", timeout=T), None),
+    (lambda url: service_checks.check_proxy(url, timeout=T, headers=TOKEN), "Bearer t"),
+    (lambda url: service_checks.check_proxy_e2e(url, timeout=T, headers=TOKEN), "Bearer t"),
+    (lambda url: service_checks.check_dashboard(url, timeout=T, headers=TOKEN), "Bearer t"),
+    (lambda url: service_checks.check_prometheus(url, timeout=T), None),
+], ids=["ollama", "generate", "proxy", "proxy_e2e", "dashboard", "prometheus"])
+def test_every_probe_is_marked_as_the_health_daemons_own_traffic(
+    probe: Callable[[str], Outcome], token: str | None, stub: StubServer
+) -> None:
+    stub.routes.update({"/api/version": (200, {"version": "1"}), "/api/ps": (200, {}),
+                        "/api/generate": (200, {"response": "p"}),
+                        "/health": (200, {"status": "ok"}), "/api/snapshot": (200, {}),
+                        "/-/ready": (200, "ready")})
+    assert probe(stub.url).status is Status.OK
+    assert stub.seen and [source_of(s) for s in stub.seen] == ["healthd"] * len(stub.seen)
+    assert [s.headers.get("Authorization") for s in stub.seen] == [token] * len(stub.seen)
