@@ -33,11 +33,17 @@ class Check:
     probe: Callable[[], Outcome]
 
 
-def build_checks(s: Settings, *, resources: ResourceCheck | None = None) -> list[Check]:
+def build_checks(
+    s: Settings,
+    *,
+    resources: ResourceCheck | None = None,
+    ollama_back_at: Callable[[], float | None] | None = None,
+) -> list[Check]:
     """The checks the settings turn on, in report order.
 
     A check is off when its URL or path is empty, or when ``check_intervals`` gives it 0;
-    the generation probe is on only with a ``probe_model``.
+    the generation probe is on only with a ``probe_model``. ``ollama_back_at`` tells the
+    performance check when the Ollama check last saw Ollama come back.
     """
     timeout = s.timeout_seconds
     own = s.security.headers()  # the access token, sent to our own services only
@@ -64,7 +70,8 @@ def build_checks(s: Settings, *, resources: ResourceCheck | None = None) -> list
     if s.history_path:
         performance = PerformanceCheck(
             s.history_path, s.thresholds, window_s=s.degradation_window_seconds,
-            baseline_s=s.baseline_seconds, min_requests=s.degradation_min_requests)
+            baseline_s=s.baseline_seconds, min_requests=s.degradation_min_requests,
+            ollama_back_at=ollama_back_at)
         checks.append(Check("performance", s.interval("performance"), performance))
     return [c for c in checks if c.interval_s > 0]
 

@@ -61,7 +61,7 @@ class Daemon:
     ) -> None:
         self.settings = s
         self.resources = resources if resources is not None else _resources(s)
-        checks = build_checks(s, resources=self.resources)
+        checks = build_checks(s, resources=self.resources, ollama_back_at=self._ollama_back_at)
         store = AlertStore(s.state_path) if s.state_path else None
         self.alerts = AlertManager(
             after=s.alert_after_checks, repeat_s=s.repeat_interval_seconds,
@@ -75,6 +75,10 @@ class Daemon:
         self.registry = make_registry(self.monitor)
         self.server: HealthServer | None = None
         self.scheduler: BackgroundScheduler | None = None
+
+    def _ollama_back_at(self) -> float | None:
+        # the performance check asks while the daemon runs, after the monitor exists
+        return self.monitor.recovered_at("ollama")
 
     @property
     def url(self) -> str:
