@@ -38,12 +38,14 @@ def build_checks(
     *,
     resources: ResourceCheck | None = None,
     ollama_back_at: Callable[[], float | None] | None = None,
+    ollama_down: Callable[[], bool] | None = None,
 ) -> list[Check]:
     """The checks the settings turn on, in report order.
 
     A check is off when its URL or path is empty, or when ``check_intervals`` gives it 0;
-    the generation probe is on only with a ``probe_model``. ``ollama_back_at`` tells the
-    performance check when the Ollama check last saw Ollama come back.
+    the generation probe is on only with a ``probe_model``. ``ollama_back_at`` and
+    ``ollama_down`` tell the performance and end-to-end checks what the Ollama check saw, so
+    that an outage of Ollama is reported once, by it.
     """
     timeout = s.timeout_seconds
     own = s.security.headers()  # the access token, sent to our own services only
@@ -56,7 +58,7 @@ def build_checks(
                            headers=own)),
         ("proxy_e2e", bool(s.proxy_url),
          functools.partial(check_proxy_e2e, s.proxy_url, timeout=timeout,
-                           headers=own)),
+                           headers=own, ollama_down=ollama_down)),
         ("dashboard", bool(s.dashboard_url),
          functools.partial(check_dashboard, s.dashboard_url, timeout=timeout,
                            headers=own)),

@@ -61,7 +61,8 @@ class Daemon:
     ) -> None:
         self.settings = s
         self.resources = resources if resources is not None else _resources(s)
-        checks = build_checks(s, resources=self.resources, ollama_back_at=self._ollama_back_at)
+        checks = build_checks(s, resources=self.resources, ollama_back_at=self._ollama_back_at,
+                              ollama_down=self._ollama_down)
         store = AlertStore(s.state_path) if s.state_path else None
         self.alerts = AlertManager(
             after=s.alert_after_checks, repeat_s=s.repeat_interval_seconds,
@@ -76,9 +77,12 @@ class Daemon:
         self.server: HealthServer | None = None
         self.scheduler: BackgroundScheduler | None = None
 
+    # The checks ask these while the daemon runs, after the monitor exists.
     def _ollama_back_at(self) -> float | None:
-        # the performance check asks while the daemon runs, after the monitor exists
         return self.monitor.recovered_at("ollama")
+
+    def _ollama_down(self) -> bool:
+        return self.monitor.status_of("ollama") is Status.CRITICAL
 
     @property
     def url(self) -> str:

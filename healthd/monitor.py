@@ -79,6 +79,12 @@ class Monitor:
         with self._changed:
             return [self._results[n] for n in self.checks if n in self._results]
 
+    def status_of(self, name: str) -> Status | None:
+        """The last status of check ``name`` (None before it ran)."""
+        with self._changed:
+            result = self._results.get(name)
+            return None if result is None else result.status
+
     def recovered_at(self, name: str) -> float | None:
         """When check ``name`` last turned ok after a failure (None: it never failed here)."""
         with self._changed:

@@ -12,6 +12,7 @@ proxy, which must count it apart from client traffic, and ``upstream`` may itsel
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from healthd.client import ProbeError, Response, request
 from healthd.results import Outcome, Status, critical, ok
@@ -92,9 +93,17 @@ def check_proxy(
 
 
 def check_proxy_e2e(
-    proxy_url: str, *, timeout: float, headers: dict[str, str] | None = None
+    proxy_url: str,
+    *,
+    timeout: float,
+    headers: dict[str, str] | None = None,
+    ollama_down: Callable[[], bool] | None = None,
 ) -> Outcome:
-    """``GET /api/version`` through the proxy port: the whole path from client to Ollama."""
+    """``GET /api/version`` through the proxy port: the whole path from client to Ollama.
+
+    ``ollama_down`` says whether the Ollama check sees Ollama down now: then the proxy's own
+    502 is that outage, which the Ollama check reports, not a second problem of the path.
+    """
     try:
         response = request(f"{proxy_url}/api/version", timeout=timeout,
                            headers=_ours(headers))
@@ -102,6 +111,9 @@ def check_proxy_e2e(
     except ProbeError as exc:
         return critical(f"through the proxy: {exc}")
     if version is None:
+        if response.status == 502 and ollama_down is not None and ollama_down():
+            return ok(f"the proxy {proxy_url} answers; it cannot reach Ollama, which the "
+                      "ollama check reports", upstream_down=True)
         return critical(_status_text(f"request through the proxy {proxy_url}", response))
     return ok(f"GET /api/version through {proxy_url}: Ollama {version} in {_ms(response)}",
               version=str(version), seconds=round(response.elapsed_s, 6))

@@ -152,3 +152,16 @@ def test_every_probe_is_marked_as_the_health_daemons_own_traffic(
     assert probe(stub.url).status is Status.OK
     assert stub.seen and [source_of(s) for s in stub.seen] == ["healthd"] * len(stub.seen)
     assert [s.headers.get("Authorization") for s in stub.seen] == [token] * len(stub.seen)
+
+
+def test_proxy_e2e_leaves_an_ollama_outage_to_the_ollama_check(stub: StubServer) -> None:
+    stub.routes["/api/version"] = (502, {"error": "could not reach Ollama at x"})
+    down = service_checks.check_proxy_e2e(stub.url, timeout=T, ollama_down=lambda: True)
+    assert down.status is Status.OK and down.data == {"upstream_down": True}
+    assert "cannot reach Ollama, which the ollama check reports" in down.detail
+    # Ollama up as the daemon sees it (the proxy's upstream is elsewhere): the path is broken
+    up = service_checks.check_proxy_e2e(stub.url, timeout=T, ollama_down=lambda: False)
+    assert up.status is Status.CRITICAL and "answered 502" in up.detail
+    stub.routes["/api/version"] = (503, {"error": "queue full"})
+    other = service_checks.check_proxy_e2e(stub.url, timeout=T, ollama_down=lambda: True)
+    assert other.status is Status.CRITICAL
