@@ -11,7 +11,7 @@ import logging
 import math
 import os
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from addons.history_rollup import (
     bucket_index_sql,
 )
 from addons.records import RequestRecord
+from addons.routes import INFERENCE_ENDPOINTS, NO_MODEL
 
 logger = logging.getLogger(__name__)
 
@@ -180,23 +181,70 @@ def totals(
 
 
 def window_averages(
-    conn: sqlite3.Connection, since_ts: float, until_ts: float, *, model: str | None = None
+    conn: sqlite3.Connection,
+    since_ts: float,
+    until_ts: float,
+    *,
+    model: str | None = None,
+    inference_only: bool = False,
+    leave_out: Collection[str] = (),
 ) -> dict[str, Any]:
     """Averages over requests that started in [since_ts, until_ts): for baselines and checks.
 
     Keys: requests, errors, error_rate, ttft_s, duration_s, tokens_per_second (each average
-    over the rows that have the value; None when none does).
+    over the rows that have the value; None when none does). ``inference_only`` keeps the
+    inference requests that name a model; ``leave_out`` drops rows with those error types.
     """
     where, params = _model_filter(model)
+    more, more_params = _performance_filter(inference_only, leave_out)
     sql = (
         "SELECT COUNT(*) AS requests, COUNT(error_type) AS errors,"
         " AVG(ttft_s) AS ttft_s, AVG(duration_s) AS duration_s,"
         " AVG(tokens_per_second) AS tokens_per_second"
-        f" FROM requests WHERE ts >= ? AND ts < ?{where}"
+        f" FROM requests WHERE ts >= ? AND ts < ?{where}{more}"
     )
-    row = _query(conn, sql, (since_ts, until_ts, *params))[0]
+    row = _query(conn, sql, (since_ts, until_ts, *params, *more_params))[0]
     row["error_rate"] = row["errors"] / row["requests"] if row["requests"] else None
     return row
+
+
+def inference_models(conn: sqlite3.Connection, since_ts: float, until_ts: float) -> list[str]:
+    """The models named by inference requests that started in [since_ts, until_ts), sorted."""
+    more, params = _performance_filter(True, ())
+    sql = f"SELECT DISTINCT model FROM requests WHERE ts >= ? AND ts < ?{more} ORDER BY model"
+    return [r["model"] for r in _query(conn, sql, (since_ts, until_ts, *params))]
+
+
+def last_failure_end(
+    conn: sqlite3.Connection, error_types: Collection[str], since_ts: float
+) -> float | None:
+    """When the last request with one of ``error_types`` that started at or after ``since_ts``
+    ended (its start plus its duration), or None when there is none."""
+    if not error_types:
+        return None
+    marks = ", ".join("?" * len(error_types))
+    sql = (f"SELECT MAX(ts + duration_s) AS at FROM requests"
+           f" WHERE ts >= ? AND error_type IN ({marks})")
+    at = _query(conn, sql, (since_ts, *sorted(error_types)))[0]["at"]
+    return None if at is None else float(at)
+
+
+def _performance_filter(
+    inference_only: bool, leave_out: Collection[str]
+) -> tuple[str, tuple[Any, ...]]:
+    where = ""
+    params: tuple[Any, ...] = ()
+    if inference_only:
+        # Only inference requests carry a model name (metadata requests store "").
+        endpoints = sorted(INFERENCE_ENDPOINTS)
+        where += (f" AND endpoint IN ({', '.join('?' * len(endpoints))})"
+                  " AND model NOT IN ('', ?)")
+        params += (*endpoints, NO_MODEL)
+    if leave_out:
+        where += (f" AND (error_type IS NULL OR error_type NOT IN"
+                  f" ({', '.join('?' * len(leave_out))}))")
+        params += tuple(sorted(leave_out))
+    return where, params
 
 # -- Read functions for the dashboard ------------------------------------------------------
 # Added for dashboard/ (issue 4); every read of the history file stays in this module.

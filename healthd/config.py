@@ -207,7 +207,7 @@ HEALTHD_KEYS = (
         "a file path, or empty to turn the performance check off"),
     Key("degradation_window_seconds", parse_float(60, 86400), 300.0, "seconds, 60-86400"),
     Key("baseline_seconds", parse_float(600, 90 * 86400), 86400.0, "seconds, 600-7776000"),
-    Key("degradation_min_requests", parse_int(1, 1_000_000), 5, "an integer >= 1"),
+    Key("degradation_min_requests", parse_int(1, 1_000_000), 20, "an integer >= 1"),
     Key("thresholds", parse_thresholds, {},
         "a mapping of threshold name to {warn, critical} (a number, or off), warn no worse "
         "than critical; names: " + ", ".join(

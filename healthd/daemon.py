@@ -18,11 +18,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from healthd.alert_store import AlertStore
 from healthd.alerts import AlertManager
+from healthd.check_metrics import make_registry
 from healthd.checks import build_checks
 from healthd.config import Settings
-from healthd.metrics import make_registry
 from healthd.monitor import Monitor
-from healthd.resources import ResourceCheck
+from healthd.resource_checks import ResourceCheck
 from healthd.results import Status
 from healthd.server import HealthServer
 from healthd.summary import AiSummarizer
@@ -61,7 +61,8 @@ class Daemon:
     ) -> None:
         self.settings = s
         self.resources = resources if resources is not None else _resources(s)
-        checks = build_checks(s, resources=self.resources)
+        checks = build_checks(s, resources=self.resources, ollama_back_at=self._ollama_back_at,
+                              ollama_down=self._ollama_down)
         store = AlertStore(s.state_path) if s.state_path else None
         self.alerts = AlertManager(
             after=s.alert_after_checks, repeat_s=s.repeat_interval_seconds,
@@ -75,6 +76,13 @@ class Daemon:
         self.registry = make_registry(self.monitor)
         self.server: HealthServer | None = None
         self.scheduler: BackgroundScheduler | None = None
+
+    # The checks ask these while the daemon runs, after the monitor exists.
+    def _ollama_back_at(self) -> float | None:
+        return self.monitor.recovered_at("ollama")
+
+    def _ollama_down(self) -> bool:
+        return self.monitor.status_of("ollama") is Status.CRITICAL
 
     @property
     def url(self) -> str:

@@ -36,6 +36,7 @@ class Monitor:
         self.sender = sender
         self.summarizer = summarizer
         self._results: dict[str, CheckResult] = {}
+        self._recovered: dict[str, float] = {}
         self._ai: dict[str, Any] | None = None
         self._closed = False
         self._changed = threading.Condition()
@@ -64,6 +65,9 @@ class Monitor:
         with self._changed:
             previous = self._results.get(result.name)
             self._results[result.name] = result
+            if (previous is not None and previous.status is not Status.OK
+                    and result.status is Status.OK):
+                self._recovered[result.name] = result.checked_at
             self._changed.notify_all()
         if previous is None or previous.status != result.status:
             log = logger.info if result.status is Status.OK else logger.warning
@@ -74,6 +78,17 @@ class Monitor:
     def results(self) -> list[CheckResult]:
         with self._changed:
             return [self._results[n] for n in self.checks if n in self._results]
+
+    def status_of(self, name: str) -> Status | None:
+        """The last status of check ``name`` (None before it ran)."""
+        with self._changed:
+            result = self._results.get(name)
+            return None if result is None else result.status
+
+    def recovered_at(self, name: str) -> float | None:
+        """When check ``name`` last turned ok after a failure (None: it never failed here)."""
+        with self._changed:
+            return self._recovered.get(name)
 
     @property
     def ready(self) -> bool:

@@ -1,7 +1,7 @@
 """Summaries of a health report: a rule-based one always, and optionally one by a model on Ollama.
 
-The AI summary is sent straight to Ollama (not through the proxy, so it is not counted as user
-traffic), with a time limit and a cap on generated tokens. It is skipped, with the reason,
+The AI summary is sent straight to Ollama (not through the proxy; marked as our own traffic
+all the same), with a time limit and a cap on generated tokens. It is skipped, with the reason,
 while the proxy reports more active or queued requests than ``max_active`` (the model would
 compete with users for the GPU) or when the proxy's load cannot be read.
 """
@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from healthd.client import ProbeError, request
 from healthd.results import CheckResult, Status, overall_of
+from llama_core import traffic
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +107,8 @@ class AiSummarizer:
         }
         try:
             response = request(f"{self.upstream}/api/generate", timeout=self._timeout,
-                               method="POST", payload=payload)
+                               method="POST", payload=payload,
+                               headers=traffic.header("healthd"))
             if not response.ok:
                 return {**out, "error": f"{self.model} on {self.upstream} answered "
                                         f"{response.status}: {response.error_text()}"}

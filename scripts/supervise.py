@@ -39,6 +39,7 @@ import nginx_front  # noqa: E402  (beside this script)
 
 from addons import settings  # noqa: E402
 from addons.security import is_loopback, load_security  # noqa: E402
+from llama_core import traffic  # noqa: E402
 
 logger = logging.getLogger("up")
 PYTHON = sys.executable
@@ -83,7 +84,9 @@ class Part:
             if self.process is None or self.process.poll() is not None:
                 return False
             try:
-                with urllib.request.urlopen(self.ready_url, timeout=2):
+                # nginx's ready URL goes through a proxy: our probe is not client traffic
+                ready = urllib.request.Request(self.ready_url, headers=traffic.header("scripts"))
+                with urllib.request.urlopen(ready, timeout=2):
                     return True
             except urllib.error.HTTPError:
                 return True  # it answered

@@ -506,3 +506,29 @@ def test_window_averages(tmp_path: Path) -> None:
         assert avg["duration_s"] == pytest.approx(2.0)
         assert window_averages(conn, T0, T0 + 1)["requests"] == 1
         assert window_averages(conn, T0 + 10, T0 + 20)["error_rate"] is None
+
+
+def test_performance_reads_keep_inference_answers_that_name_a_model(tmp_path: Path) -> None:
+    from addons.history import inference_models, last_failure_end, window_averages
+
+    writer = HistoryWriter(tmp_path / "h.db")
+    writer.start()
+    for i, (endpoint, model, error) in enumerate([
+        ("/api/chat", "m:latest", None), ("/v1/chat/completions", "m:latest", "stream_error"),
+        ("/api/generate", "n:latest", "upstream_unreachable"), ("/api/chat", "", None),
+        ("/api/version", "", "upstream_unreachable"), ("/api/show", "x:latest", None),
+    ]):
+        writer.submit(RequestRecord(started_at=T0 + i, endpoint=endpoint, model=model,
+                                    status=502 if error else 200, duration_s=0.5,
+                                    error_type=error))
+    writer.close()
+    with closing(connect_readonly(tmp_path / "h.db")) as conn:
+        assert inference_models(conn, T0, T0 + 10) == ["m:latest", "n:latest"]
+        assert inference_models(conn, T0 + 3, T0 + 10) == []
+        kept = window_averages(conn, T0, T0 + 10, inference_only=True,
+                               leave_out=("upstream_unreachable",))
+        assert (kept["requests"], kept["errors"]) == (2, 1)
+        assert window_averages(conn, T0, T0 + 10)["requests"] == 6
+        assert last_failure_end(conn, ("upstream_unreachable",), T0) == T0 + 4.5
+        assert last_failure_end(conn, ("upstream_unreachable",), T0 + 5) is None
+        assert last_failure_end(conn, (), T0) is None

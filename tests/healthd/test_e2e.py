@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from healthd import services
+from healthd import service_checks
 from healthd.results import Status
 from healthd.summary import AiSummarizer
 from tests.e2e.conftest import load_sim
@@ -39,9 +39,9 @@ def active(samples: dict) -> float:
 
 
 def test_proxy_checks_pass_through_a_real_proxy(proxy: Proxy) -> None:
-    health = services.check_proxy(proxy.metrics_url, timeout=5)
+    health = service_checks.check_proxy(proxy.metrics_url, timeout=5)
     assert health.status is Status.OK and health.detail.startswith("proxy ")
-    e2e = services.check_proxy_e2e(proxy.url, timeout=5)
+    e2e = service_checks.check_proxy_e2e(proxy.url, timeout=5)
     assert e2e.status is Status.OK and "Ollama 0.12.6" in e2e.detail
 
 
@@ -65,9 +65,9 @@ def test_ai_summary_waits_while_the_proxy_serves_a_request(sim: Any, proxy: Prox
 
 def test_ollama_down_behind_a_running_proxy(sim: Any, proxy: Proxy) -> None:
     sim.stop()  # last test of the module: the fixture's stop is then a no-op
-    assert services.check_proxy(proxy.metrics_url, timeout=5).status is Status.OK
-    e2e = services.check_proxy_e2e(proxy.url, timeout=5)
+    assert service_checks.check_proxy(proxy.metrics_url, timeout=5).status is Status.OK
+    e2e = service_checks.check_proxy_e2e(proxy.url, timeout=5)
     assert e2e.status is Status.CRITICAL
     assert e2e.detail.startswith(f"request through the proxy {proxy.url} answered 502: ")
-    ollama = services.check_ollama(sim.url, timeout=5)
+    ollama = service_checks.check_ollama(sim.url, timeout=5)
     assert ollama.status is Status.CRITICAL and "connection refused" in ollama.detail

@@ -1,4 +1,4 @@
-"""Tests for healthd/server.py and metrics.py: every endpoint over HTTP on a free port."""
+"""Tests for healthd/server.py and check_metrics.py: every endpoint over HTTP on a free port."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from healthd.alerts import AlertManager
+from healthd.check_metrics import make_registry
 from healthd.checks import Check
-from healthd.metrics import make_registry
 from healthd.monitor import Monitor
 from healthd.results import Outcome, Status, ok, warn
 from healthd.server import HealthServer

@@ -9,6 +9,7 @@ import pytest
 
 from healthd.results import CheckResult, Status
 from healthd.summary import AiSummarizer, rule_summary
+from llama_core import traffic
 from tests.e2e.conftest import load_sim
 from tests.healthd.conftest import StubServer
 
@@ -77,6 +78,7 @@ def test_ai_summary_is_time_limited(stub: StubServer) -> None:
     body = seen.json()
     assert body["stream"] is False and body["options"]["num_predict"] == 200
     assert "dashboard: connection refused" in body["prompt"]
+    assert {k.lower(): v for k, v in seen.headers.items()}[traffic.HEADER.lower()] == "healthd"
 
 
 def test_ai_summary_reports_a_missing_model(stub: StubServer) -> None:

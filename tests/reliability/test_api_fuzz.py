@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 from addons.records import RequestRecord
 from dashboard import create_app
 from healthd.alerts import AlertManager
+from healthd.check_metrics import make_registry
 from healthd.checks import Check
-from healthd.metrics import make_registry
 from healthd.monitor import Monitor
 from healthd.results import ok
 from healthd.server import HealthServer

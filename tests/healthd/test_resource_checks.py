@@ -1,4 +1,4 @@
-"""Tests for healthd/resources.py: thresholds over a fake psutil, a fake NVML and a fake disk."""
+"""Tests for healthd/resource_checks.py: thresholds over fake psutil, NVML and disk readings."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from addons.resources import ResourceSampler
 from healthd.config import DEFAULT_THRESHOLDS, Threshold
-from healthd.resources import ResourceCheck
+from healthd.resource_checks import ResourceCheck
 from healthd.results import Status
 
 GIB = 1024**3
