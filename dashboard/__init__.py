@@ -71,9 +71,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     init_app(app, services)
 
-    from .views import analysis, errors, history, live, metrics, models, pages, requests
+    from .views import analysis, errors, health, history, live, metrics, models, pages, requests
 
-    for module in (pages, live, history, models, requests, analysis, metrics):
+    for module in (pages, live, history, models, requests, analysis, metrics, health):
         app.register_blueprint(module.bp)
     errors.init_app(app)
     metrics.init_app(app)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from flask import Blueprint, render_template
+
+from llama_core import thresholds
 
 from ..services import get_services
 from ..windows import DEFAULT_WINDOW, WINDOWS
@@ -23,4 +26,5 @@ def index() -> str:
         default_window=DEFAULT_WINDOW,
         push_interval=settings["push_interval_seconds"],
         narrative_model=settings["narrative_model"],
+        thresholds=json.dumps(thresholds.as_json()),
     )
