@@ -87,6 +87,8 @@ def shoot(url: str, out: Path) -> list[str]:
                 page = browser.new_page(viewport={"width": width, "height": height})
                 page.on("console", console)
                 page.goto(url)
+                # The demo is minutes old: its last 15 min is what the history has.
+                page.click("button[data-window='15m']")
                 page.wait_for_function(
                     "() => window.llamaDashboard.points.length >= 5"
                     " && !document.querySelector('#status-history.unknown')", timeout=20_000)
