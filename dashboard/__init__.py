@@ -73,9 +73,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     init_app(app, sources)
 
-    from .views import analysis, errors, history, live, models, pages, requests, selfmetrics
+    from .views import analysis, errors, health, history, live, models, pages, requests, selfmetrics
 
-    for module in (pages, live, history, models, requests, analysis, selfmetrics):
+    for module in (pages, live, history, models, requests, analysis, selfmetrics, health):
         app.register_blueprint(module.bp)
     errors.init_app(app)
     selfmetrics.init_app(app)

@@ -18,8 +18,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from llama_core import thresholds
+
 from . import proxies, snapshot
 from .http_client import Client, FetchError
+from .latency import LatencyWindow
 from .promtext import Samples
 
 logger = logging.getLogger(__name__)
@@ -28,6 +31,8 @@ SERIES_POINTS = 300  # live chart length, in ticks
 RECENT_SECONDS = 300.0  # the "recent" window analysis reads
 HEALTH_EVERY_SECONDS = 5.0
 FEED_LIMIT = 50
+LATENCY_ROWS = 200  # rows asked of each proxy per tick: more than finish in one tick
+TOP_MODELS = 3  # per-model chart series; the rest are summed as "other"
 
 
 class LiveState:
@@ -58,6 +63,8 @@ class LiveState:
         self.scrape_failures = 0
         self.proxy_up: bool | None = None  # every proxy answered the last scrape
         self._answered: frozenset[str] = frozenset()
+        self._latency = LatencyWindow()
+        self._proxy_ok_at: float | None = None  # the last tick a proxy answered
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -128,7 +135,7 @@ class LiveState:
         """Scrape the proxy (and now and then the health daemon); publish a new snapshot."""
         now = self._clock()
         urls = proxies.split_urls(self.settings["proxy_metrics_url"])
-        scrapes = proxies.scrape(self._client, urls, self._timeout, recent=FEED_LIMIT)
+        scrapes = proxies.scrape(self._client, urls, self._timeout, recent=LATENCY_ROWS)
         samples = proxies.merge(scrapes)
         errors = [s.error for s in scrapes if s.error]
         proxy: dict[str, Any] = {
@@ -137,8 +144,12 @@ class LiveState:
             "proxies": [{"url": s.url, "reachable": s.samples is not None, "error": s.error}
                         for s in scrapes],
         }
-        feed = proxies.merge_recent([s.recent for s in scrapes if s.samples is not None],
-                                    FEED_LIMIT)
+        rows = proxies.merge_recent([s.recent for s in scrapes if s.samples is not None],
+                                    LATENCY_ROWS * len(urls))
+        # Newest first by start time, the time the feed shows.
+        feed = sorted(rows, key=lambda r: r.get("started_at") or 0.0, reverse=True)[:FEED_LIMIT]
+        if samples is not None:
+            self._proxy_ok_at = now
         self.scrape_failures += len(errors)
         self.ticks += 1
         self.proxy_up = not errors
@@ -149,6 +160,9 @@ class LiveState:
             with self._cond:
                 self._scrapes.clear()
                 self._recent.clear()
+                self._latency.clear()
+        self._latency.add(rows, now)
+        latency = self._latency.summary(top=TOP_MODELS)
         if now - self._health_at >= HEALTH_EVERY_SECONDS:
             self._health_at = now
             self._health = self._ask_health()
@@ -165,12 +179,19 @@ class LiveState:
                 base_t, base_samples = self._scrapes[0]
                 old = base_samples if base_t < now else None
                 rate_values = snapshot.rates(old, samples, now - base_t)
+                by_model = snapshot.tokens_by_model(old, samples, now - base_t, TOP_MODELS)
                 gauge_values = snapshot.gauges(samples)
             else:
                 self._scrapes.clear()
-                rate_values, gauge_values = {}, {}
+                rate_values, gauge_values, by_model = {}, {}, {}
+            # Latency from the requests themselves: one set for TTFT and duration.
+            rate_values.update({k: latency[k] for k in (
+                "ttft_p50", "ttft_p95", "duration_p50", "duration_p95")})
             self._latest = samples
             point = snapshot.point(now, rate_values, gauge_values)
+            point["generation_tokens_per_second"] = latency["generation_tokens_per_second"]
+            point["tokens_by_model"] = by_model
+            point["ttft_p95_by_model"] = latency["ttft_p95_by_model"]
             self._points.append(point)
             current = {
                 "ts": now,
@@ -181,6 +202,10 @@ class LiveState:
                 },
                 "window_seconds": (now - self._scrapes[0][0]) if self._scrapes else 0.0,
                 "point": point,
+                "states": {name: thresholds.state(name, point.get(name))
+                           for name in thresholds.LIVE},
+                "latency": {k: latency[k] for k in ("window_seconds", "sampled", "counts")},
+                "sources": self._sources(proxy, now),
                 "gauges": gauge_values,
                 "models": snapshot.models(None, samples) if samples is not None else [],
                 "loaded": snapshot.loaded(samples) if samples is not None else [],
@@ -191,28 +216,39 @@ class LiveState:
             self._cond.notify_all()
         return current
 
+    def _sources(self, proxy: dict[str, Any], now: float) -> dict[str, Any]:
+        """Each source the page reads, whether it answered, and when it last did."""
+        health = self._health
+        return {
+            "proxy": {"reachable": proxy["reachable"], "last_ok": self._proxy_ok_at,
+                      "error": proxy["error"]},
+            "healthd": {"reachable": health.get("reachable"), "error": None
+                        if health.get("reachable") else health.get("detail")},
+        }
+
     def _ask_health(self) -> dict[str, Any]:
         url = self.settings["healthd_url"]
         if not url:
-            return {"status": "unknown", "detail": "no health daemon configured", "url": None}
+            return {"status": "unknown", "detail": "no health daemon configured", "url": None,
+                    "reachable": None}
         try:
             answer = self._client.get(url + "/health", timeout=self._timeout)
         except FetchError as exc:
             detail = (f"not running at {url}" if exc.refused
                       else f"not reachable at {url}: {exc.reason}")
-            return {"status": "unknown", "url": url, "detail": detail}
+            return {"status": "unreachable", "url": url, "detail": detail, "reachable": False}
         status = answer.status
         try:
             data = answer.json()
         except ValueError:
             data = None
         if not isinstance(data, dict):
-            return {"status": "unknown", "url": url,
+            return {"status": "unknown", "url": url, "reachable": True,
                     "detail": f"{url}/health answered HTTP {status} without a JSON object"}
         reported = data.get("status")
         state = str(reported) if isinstance(reported, str) and reported else (
             "ok" if status == 200 else "unhealthy")
-        return {"status": state, "url": url, "detail": _failing_checks(data)}
+        return {"status": state, "url": url, "detail": _failing_checks(data), "reachable": True}
 
 
 def _failing_checks(data: dict[str, Any]) -> str | None:

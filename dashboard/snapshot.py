@@ -18,6 +18,7 @@ from .stats import histogram_quantile, ratio
 logger = logging.getLogger(__name__)
 
 P = "ollama_proxy_"
+NO_MODEL = "none"  # the proxy's label for requests that name no model
 
 # The series every chart draws, live and from history; values are numbers or None.
 SERIES = (
@@ -59,13 +60,42 @@ def rates(old: Samples | None, new: Samples, seconds: float) -> dict[str, float 
         grown = _increase(old, new, P + counter) if old is not None else None
         out[key] = None if grown is None or seconds <= 0 else grown / seconds
     requests = _increase(old, new, P + "requests_total") if old is not None else None
-    errors = _increase(old, new, P + "errors_total") if old is not None else None
+    errors = _errors(old, new) if old is not None else None
     out["error_rate"] = ratio(errors, requests)
     for key, histogram in (("ttft", "time_to_first_token_seconds"),
                            ("duration", "request_duration_seconds")):
         buckets = _bucket_increase(old, new, P + histogram) if old is not None else []
         out[f"{key}_p50"] = histogram_quantile(0.5, buckets)
         out[f"{key}_p95"] = histogram_quantile(0.95, buckets)
+    return out
+
+
+# As the alert rule OllamaProxyErrorRatioHigh: a client's cancel is its choice, and a full
+# queue is shown (and alerted on) apart.
+NOT_FAILURES = frozenset({"client_cancelled", "queue_full"})
+
+
+def _errors(old: Samples | None, new: Samples) -> float:
+    grown = promtext.counter_delta(old, new, P + "errors_total")
+    return math.fsum(value for (_, labels), value in grown.items()
+                     if dict(labels).get("error_type") not in NOT_FAILURES)
+
+
+def tokens_by_model(old: Samples | None, new: Samples, seconds: float,
+                    top: int = 3) -> dict[str, float]:
+    """Generated tokens per second of the ``top`` busiest models, the rest as ``other``."""
+    if old is None or seconds <= 0:
+        return {}
+    grown: dict[str, float] = {}
+    for (_, labels), value in promtext.counter_delta(
+            old, new, P + "generated_tokens_total").items():
+        model = dict(labels).get("model", "")
+        grown[model] = grown.get(model, 0.0) + value
+    busiest = sorted((m for m in grown if grown[m] > 0), key=lambda m: (-grown[m], m))
+    out = {m: grown[m] / seconds for m in busiest[:top]}
+    rest = math.fsum(grown[m] for m in busiest[top:])
+    if rest:
+        out["other"] = rest / seconds
     return out
 
 
@@ -130,7 +160,8 @@ def models(old: Samples | None, new: Samples) -> list[dict[str, Any]]:
     loads, load_s = grown("model_loads_total"), grown("model_load_duration_seconds_sum")
     ttft_buckets = promtext.counter_delta(old, new, P + "time_to_first_token_seconds_bucket")
     rows = []
-    for model in sorted(requests):
+    # Metadata calls (/api/tags, /api/version) name no model: they are no model's traffic.
+    for model in sorted(m for m in requests if m and m != NO_MODEL):
         buckets = promtext.histogram_buckets(
             ttft_buckets, P + "time_to_first_token_seconds", model=model
         )

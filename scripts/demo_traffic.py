@@ -5,6 +5,10 @@ Native and OpenAI-compatible requests, streamed and not, three models, embedding
 and the occasional failure, at a few requests per second, until stopped. It talks to the
 proxy like any client; the failures are asked of the simulator with its ``X-Sim-Fault``
 header.
+
+Every ``--busy`` seconds it pauses for ``--quiet`` seconds (and says so on stderr): the
+dashboard's narrative is skipped while the proxy is busy, so a quiet spell is when it can be
+tried, and the charts show what an idle minute looks like.
 """
 
 from __future__ import annotations
@@ -62,7 +66,8 @@ async def one(session: aiohttp.ClientSession, url: str, rng: random.Random) -> N
 
 
 async def run(url: str, rate: float, concurrency: int, seed: int,
-              headers: dict[str, str] | None = None) -> None:
+              headers: dict[str, str] | None = None, busy: float = 0.0,
+              quiet: float = 0.0) -> None:
     rng = random.Random(seed)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -77,7 +82,17 @@ async def run(url: str, rate: float, concurrency: int, seed: int,
             async with slots:
                 await one(session, url, rng)
 
+        loop_started = loop.time()
         while not stop.is_set():
+            if busy > 0 and quiet > 0 and loop.time() - loop_started >= busy:
+                print(f"demo-traffic: quiet for {quiet:.0f} s (try the narrative now)",
+                      file=sys.stderr, flush=True)
+                try:
+                    await asyncio.wait_for(stop.wait(), quiet)
+                except TimeoutError:
+                    pass
+                loop_started = loop.time()
+                continue
             task = asyncio.create_task(guarded())
             tasks.add(task)
             task.add_done_callback(tasks.discard)
@@ -96,17 +111,22 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rate", type=float, default=2.0, help="requests per second")
     parser.add_argument("--concurrency", type=int, default=6)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--busy", type=float, default=150.0,
+                        help="seconds of traffic between quiet spells (0: never quiet)")
+    parser.add_argument("--quiet", type=float, default=45.0,
+                        help="seconds of no traffic in each quiet spell")
     parser.add_argument("--config", help="YAML configuration (its security.access_token, "
                         "when set, is sent to the proxy)")
     args = parser.parse_args(argv)
-    if args.rate <= 0 or args.concurrency < 1:
-        parser.error("--rate must be > 0 and --concurrency >= 1")
+    if args.rate <= 0 or args.concurrency < 1 or args.busy < 0 or args.quiet < 0:
+        parser.error("--rate must be > 0, --concurrency >= 1, --busy and --quiet >= 0")
     try:
         headers = load_security(config=args.config).headers()
     except ConfigError as e:
         print(f"demo-traffic: {e}", file=sys.stderr)
         return 2
-    asyncio.run(run(args.url.rstrip("/"), args.rate, args.concurrency, args.seed, headers))
+    asyncio.run(run(args.url.rstrip("/"), args.rate, args.concurrency, args.seed, headers,
+                    busy=args.busy, quiet=args.quiet))
     return 0
 
 

@@ -37,4 +37,6 @@ def api_history() -> Response | tuple[Response, int]:
         "since": now - window.seconds,
         "until": now,
         **answer,
+        # A row without a name is requests that named no model (metadata calls).
+        "models": [row for row in answer.get("models", []) if row.get("model") not in ("", "none")],
     })

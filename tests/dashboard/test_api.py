@@ -26,7 +26,7 @@ def test_snapshot_is_what_the_websocket_pushes(client: FlaskClient, fake_proxy: 
     fake_proxy.observe(generated_tokens=5)
     body = client.get("/api/snapshot").get_json()
     assert set(body) == {"ts", "status", "window_seconds", "point", "gauges", "models",
-                         "loaded", "requests"}
+                         "loaded", "requests", "states", "latency", "sources"}
     assert body == app.extensions["llama_metrics"].live.snapshot()
     assert body["requests"][0]["generated_tokens"] == 5
 
@@ -186,3 +186,45 @@ def test_own_metrics_for_prometheus(client: FlaskClient, fake_proxy: FakeProxy,
     assert 'dashboard_api_request_seconds_count{endpoint="other"} 1.0' in text
     assert "/api/no/such/thing" not in text
     assert 'dashboard_build_info{version="' in text
+
+
+def test_health_answers_json_like_the_other_services(client: FlaskClient,
+                                                     fake_proxy: FakeProxy) -> None:
+    from llama_core import version
+
+    fake_proxy.health = (200, b'{"status": "ok"}')
+    body = client.get("/health").get_json()
+    assert body["status"] == "ok" and body["version"] == version()
+    assert body["sources"]["proxy"]["status"] == "ok"
+    assert body["sources"]["healthd"]["status"] == "ok"
+
+
+def test_health_names_an_unreachable_source(app: Flask, fake_proxy: FakeProxy,
+                                            clock: Clock) -> None:
+    fake_proxy.reachable = False
+    response = app.test_client().get("/health")
+    body = response.get_json()
+    assert response.status_code == 200  # the dashboard serves: liveness is not the proxy's
+    assert body["status"] == "degraded"
+    assert body["sources"]["proxy"]["status"] == "unreachable"
+    assert "connection refused" in body["sources"]["proxy"]["error"]
+    assert body["sources"]["healthd"]["status"] == "unreachable"
+
+
+def test_states_and_per_model_series(client: FlaskClient, fake_proxy: FakeProxy, app: Flask,
+                                     clock: Clock) -> None:
+    live = app.extensions["llama_metrics"].live
+    live.tick()
+    clock.now += 10
+    for i in range(4):
+        fake_proxy.observe(started_at=clock.now - 5, generated_tokens=10, stream=True,
+                           ttft_s=0.2, duration_s=1.0, status=500 if i == 0 else 200,
+                           error_type="upstream_status" if i == 0 else None)
+    fake_proxy.observe(endpoint="/api/tags", model="none", started_at=clock.now - 1)
+    snap = live.tick()
+    assert snap["states"]["error_rate"] == "warn"  # 1 of 5 failed: 20 %, under 25 %
+    assert snap["states"]["ttft_p95"] == "ok"
+    assert snap["point"]["tokens_by_model"] == {"llama3.2:latest": pytest.approx(4.0)}
+    assert snap["latency"]["counts"]["metadata"] == 1
+    # Metadata calls name no model: no "none" row in the Models table.
+    assert [m["model"] for m in snap["models"]] == ["llama3.2:latest"]

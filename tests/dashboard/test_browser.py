@@ -3,7 +3,10 @@
 The dashboard runs as a real process (``python -m dashboard``, gunicorn) on a free port.
 The page must load without console errors, draw its charts, show a request sent through the
 proxy in the live feed within 2 s, render hostile model names as text, and stream a
-narrative that does not count as proxy traffic. It saves docs/screenshot.png.
+narrative that does not count as proxy traffic. At 390 px it must not scroll sideways; a
+non-streamed answer must leave time to first token alone; with its server gone the page
+marks every value stale, with its proxy gone it names the proxy unreachable, and both
+recover by themselves. (The README's screenshots come from scripts/screenshots.py.)
 """
 
 from __future__ import annotations
@@ -130,7 +133,7 @@ def test_the_page_live(stack: tuple[Any, Proxy, Dashboard]) -> None:
             # would use to poll a bare expression.
             page.wait_for_function(
                 "() => document.querySelector('#status-proxy span').textContent"
-                ".startsWith('reachable') && window.llamaDashboard.live.ts.length >= 2",
+                ".startsWith('reachable') && window.llamaDashboard.points.length >= 2",
                 timeout=10_000)
 
             # A request through the proxy shows in the feed within 2 s of its answer.
@@ -145,13 +148,21 @@ def test_the_page_live(stack: tuple[Any, Proxy, Dashboard]) -> None:
 
             # The charts draw: uPlot canvases, live points with the traffic in them.
             page.wait_for_function(
-                "() => window.llamaDashboard.live.requests_per_second.some(v => v > 0)",
+                "() => window.llamaDashboard.points.some(p => p.requests_per_second > 0)",
                 timeout=5000)
-            assert page.locator("#live-charts .uplot canvas").count() == 6
-            assert page.locator("#history-charts .uplot canvas").count() == 6
+            assert page.locator("#live-charts .uplot canvas").count() == 7
+            # The history file keeps no host samples: that chart says so instead of a canvas.
+            page.wait_for_function(
+                "() => document.querySelectorAll('#history-charts .uplot canvas').length == 6",
+                timeout=5000)
+            assert "not kept by sqlite history" in page.locator(
+                "#history-charts [data-chart=resources]").inner_text()
+            # No GPU on this machine: no GPU series, no GPU tile.
+            assert "GPU" not in page.locator(
+                "#live-charts [data-chart=resources] .u-legend").inner_text()
             assert page.evaluate(
                 "[...document.querySelectorAll('.uplot canvas')].every(c => c.width > 0)")
-            assert "unknown" in page.locator("#status-healthd").inner_text()
+            assert "unreachable" in page.locator("#status-healthd").inner_text()
             page.wait_for_function(
                 "() => document.querySelector('#loaded-table').textContent"
                 ".includes('fits in GPU memory')", timeout=5000)
@@ -162,7 +173,7 @@ def test_the_page_live(stack: tuple[Any, Proxy, Dashboard]) -> None:
             for _ in range(10):
                 try:
                     page.wait_for_function(
-                        "() => window.llamaDashboard.charts.history.requests.data[1]"
+                        "() => window.llamaDashboard.charts.history.requests.plot.data[1]"
                         ".some(v => v > 0)", timeout=1000)
                     break
                 except sync_api.TimeoutError:
@@ -181,7 +192,144 @@ def test_the_page_live(stack: tuple[Any, Proxy, Dashboard]) -> None:
             assert sim.reports[-1]["endpoint"] == "/api/generate"
             assert proxy.total("requests_total") == counted
 
-            page.screenshot(path=str(ROOT / "docs" / "screenshot.png"), full_page=True)
+            # Legends show the latest value without a hover.
+            assert "–" not in page.locator(
+                "#live-charts [data-chart=requests] .u-legend").inner_text()
         finally:
             browser.close()
     assert problems == []
+
+
+def stream_chat(proxy: Proxy, model: str) -> None:
+    body = json.dumps({"model": model, "stream": True,
+                       "messages": [{"role": "user", "content": "hi"}]}).encode()
+    request = urllib.request.Request(proxy.url + "/api/chat", data=body)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()
+
+
+def open_page(browser: Any, url: str, width: int, height: int,
+              problems: list[str]) -> Any:
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.goto(url)
+    page.wait_for_function("() => window.llamaDashboard.snapshot !== null", timeout=10_000)
+    return page
+
+
+def tile_text(page: Any, key: str) -> str:
+    return str(page.locator(f"#numbers .tile[data-key={key}]").inner_text())
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_phone_width_and_a_non_streamed_answer(tmp_path: Path) -> None:
+    sim = load_sim().SimServer(port=0, tokens=8, seed=5, models=(
+        "llama3.2:latest", "a-model-with-a-rather-long-name-for-a-phone:latest"))
+    sim.start()
+    problems: list[str] = []
+    try:
+        # The proxy writes the history file, so the page's history is there, not a 503.
+        with run_proxy(sim.url, "--set", f"history_path={tmp_path / 'h.db'}") as proxy, \
+                run_dashboard(
+            "--proxy-metrics", proxy.metrics_url, "--history", str(tmp_path / "h.db"),
+            "--healthd", "", env={}) as dashboard, sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = open_page(browser, dashboard.url, 390, 844, problems)
+                # A non-streamed answer has a duration, no first token.
+                assert chat(proxy, "llama3.2") == 200
+                page.wait_for_function(
+                    "() => (window.llamaDashboard.snapshot.latency.counts.answer || 0) >= 1",
+                    timeout=5000)
+                snap = page.evaluate("() => window.llamaDashboard.snapshot")
+                assert snap["point"]["ttft_p95"] is None
+                assert tile_text(page, "ttft_p95").splitlines()[1] == "–"
+                assert "no requests to judge" in tile_text(page, "ttft_p95")
+                row = page.locator("#feed tbody tr").first
+                assert row.locator("td[data-label=TTFT]").inner_text() == "–"
+                # A streamed one sets it, with a state beside it in words.
+                stream_chat(proxy, "a-model-with-a-rather-long-name-for-a-phone")
+                page.wait_for_function(
+                    "() => window.llamaDashboard.snapshot.point.ttft_p95 !== null",
+                    timeout=5000)
+                page.wait_for_function(
+                    "() => document.querySelector('[data-key=ttft_p95] .state')"
+                    ".textContent.includes('ok')", timeout=5000)
+                # The request's timeline opens on click.
+                page.locator("#feed tbody tr[data-key]").first.click()
+                assert "time to first token" in page.locator("#feed tr.detail").inner_text()
+                # Nothing scrolls sideways at 390 px, the long name included.
+                wide = page.evaluate(
+                    "() => [...document.querySelectorAll('body *')].filter(e =>"
+                    " e.getBoundingClientRect().right > 391).slice(0, 8).map(e =>"
+                    " e.tagName + '.' + e.className + '#' + e.id + ' ' +"
+                    " Math.round(e.getBoundingClientRect().right))")
+                assert page.evaluate("document.documentElement.scrollWidth") <= 390, wide
+            finally:
+                browser.close()
+    finally:
+        sim.stop()
+    assert problems == []
+
+
+def test_stale_and_unreachable_states_and_recovery(tmp_path: Path) -> None:
+    sim = load_sim().SimServer(port=0, tokens=8, seed=5, models=("llama3.2:latest",))
+    sim.start()
+    problems: list[str] = []
+    metrics_port, dashboard_port = free_port(), free_port()
+    args = ("--proxy-metrics", f"http://127.0.0.1:{metrics_port}", "--history",
+            str(tmp_path / "h.db"), "--healthd", "")
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                with run_proxy(sim.url, "--set", f"metrics_port={metrics_port}", "--set",
+                               f"history_path={tmp_path / 'h.db'}") as proxy:
+                    with run_dashboard(*args, "--port", str(dashboard_port), env={}) as first:
+                        page = open_page(browser, first.url, 1280, 900, problems)
+                        stream_chat(proxy, "llama3.2")
+                        page.wait_for_function(
+                            "() => document.querySelector('#status-proxy').className == 'ok'",
+                            timeout=5000)
+                    # The dashboard's server is gone: every value says it is stale.
+                    page.wait_for_function("() => window.llamaDashboard.stale", timeout=10_000)
+                    assert page.locator("#stale-banner").is_visible()
+                    assert "as of" in page.locator("#stale-banner").inner_text()
+                    states = page.eval_on_selector_all(
+                        "#numbers .tile", "ts => ts.map(t => t.dataset.state)")
+                    assert set(states) == {"stale"}
+                    for dot in ("ollama", "proxy", "healthd"):
+                        assert page.locator(f"#status-{dot}").get_attribute("class") == "stale"
+                    # ... and it recovers when the server is back.
+                    with run_dashboard(*args, "--port", str(dashboard_port), env={}):
+                        page.wait_for_function("() => !window.llamaDashboard.stale",
+                                               timeout=20_000)
+                        assert page.locator("#stale-banner").is_hidden()
+                        # The proxy is gone: the page names it unreachable.
+                        proxy.process.terminate()
+                        proxy.process.wait(timeout=10)
+                        page.wait_for_function(
+                            "() => document.querySelector('#status-proxy').className == 'bad'",
+                            timeout=10_000)
+                        assert "unreachable" in page.locator("#status-proxy").inner_text()
+                        assert "proxy unreachable" in tile_text(page, "error_rate")
+                        assert "unknown" in page.locator("#status-ollama").inner_text()
+                        # A proxy on the same port again: reachable by itself.
+                        with run_proxy(sim.url, "--set", f"metrics_port={metrics_port}"):
+                            page.wait_for_function(
+                                "() => document.querySelector('#status-proxy').className"
+                                " == 'ok'", timeout=15_000)
+            finally:
+                browser.close()
+    finally:
+        sim.stop()
+    # The refused websocket while the server was down is the browser's own report.
+    assert [m for m in problems if "WebSocket" not in m and "ERR_CONNECTION" not in m] == []

@@ -11,7 +11,7 @@ import pytest
 from dashboard import settings as dashboard_settings
 from dashboard.http_client import Client
 from dashboard.live import LiveState
-from tests.dashboard.conftest import HEALTHD, PROXY, Clock, FakeProxy
+from tests.dashboard.conftest import HEALTHD, PROXY, T0, Clock, FakeProxy
 
 
 def make(fake: FakeProxy, clock: Clock, **changes: Any) -> LiveState:
@@ -24,23 +24,26 @@ def test_rates_and_quantiles_come_from_the_window_between_scrapes(
     fake_proxy: FakeProxy, clock: Clock
 ) -> None:
     live = make(fake_proxy, clock, rate_window_seconds=10.0)
-    for _ in range(3):  # before the window: must not count
-        fake_proxy.observe(ttft_s=5.0, duration_s=50.0, prompt_tokens=1, generated_tokens=1)
+    for _ in range(3):  # long before either window: must not count
+        fake_proxy.observe(started_at=T0 - 200, ttft_s=5.0, duration_s=50.0, stream=True,
+                           prompt_tokens=1, generated_tokens=1)
     first = live.tick()
     assert first["point"]["requests_per_second"] is None  # one scrape: no rate yet
+    assert first["point"]["ttft_p95"] is None  # finished over a minute ago
     clock.now += 10
     for i in range(10):
         fake_proxy.observe(ttft_s=0.3, duration_s=1.2, prompt_tokens=100, generated_tokens=40,
+                           stream=True,
                            error_type="timeout" if i < 2 else None, status=500 if i < 2 else 200)
     point = live.tick()["point"]
     assert point["requests_per_second"] == pytest.approx(1.0)
     assert point["prompt_tokens_per_second"] == pytest.approx(100.0)
     assert point["generated_tokens_per_second"] == pytest.approx(40.0)
     assert point["error_rate"] == pytest.approx(0.2)
-    # 0.3 s lies in the (0.25, 0.5] TTFT bucket, 1.2 s in the (1.0, 1.5] duration bucket.
-    assert 0.25 < point["ttft_p50"] <= point["ttft_p95"] <= 0.5
-    assert 1.0 < point["duration_p50"] <= point["duration_p95"] <= 1.5
-    clock.now += 11  # the next tick's window starts after those ten
+    # Latency over the eight streamed answers of the last minute (the two errors are apart).
+    assert point["ttft_p50"] == point["ttft_p95"] == pytest.approx(0.3)
+    assert point["duration_p50"] == point["duration_p95"] == pytest.approx(1.2)
+    clock.now += 61  # past the rate window and the latency minute
     point = live.tick()["point"]
     assert point["requests_per_second"] == 0.0 and point["ttft_p95"] is None
     assert point["error_rate"] is None
@@ -94,7 +97,7 @@ def test_proxy_down_is_a_status_not_an_error(fake_proxy: FakeProxy, clock: Clock
 
 
 @pytest.mark.parametrize(("answer", "status", "detail"), [
-    (None, "unknown", "not running at http://healthd.test:8080"),
+    (None, "unreachable", "not running at http://healthd.test:8080"),
     ((200, b'{"status": "ok"}'), "ok", None),
     ((503, json.dumps({"status": "degraded", "checks": {"ollama": {"status": "ok"},
                                                         "proxy": {"status": "failing"}}}

@@ -40,7 +40,7 @@ def make(two: TwoProxies, clock: Clock) -> LiveState:
 def traffic(fake: FakeProxy, n: int, start: float = T0) -> None:
     for i in range(n):
         fake.observe(started_at=start + i, ttft_s=0.3, duration_s=1.0, prompt_tokens=10,
-                     generated_tokens=7)
+                     generated_tokens=7, stream=True)
 
 
 def test_counters_histograms_and_traffic_gauges_are_summed_machine_gauges_are_not(
@@ -60,7 +60,7 @@ def test_counters_histograms_and_traffic_gauges_are_summed_machine_gauges_are_no
     point = snap["point"]
     assert point["requests_per_second"] == pytest.approx(0.5)  # 5 requests in 10 s
     assert point["generated_tokens_per_second"] == pytest.approx(3.5)
-    assert 0.25 < point["ttft_p50"] <= 0.5  # the merged histogram has all five
+    assert point["ttft_p50"] == pytest.approx(0.3)  # both proxies' requests, all five
     assert point["active_requests"] == 3 and point["queue_depth"] == 3
     # Both proxies see the same machine: 12.5 % and 4 of 16 GB, not twice that.
     assert point["cpu_percent"] == 12.5 and point["memory_percent"] == pytest.approx(25.0)
@@ -69,7 +69,7 @@ def test_counters_histograms_and_traffic_gauges_are_summed_machine_gauges_are_no
     assert snap["status"]["ollama"]["up"] is True
     assert snap["status"]["proxy"]["reachable"] is True and live.proxy_up is True
     assert [p["reachable"] for p in snap["status"]["proxy"]["proxies"]] == [True, True]
-    # The feed is both proxies' requests, newest finished first.
+    # The feed is both proxies' requests, newest started first.
     assert [r["started_at"] for r in snap["requests"]] == [
         T0 + 2, T0 + 1.5, T0 + 1, T0 + 0.5, T0]
 
