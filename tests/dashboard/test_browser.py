@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import load_sim
-from tests.e2e.processes import Proxy, run_proxy, stop_process
+from ollama_sim import SimServer
+from tests.support.processes import Proxy, run_proxy, stop_process
 
 pytestmark = [
     pytest.mark.e2e,
@@ -96,7 +96,7 @@ def chat(proxy: Proxy, model: str, **headers: str) -> int:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Proxy, Dashboard]]:
     history = tmp_path_factory.mktemp("browser") / "history.db"
-    sim = load_sim().SimServer(port=0, tokens=8, seed=5, models=("llama3.2:latest",
+    sim = SimServer(port=0, tokens=8, seed=5, models=("llama3.2:latest",
                                                                   "qwen3:latest", XSS))
     sim.start()
     try:

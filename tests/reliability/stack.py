@@ -1,6 +1,6 @@
 """Real processes for the reliability tests: mitmdump on chosen ports, the dashboard, healthd.
 
-``tests.e2e.processes.run_proxy`` takes free ports; an outage test restarts the proxy on the
+``tests.support.processes.run_proxy`` takes free ports; an outage test restarts the proxy on the
 ports it had, and the read-only test runs it without root's power to ignore file modes, so
 these start it themselves (and read its log with the same ``Proxy``).
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from addons.history import HistoryError, connect_readonly
-from tests.e2e.processes import ADDON, MITMDUMP, ROOT, Proxy, stop_process
+from tests.support.processes import ADDON, MITMDUMP, ROOT, Proxy, stop_process
 
 CONFIG = str(ROOT / "config" / "llama-metrics.yml")
 ENV = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "PYTHONUNBUFFERED": "1",

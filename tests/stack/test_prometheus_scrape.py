@@ -27,8 +27,6 @@ import yaml
 
 from addons import history
 from dashboard import create_app
-from tests.e2e.conftest import load_sim
-from tests.e2e.processes import Proxy, run_proxy
 from tests.stack.catalogue import proxy_series
 from tests.stack.tools import (
     ALERTS_YML,
@@ -39,6 +37,8 @@ from tests.stack.tools import (
     load_yaml,
     tool,
 )
+from tests.support.processes import Proxy, run_proxy
+from tests.support.sim import sim_fixture
 
 pytestmark = pytest.mark.e2e
 
@@ -139,12 +139,7 @@ def scrape_config(tmp: Path, proxy_metrics: int, own_port: int) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Any]:
-    server = load_sim().SimServer(port=0, tokens=12, seed=11)
-    server.start()
-    yield server
-    server.stop()
+sim = sim_fixture(tokens=12, seed=11)
 
 
 @pytest.fixture(scope="module")
