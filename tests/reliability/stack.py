@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes
 import json
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -30,12 +29,6 @@ ENV = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "PYTHONUNBUFFERED": "1
        "LLAMA_METRICS_CONFIG": CONFIG}
 _PR_CAPBSET_DROP = 24
 _CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def drop_file_override() -> None:

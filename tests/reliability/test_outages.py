@@ -25,9 +25,9 @@ from tests.reliability.stack import (
     HEALTHD_READY,
     Service,
     dashboard_args,
-    free_port,
     start_proxy,
 )
+from tests.support.ports import free_port
 
 pytestmark = [
     pytest.mark.e2e,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -37,17 +36,11 @@ from tests.stack.tools import (
     load_yaml,
     tool,
 )
+from tests.support.ports import free_port
 from tests.support.processes import Proxy, run_proxy
 from tests.support.sim import sim_fixture
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    """A port nothing listens on (the OS just handed it out and it was closed again)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Prometheus:
