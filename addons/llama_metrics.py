@@ -6,14 +6,10 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-# mitmproxy loads this file as a script, not as part of a package: make the package importable.
-_ROOT = str(Path(__file__).resolve().parent.parent)
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from addons.service import MetricsProxy, repeated_options  # noqa: E402
+# mitmproxy loads this file as a script, not as part of a package; the package itself is
+# installed (editable) in the venv by scripts/setup, so it imports like any other.
+from addons.service import MetricsProxy, repeated_options
 
 if _repeated := repeated_options(sys.argv[1:]):
     print(f"llama-metrics: option given more than once: {', '.join(_repeated)}", file=sys.stderr)

@@ -28,8 +28,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from addons.history import COLUMNS, record_to_row  # noqa: E402
 from addons.history_writer import HistoryWriter, insert_rows  # noqa: E402

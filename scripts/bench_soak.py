@@ -34,8 +34,7 @@ from typing import Any
 
 import aiohttp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import LISTENING, Target, mitmdump, scrape, service  # noqa: E402
+from scripts.bench import LISTENING, Target, mitmdump, scrape, service
 
 MB = 1024 * 1024
 SCRAPE_EVERY = 15.0

@@ -19,14 +19,12 @@ import logging
 import random
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from addons.security import load_security  # noqa: E402
-from addons.settings import ConfigError  # noqa: E402
+from addons.security import load_security
+from addons.settings import ConfigError
 
 logger = logging.getLogger("demo-traffic")
 

@@ -29,13 +29,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from addons import cassettes  # noqa: E402
-from addons.routes import INFERENCE_ENDPOINTS, NO_MODEL, canonical_model, endpoint_template  # noqa: E402,E501
+from addons.routes import INFERENCE_ENDPOINTS, NO_MODEL, canonical_model, endpoint_template  # noqa: E402
 from addons.streams import parser_for  # noqa: E402
 
 PREFIX = "ollama_proxy_"

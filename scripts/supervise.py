@@ -33,13 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import nginx_front  # noqa: E402  (beside this script)
 
 from addons import settings  # noqa: E402
 from addons.security import is_loopback, load_security  # noqa: E402
 from llama_core import traffic  # noqa: E402
+from scripts import nginx_front  # noqa: E402
 
 logger = logging.getLogger("up")
 PYTHON = sys.executable

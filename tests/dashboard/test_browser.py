@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import load_sim
-from tests.e2e.processes import Proxy, run_proxy, stop_process
+from ollama_sim import SimServer
+from tests.support.processes import Proxy, run_proxy, stop_process
 
 pytestmark = [
     pytest.mark.e2e,
@@ -99,7 +99,7 @@ def chat(proxy: Proxy, model: str, **headers: str) -> int:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Proxy, Dashboard]]:
     history = tmp_path_factory.mktemp("browser") / "history.db"
-    sim = load_sim().SimServer(port=0, tokens=8, seed=5, models=("llama3.2:latest",
+    sim = SimServer(port=0, tokens=8, seed=5, models=("llama3.2:latest",
                                                                   "qwen3:latest", XSS))
     sim.start()
     try:
@@ -231,7 +231,7 @@ def free_port() -> int:
 
 
 def test_phone_width_and_a_non_streamed_answer(tmp_path: Path) -> None:
-    sim = load_sim().SimServer(port=0, tokens=8, seed=5, models=(
+    sim = SimServer(port=0, tokens=8, seed=5, models=(
         "llama3.2:latest", "a-model-with-a-rather-long-name-for-a-phone:latest"))
     sim.start()
     problems: list[str] = []
@@ -281,7 +281,7 @@ def test_phone_width_and_a_non_streamed_answer(tmp_path: Path) -> None:
 
 
 def test_stale_and_unreachable_states_and_recovery(tmp_path: Path) -> None:
-    sim = load_sim().SimServer(port=0, tokens=8, seed=5, models=("llama3.2:latest",))
+    sim = SimServer(port=0, tokens=8, seed=5, models=("llama3.2:latest",))
     sim.start()
     problems: list[str] = []
     metrics_port, dashboard_port = free_port(), free_port()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -27,6 +26,7 @@ from dashboard.http_client import Client
 from dashboard.snapshot import SERIES
 from dashboard.windows import WINDOWS, SourceError
 from tests.dashboard.conftest import FakeProxy
+from tests.support.ports import free_port
 
 NOW = 1_790_006_400.0 + 3.0
 
@@ -128,12 +128,6 @@ def test_api_reads_prometheus_when_configured(fake_proxy: FakeProxy) -> None:
     assert body["unavailable"] == []
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class _Quiet(WSGIRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -161,7 +155,7 @@ def test_queries_run_on_a_real_prometheus(tmp_path: Path, fake_proxy: FakeProxy)
     exporter: WSGIServer = make_server("127.0.0.1", 0, make_wsgi_app(fake_proxy.registry),
                                        handler_class=_Quiet)
     threading.Thread(target=exporter.serve_forever, args=(0.05,), daemon=True).start()
-    port = _free_port()
+    port = free_port()
     (tmp_path / "prometheus.yml").write_text(
         "global: {scrape_interval: 500ms}\nscrape_configs:\n  - job_name: proxy\n"
         f"    static_configs: [{{targets: ['127.0.0.1:{exporter.server_port}']}}]\n")

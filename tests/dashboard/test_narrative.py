@@ -14,14 +14,14 @@ from flask.testing import FlaskClient
 from dashboard import create_app
 from dashboard.narrative import busy_reason, prompt
 from llama_core.traffic import HEADER
+from ollama_sim import SimServer
 from tests.dashboard.conftest import FakeProxy
-from tests.e2e.conftest import load_sim
 from tests.local_http import serving
 
 
 @pytest.fixture(scope="module")
 def ollama() -> Iterator[Any]:
-    server = load_sim().SimServer(port=0, tokens=6, seed=3)
+    server = SimServer(port=0, tokens=6, seed=3)
     server.start()
     yield server
     server.stop()
@@ -72,7 +72,7 @@ def test_skipped_when_off(fake_proxy: FakeProxy) -> None:
 
 
 def test_cut_off_at_the_time_limit(fake_proxy: FakeProxy) -> None:
-    slow = load_sim().SimServer(port=0, tokens=1000, token_rate=10)  # 100 s of tokens
+    slow = SimServer(port=0, tokens=1000, token_rate=10)  # 100 s of tokens
     slow.start()
     try:
         events = narrate(fake_proxy, slow.url, narrative_timeout_seconds=1.0)

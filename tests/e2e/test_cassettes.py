@@ -5,39 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import importlib.util
 import json
 import os
 import stat
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import aiohttp
 import pytest
 
 from addons import cassettes
+from ollama_sim import SimServer
+from scripts import cassette, replay
 from tests import fixtures
-from tests.e2e.conftest import load_sim
-from tests.e2e.processes import ROOT, Proxy, run_proxy
+from tests.support.processes import ROOT, Proxy, run_proxy
 
 pytestmark = pytest.mark.e2e
 FIXTURE_CASSETTE = ROOT / "tests" / "cassettes" / "ollama-recorded.jsonl"
 SECRET = "Bearer sk-cassette-secret-0123456789"
-
-
-def load_script(name: str) -> ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def send(port: int, method: str, path: str, body: object = None,
@@ -80,7 +67,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     """One proxy run that records a cassette and, beside it, a ``mitmdump -w`` flow file."""
     tmp = tmp_path_factory.mktemp("record")
     cassette, flows = tmp / "rec" / "run.jsonl", tmp / "flows.mitm"
-    with load_sim().SimServer(port=0, tokens=12, seed=3) as sim, run_proxy(
+    with SimServer(port=0, tokens=12, seed=3) as sim, run_proxy(
         sim.url, f"--set=record_path={cassette}", "-w", str(flows),
         "--set", "store_streamed_bodies=true",
     ) as proxy:
@@ -125,7 +112,7 @@ def test_the_recording_holds_no_secret_and_is_private(recorded: dict[str, Any]) 
 
 def test_a_mitmdump_flow_file_converts(recorded: dict[str, Any]) -> None:
     out = recorded["tmp"] / "from-flows.jsonl"
-    assert load_script("cassette").main(["from-flows", str(recorded["flows"]), "-o", str(out)]) == 0
+    assert cassette.main(["from-flows", str(recorded["flows"]), "-o", str(out)]) == 0
     converted = cassettes.read(out)
     assert [(i.request.method, i.request.path) for i in converted] == [
         (m, p) for m, p, _, _ in REQUESTS]
@@ -145,7 +132,7 @@ def test_a_mitmdump_flow_file_converts(recorded: dict[str, Any]) -> None:
 
 @pytest.fixture(scope="module")
 def cassette_proxy() -> Iterator[Proxy]:
-    with load_sim().SimServer(port=0, cassette=FIXTURE_CASSETTE, speed=0) as sim, run_proxy(
+    with SimServer(port=0, cassette=FIXTURE_CASSETTE, speed=0) as sim, run_proxy(
         sim.url
     ) as proxy:
         yield proxy
@@ -164,7 +151,6 @@ def test_the_fixture_cassette_is_the_shared_recordings() -> None:
 def test_replayed_byte_for_byte_with_the_recorded_counts(
     cassette_proxy: Proxy, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    replay = load_script("replay")
     interactions = cassettes.read(FIXTURE_CASSETTE)
     expected = replay.expected_deltas(interactions)
     # The replay's expectations agree with what the recordings' servers reported.
@@ -182,7 +168,6 @@ def test_replayed_byte_for_byte_with_the_recorded_counts(
 
 
 def test_replay_at_original_pace_matches_too(cassette_proxy: Proxy) -> None:
-    replay = load_script("replay")
     interactions = cassettes.read(FIXTURE_CASSETTE)
     before = cassette_proxy.scrape()
     results = replay.replay(interactions, cassette_proxy.url, pace="original")
@@ -200,7 +185,7 @@ def test_replay_reports_a_body_that_differs(
     first.response.chunks[-1].data = first.response.chunks[-1].data.replace(b"true", b"TRUE")
     changed = tmp_path / "changed.jsonl"
     cassettes.write(changed, [first])
-    rc = load_script("replay").main([str(changed), "--target", cassette_proxy.url])
+    rc = replay.main([str(changed), "--target", cassette_proxy.url])
     assert rc == 1
     assert "MISMATCH POST /api/chat" in capsys.readouterr().out
 
@@ -213,7 +198,7 @@ def test_replay_reports_a_body_that_differs(
 ])
 def test_replay_refuses_bad_arguments(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exc:
-        load_script("replay").main(argv)
+        replay.main(argv)
     assert exc.value.code == 2
 
 
@@ -252,7 +237,7 @@ def test_the_simulator_sends_each_chunk_at_its_scaled_offset(
     tmp_path: Path, speed: float, offsets: list[float]
 ) -> None:
     cassette = timed_cassette(tmp_path / "t.jsonl", offsets)
-    with load_sim().SimServer(port=0, cassette=cassette, speed=speed) as sim:
+    with SimServer(port=0, cassette=cassette, speed=speed) as sim:
         arrived, _ = asyncio.run(read_chunks(sim.url))
     assert [data for _, data in arrived] == [f'{{"n":{n}}}\n'.encode() for n in range(len(offsets))]
     if speed:  # never early: a lower bound, which no slow machine can break
@@ -269,7 +254,7 @@ def test_the_simulator_matches_by_body_then_in_recorded_order(tmp_path: Path) ->
                                [cassettes.Chunk(0.0, text.encode())]))
     path = tmp_path / "m.jsonl"
     cassettes.write(path, [answer("A", b'{"model":"a"}'), answer("B", b'{"model":"b"}')])
-    with load_sim().SimServer(port=0, cassette=path, speed=0) as sim:
+    with SimServer(port=0, cassette=path, speed=0) as sim:
         port = int(sim.url.rsplit(":", 1)[1])
         assert send(port, "POST", "/api/generate", {"model": "b"}) == (200, b"B")
         assert send(port, "POST", "/api/generate", {"other": 1}) == (200, b"A")
@@ -284,7 +269,7 @@ def test_the_simulator_matches_by_body_then_in_recorded_order(tmp_path: Path) ->
     for one in openai:
         one.request.path = "/v1/chat/completions"
     cassettes.write(path, openai)
-    with load_sim().SimServer(port=0, cassette=path, speed=0) as sim:
+    with SimServer(port=0, cassette=path, speed=0) as sim:
         port = int(sim.url.rsplit(":", 1)[1])
         asked = {"model": "m", "stream": True, "n": 2,
                  "stream_options": {"include_usage": True}}

@@ -8,7 +8,7 @@ import ollama
 import openai
 import pytest
 
-from tests.e2e.processes import Proxy
+from tests.support.processes import Proxy
 
 pytestmark = pytest.mark.e2e
 MODEL = "llama3.2"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from addons import history
-from tests.e2e.processes import Proxy, run_proxy
+from tests.support.processes import Proxy, run_proxy
 
 pytestmark = pytest.mark.e2e
 LABEL = "llama3.2:latest"

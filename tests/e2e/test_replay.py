@@ -11,8 +11,8 @@ import pytest
 
 from addons.routes import INFERENCE_ENDPOINTS, endpoint_template
 from tests import fixtures
-from tests.e2e.processes import Proxy, run_proxy
 from tests.e2e.replay_upstream import ReplayUpstream
+from tests.support.processes import Proxy, run_proxy
 
 pytestmark = pytest.mark.e2e
 SEEDS = range(6)

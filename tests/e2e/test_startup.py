@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from addons.service import repeated_options
-from tests.e2e.processes import ADDON, MITMDUMP, ROOT
+from tests.support.processes import ADDON, MITMDUMP, ROOT
 
 pytestmark = pytest.mark.e2e
 

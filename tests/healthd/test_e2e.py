@@ -13,18 +13,13 @@ import pytest
 from healthd import service_checks
 from healthd.results import Status
 from healthd.summary import AiSummarizer
-from tests.e2e.conftest import load_sim
-from tests.e2e.processes import Proxy, run_proxy
+from tests.support.processes import Proxy, run_proxy
+from tests.support.sim import sim_fixture
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Any]:
-    server = load_sim().SimServer(port=0, tokens=8, seed=5)
-    server.start()
-    yield server
-    server.stop()
+sim = sim_fixture(tokens=8, seed=5)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import pytest
 
 from addons.history_writer import HistoryWriter
 from addons.records import RequestRecord
-from tests.e2e.conftest import load_sim
+from ollama_sim import SimServer
 from tests.healthd.conftest import StubServer
 from tests.reliability.stack import HEALTHD_READY, Service, free_port, rows, start_proxy
 
@@ -63,7 +63,7 @@ def sample_total(proxy: Any, name: str) -> float | None:
 
 def test_a_health_daemon_alone_leaves_the_client_series_empty(tmp_path: Path) -> None:
     history = tmp_path / "history.db"
-    sim = load_sim().SimServer(port=0, tokens=8, seed=5)
+    sim = SimServer(port=0, tokens=8, seed=5)
     sim.start()
     with ExitStack() as cleanup:
         cleanup.callback(sim.stop)
@@ -150,7 +150,7 @@ def test_an_outage_with_clients_raises_the_ollama_alert_and_resolves_it_alone(
     history = tmp_path / "history.db"
     baseline(history, time.time())
     sim_port = free_port()
-    sims = [load_sim().SimServer(port=sim_port, tokens=8, seed=3).start()]
+    sims = [SimServer(port=sim_port, tokens=8, seed=3).start()]
     with ExitStack() as cleanup:
         cleanup.callback(lambda: sims[-1].stop())
         proxy = cleanup.enter_context(start_proxy(sims[0].url, f"history_path={history}"))
@@ -173,7 +173,7 @@ def test_an_outage_with_clients_raises_the_ollama_alert_and_resolves_it_alone(
         sims[0].stop()  # Ollama goes away while the clients keep asking
         webhook.wait_for("/hook", 1, timeout=30)
         assert told(webhook) == [("firing", "ollama")]
-        sims.append(load_sim().SimServer(port=sim_port, tokens=8, seed=4).start())
+        sims.append(SimServer(port=sim_port, tokens=8, seed=4).start())
         webhook.wait_for("/hook", 2, timeout=30)
         assert told(webhook) == [("firing", "ollama"), ("resolved", "ollama")]
 

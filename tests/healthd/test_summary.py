@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -10,8 +9,8 @@ import pytest
 from healthd.results import CheckResult, Status
 from healthd.summary import AiSummarizer, rule_summary
 from llama_core import traffic
-from tests.e2e.conftest import load_sim
 from tests.healthd.conftest import StubServer
+from tests.support.sim import sim_fixture
 
 REPORT = {"overall": "degraded", "checks": {
     "ollama": {"status": "ok", "detail": "Ollama 0.12.6", "duration_s": 0.01},
@@ -35,12 +34,7 @@ def test_rule_summary(results: list[CheckResult], text: str) -> None:
     assert rule_summary(results) == text
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Any]:
-    server = load_sim().SimServer(port=0, tokens=12, seed=3)
-    server.start()
-    yield server
-    server.stop()
+sim = sim_fixture(tokens=12, seed=3)
 
 
 def test_ai_summary_from_the_model_on_ollama(sim: Any, stub: StubServer) -> None:

@@ -1,6 +1,6 @@
 """Real processes for the reliability tests: mitmdump on chosen ports, the dashboard, healthd.
 
-``tests.e2e.processes.run_proxy`` takes free ports; an outage test restarts the proxy on the
+``tests.support.processes.run_proxy`` takes free ports; an outage test restarts the proxy on the
 ports it had, and the read-only test runs it without root's power to ignore file modes, so
 these start it themselves (and read its log with the same ``Proxy``).
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes
 import json
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -23,19 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from addons.history import HistoryError, connect_readonly
-from tests.e2e.processes import ADDON, MITMDUMP, ROOT, Proxy, stop_process
+from tests.support.processes import ADDON, MITMDUMP, ROOT, Proxy, stop_process
 
 CONFIG = str(ROOT / "config" / "llama-metrics.yml")
 ENV = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "PYTHONUNBUFFERED": "1",
        "LLAMA_METRICS_CONFIG": CONFIG}
 _PR_CAPBSET_DROP = 24
 _CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def drop_file_override() -> None:

@@ -22,7 +22,6 @@ from prometheus_client import CollectorRegistry
 from addons.metrics import ProxyMetrics
 from addons.routes import ModelLabels
 from addons.tap import TrafficTap
-from tests.e2e.processes import Proxy, run_proxy
 from tests.reliability.wire import (
     Answer,
     exchange,
@@ -32,6 +31,7 @@ from tests.reliability.wire import (
     requests_total,
     samples_delta,
 )
+from tests.support.processes import Proxy, run_proxy
 
 pytestmark = pytest.mark.e2e
 MIB = 1 << 20

@@ -21,7 +21,6 @@ from typing import Any
 import ollama
 import pytest
 
-from tests.e2e.processes import Proxy
 from tests.reliability.stack import (
     drop_file_override,
     obeys_file_modes,
@@ -29,6 +28,7 @@ from tests.reliability.stack import (
     start_proxy,
     until,
 )
+from tests.support.processes import Proxy
 
 pytestmark = pytest.mark.e2e
 

@@ -19,15 +19,15 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.conftest import load_sim
+from ollama_sim import SimServer
 from tests.reliability.stack import (
     DASHBOARD_READY,
     HEALTHD_READY,
     Service,
     dashboard_args,
-    free_port,
     start_proxy,
 )
+from tests.support.ports import free_port
 
 pytestmark = [
     pytest.mark.e2e,
@@ -80,7 +80,7 @@ class Stack:
         return f"http://127.0.0.1:{self.prometheus_port}"
 
     def start_sim(self) -> None:
-        self.sim = load_sim().SimServer(port=self.sim_port, tokens=8, seed=3)
+        self.sim = SimServer(port=self.sim_port, tokens=8, seed=3)
         self.sim.start()
 
     def stop_sim(self) -> None:

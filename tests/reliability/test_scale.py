@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.e2e.processes import Proxy, run_proxy
 from tests.reliability.sim_process import SimProcess, run_sim
 from tests.reliability.wire import (
     LABEL,
@@ -28,6 +27,7 @@ from tests.reliability.wire import (
     requests_total,
     samples_delta,
 )
+from tests.support.processes import Proxy, run_proxy
 
 pytestmark = pytest.mark.e2e
 STREAMS = 1000  # concurrent streams, and max_concurrency

@@ -35,10 +35,11 @@ import openai
 import pytest
 import simple_websocket
 
-from tests.e2e.processes import MITMDUMP, ROOT, Proxy, run_proxy
 from tests.reliability.stack import ENV as BASE_ENV
-from tests.reliability.stack import free_port, run_service
+from tests.reliability.stack import run_service
 from tests.reliability.wire import family_delta, peak_rss_bytes, requests_total
+from tests.support.ports import free_port
+from tests.support.processes import MITMDUMP, ROOT, Proxy, run_proxy
 
 pytestmark = pytest.mark.e2e
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.processes import Proxy
 from tests.reliability.wire import (
     CHAT,
     GENERATE,
@@ -24,6 +23,7 @@ from tests.reliability.wire import (
     requests_total,
     samples_delta,
 )
+from tests.support.processes import Proxy
 
 pytestmark = pytest.mark.e2e
 TOKENS = 12  # the sim fixture's answer length

@@ -7,9 +7,9 @@ import socket
 
 import pytest
 
-from tests.e2e.processes import Proxy, run_proxy
 from tests.reliability.sim_process import SimProcess, run_sim
 from tests.reliability.wire import LABEL, exchange, requests_total, samples_delta
+from tests.support.processes import Proxy, run_proxy
 
 pytestmark = pytest.mark.e2e
 OPEN_STREAMS = 20

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+from scripts import audit_report
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "audit_report.py"
-spec = importlib.util.spec_from_file_location("audit_report", SCRIPT)
-assert spec is not None and spec.loader is not None
-audit_report = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(audit_report)
 
 VULNERABLE = {
     "dependencies": [

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 from mitmproxy import io
 from mitmproxy.test import tflow
 
 from addons import cassettes
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "cassette.py"
-spec = importlib.util.spec_from_file_location("cassette_script", SCRIPT)
-assert spec is not None and spec.loader is not None
-cassette = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(cassette)
+from scripts import cassette
 
 
 def test_flows_written_in_finishing_order_start_from_the_earliest(tmp_path: Path) -> None:

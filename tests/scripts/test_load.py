@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import itertools
 import json
@@ -11,35 +10,21 @@ import statistics
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ollama_sim import SimServer
+from scripts import load
+from tests.support.processes import run_proxy
+from tests.support.sim import sim_fixture
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    """Import a file of scripts/ by path (scripts/ is a folder of executables, no package)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
-
-
-load = _load("llama_load", ROOT / "scripts" / "load.py")
-sim_module = _load("ollama_sim", ROOT / "scripts" / "ollama_sim.py")
-# tests/scripts is no package, so tests.e2e is not importable from here without the root on
-# sys.path; the module holds no relative imports, so loading it by path is the same code.
-run_proxy = _load("e2e_processes", ROOT / "tests" / "e2e" / "processes.py").run_proxy
 
 
 def gaps(times: list[float]) -> list[float]:
@@ -216,12 +201,7 @@ def test_progress_redraws_on_a_terminal_and_writes_lines_elsewhere(
 # Against the simulator
 
 
-@pytest.fixture
-def sim() -> Iterator[Any]:
-    server = sim_module.SimServer(port=0, tokens=8, token_rate=200, seed=3)
-    server.start()
-    yield server
-    server.stop()
+sim = sim_fixture(scope="function", tokens=8, token_rate=200, seed=3)
 
 
 def run_load(*argv: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
@@ -264,7 +244,7 @@ def test_a_run_against_the_simulator_matches_what_it_served(sim: Any, tmp_path: 
 def test_ctrl_c_stops_at_once_and_still_summarises(tmp_path: Path) -> None:
     out = tmp_path / "summary.json"
     # Each answer takes 50 s to stream: only an interrupt ends this run quickly.
-    with sim_module.SimServer(port=0, tokens=100, token_rate=2) as slow:
+    with SimServer(port=0, tokens=100, token_rate=2) as slow:
         proc = subprocess.Popen(
             [sys.executable, str(ROOT / "scripts" / "load.py"), "--url", slow.url, "--rate", "1",
              "--duration", "60", "--concurrency", "1", "--json", str(out)],

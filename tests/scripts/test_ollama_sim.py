@@ -1,9 +1,8 @@
-"""Tests for scripts/ollama_sim.py: the simulator speaks Ollama's wire format and its faults."""
+"""Tests for the ollama_sim package: the simulator speaks Ollama's wire format and its faults."""
 
 from __future__ import annotations
 
 import http.client
-import importlib.util
 import json
 import logging
 import re
@@ -15,7 +14,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import ollama
@@ -23,27 +21,15 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
+from ollama_sim import SimServer
+from tests.support.sim import sim_fixture
+
 logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
 SIM_PATH = ROOT / "scripts" / "ollama_sim.py"
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "ollama-recorded"
 
-
-def _load_sim() -> ModuleType:
-    """Import scripts/ollama_sim.py by path (scripts/ is a folder of executables, no package)."""
-    if "ollama_sim" in sys.modules:
-        return sys.modules["ollama_sim"]
-    spec = importlib.util.spec_from_file_location("ollama_sim", SIM_PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ollama_sim"] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
-
-
-sim_module = _load_sim()
-SimServer = sim_module.SimServer
 
 # Key order as recorded from a real Ollama (test_expected_shapes_match_fixtures checks these
 # against the files in FIXTURES where that folder exists).
@@ -207,12 +193,7 @@ def text_of(objs: list[dict[str, Any]]) -> str:
     return "".join(o["message"]["content"] if "message" in o else o["response"] for o in objs)
 
 
-@pytest.fixture
-def sim() -> Iterator[Any]:
-    server = SimServer()
-    server.start()
-    yield server
-    server.stop()
+sim = sim_fixture(scope="function")  # SimServer's own defaults, fresh for each test
 
 
 @pytest.fixture

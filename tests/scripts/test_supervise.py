@@ -15,19 +15,10 @@ from pathlib import Path
 
 import psutil
 
+from tests.support.ports import free_ports
+
 ROOT = Path(__file__).resolve().parents[2]
 SUPERVISE = ROOT / "scripts" / "supervise.py"
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def config_file(tmp_path: Path, ports: list[int]) -> Path:

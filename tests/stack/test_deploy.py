@@ -19,9 +19,9 @@ import pytest
 
 from addons import settings
 from healthd.config import HEALTHD_KEYS
-from tests.e2e.conftest import load_sim
-from tests.e2e.processes import Proxy, stop_process
+from ollama_sim import SimServer
 from tests.stack.tools import DEPLOY, ROOT, load_yaml
+from tests.support.processes import Proxy, stop_process
 
 COMPOSE = DEPLOY / "compose.yaml"
 DOCKERFILE = DEPLOY / "Dockerfile"
@@ -282,7 +282,7 @@ def test_run_stops_on_a_bad_setting_with_status_2() -> None:
 def test_run_starts_the_proxy_as_the_image_and_units_do(tmp_path: Path) -> None:
     """Settings only from the environment, as the Dockerfile and the units give them; mitmdump
     arguments after `proxy` passed on."""
-    sim = load_sim().SimServer(port=0, tokens=5)
+    sim = SimServer(port=0, tokens=5)
     sim.start()
     history = tmp_path / "state" / "history.db"
     history.parent.mkdir()

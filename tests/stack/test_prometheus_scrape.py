@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -27,8 +26,6 @@ import yaml
 
 from addons import history
 from dashboard import create_app
-from tests.e2e.conftest import load_sim
-from tests.e2e.processes import Proxy, run_proxy
 from tests.stack.catalogue import proxy_series
 from tests.stack.tools import (
     ALERTS_YML,
@@ -39,15 +36,11 @@ from tests.stack.tools import (
     load_yaml,
     tool,
 )
+from tests.support.ports import free_port
+from tests.support.processes import Proxy, run_proxy
+from tests.support.sim import sim_fixture
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    """A port nothing listens on (the OS just handed it out and it was closed again)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Prometheus:
@@ -139,12 +132,7 @@ def scrape_config(tmp: Path, proxy_metrics: int, own_port: int) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Any]:
-    server = load_sim().SimServer(port=0, tokens=12, seed=11)
-    server.start()
-    yield server
-    server.stop()
+sim = sim_fixture(tokens=12, seed=11)
 
 
 @pytest.fixture(scope="module")

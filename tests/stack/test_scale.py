@@ -12,16 +12,13 @@ Prometheus scraping both as config/prometheus.yml documents, and the dashboard m
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, closing
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import ollama
@@ -30,29 +27,16 @@ import yaml
 
 from addons import history
 from dashboard import create_app
-from tests.e2e.conftest import load_sim
-from tests.e2e.processes import Proxy, run_proxy
+from ollama_sim import SimServer
+from scripts import nginx_front, supervise
 from tests.stack.test_prometheus_scrape import Prometheus, free_port
-from tests.stack.tools import ALERTS_YML, PROMETHEUS_YML, ROOT, load_yaml, tool
+from tests.stack.tools import ALERTS_YML, PROMETHEUS_YML, load_yaml, tool
+from tests.support.processes import Proxy, run_proxy
 
 pytestmark = pytest.mark.e2e
 
 MODEL = "llama3.2"
 INFERENCE = ("/api/chat", "/api/generate")
-
-
-def load_script(name: str) -> ModuleType:
-    """A file of scripts/ (not a package), loaded by path once under its own name."""
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-nginx_front = load_script("nginx_front")
 
 
 def nginx_binary() -> str:
@@ -115,7 +99,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("scale")
     history_db = tmp / "history.db"
     with ExitStack() as stack:
-        sim = load_sim().SimServer(port=0, tokens=12, seed=5)
+        sim = SimServer(port=0, tokens=12, seed=5)
         sim.start()
         stack.callback(sim.stop)
         proxies = [stack.enter_context(run_proxy(sim.url, "--set", f"history_path={history_db}"))
@@ -328,7 +312,6 @@ def test_prometheus_and_the_dashboard_show_both_proxies_as_one(
 def test_scripts_up_with_two_proxies_plans_nginx_in_front_and_one_proxy_stays_as_it_was(
     tmp_path: Path,
 ) -> None:
-    supervise = load_script("supervise")
     proxy = {"listen_host": "127.0.0.1", "listen_port": 11435, "metrics_host": "127.0.0.1",
              "metrics_port": 8001, "upstream": "http://127.0.0.1:11434"}
     urls = {"dashboard": "http://127.0.0.1:3001", "healthd": "http://127.0.0.1:8080"}

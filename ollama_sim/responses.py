@@ -1,0 +1,74 @@
+"""Ollama- and OpenAI-shaped JSON responses and errors, and reading a request's JSON body."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from ollama_sim.encoding import go_json
+
+NATIVE_JSON = "application/json; charset=utf-8"
+OPENAI_JSON = "application/json"
+_STATUS_MESSAGES = {
+    500: "llama runner process has terminated: exit status 2",
+    503: "server busy, please try again.  maximum pending requests exceeded",
+}
+
+
+class RequestError(Exception):
+    """A request the simulator answers with an error status, as Ollama would."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def openai_error(message: str, kind: str) -> bytes:
+    error = {"message": message, "type": kind, "param": None, "code": None}
+    return (go_json({"error": error}) + "\n").encode()
+
+
+def error_response(status: int, message: str, openai: bool) -> web.Response:
+    if openai:
+        kind = "invalid_request_error" if status == 400 else "api_error"
+        return web.Response(status=status, body=openai_error(message, kind),
+                            headers={"Content-Type": OPENAI_JSON})
+    return web.Response(status=status, body=go_json({"error": message}).encode(),
+                        headers={"Content-Type": NATIVE_JSON})
+
+
+def json_response(value: object, openai: bool = False) -> web.Response:
+    body = go_json(value) + ("\n" if openai else "")
+    return web.Response(body=body.encode(),
+                        headers={"Content-Type": OPENAI_JSON if openai else NATIVE_JSON})
+
+
+def not_found() -> web.Response:
+    return web.Response(status=404, body=b"404 page not found",
+                        headers={"Content-Type": "text/plain"})
+
+
+def status_message(status: int) -> str:
+    return _STATUS_MESSAGES.get(status, f"simulated status {status}")
+
+
+async def read_json(request: web.BaseRequest) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 worded like Go's decoder."""
+    raw = await request.read()
+    if not raw.strip():
+        raise RequestError(400, "missing request body")
+    try:
+        value = json.loads(raw)
+    except UnicodeDecodeError as exc:
+        raise RequestError(400, "invalid character in request body") from exc
+    except json.JSONDecodeError as exc:
+        if exc.pos >= len(exc.doc):
+            raise RequestError(400, "unexpected end of JSON input") from exc
+        message = f"invalid character {exc.doc[exc.pos]!r} looking for beginning of value"
+        raise RequestError(400, message) from exc
+    if not isinstance(value, dict):
+        raise RequestError(400, f"json: cannot unmarshal {type(value).__name__} into Go value")
+    return value

@@ -1,0 +1,1 @@
+"""The one test support layer: the simulator fixture, waits, free ports, processes and logs."""
