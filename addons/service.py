@@ -12,7 +12,10 @@ from mitmproxy import ctx, exceptions
 from mitmproxy.addonmanager import Loader
 from prometheus_client import CollectorRegistry
 
-from . import errors, history, history_writer, settings
+from llama_core import settings
+from llama_core.security import Security, load_security
+
+from . import errors, history, history_writer
 from .access import AccessControl
 from .admission import AdmissionCollector
 from .exporter import MAX_RECENT, MetricsServer
@@ -22,7 +25,6 @@ from .recorder import CassetteRecorder
 from .records import RequestRecord
 from .resources import ResourceCollector, ResourcePoller, ResourceSampler
 from .routes import ModelLabels
-from .security import Security, load_security
 from .tap import TrafficTap
 
 logger = logging.getLogger(__name__)

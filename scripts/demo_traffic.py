@@ -21,8 +21,8 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from addons.security import load_security  # noqa: E402
-from addons.settings import ConfigError  # noqa: E402
+from llama_core.security import load_security  # noqa: E402
+from llama_core.settings import ConfigError  # noqa: E402
 
 logger = logging.getLogger("demo-traffic")
 

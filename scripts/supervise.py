@@ -38,8 +38,8 @@ sys.path.insert(0, str(ROOT))
 
 import nginx_front  # noqa: E402  (beside this script)
 
-from addons import settings  # noqa: E402
-from addons.security import is_loopback, load_security  # noqa: E402
+from llama_core import settings  # noqa: E402
+from llama_core.security import is_loopback, load_security  # noqa: E402
 
 logger = logging.getLogger("up")
 PYTHON = sys.executable

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from addons.settings import ConfigError
 from dashboard import config, create_app
 from dashboard.__main__ import main
+from llama_core.settings import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 

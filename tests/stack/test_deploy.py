@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from addons import settings
 from healthd.config import HEALTHD_KEYS
+from llama_core import settings
 from tests.e2e.conftest import load_sim
 from tests.e2e.processes import Proxy, stop_process
 from tests.stack.tools import DEPLOY, ROOT, load_yaml
