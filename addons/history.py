@@ -22,7 +22,7 @@ from addons.history_rollup import (
     ROLLUP_TTFT_BOUNDS,
     bucket_index_sql,
 )
-from addons.records import RequestRecord
+from llama_core.record import RequestRecord
 
 logger = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from addons.history_rollup import (
     ROLLUP_THROUGH,
     ROLLUP_THROUGH_KEPT,
 )
-from addons.records import RequestRecord
+from llama_core.record import RequestRecord
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import HistogramMetricFamily
 
-from .records import RequestRecord
+from llama_core.record import RequestRecord
 
 logger = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ from mitmproxy.addonmanager import Loader
 from prometheus_client import CollectorRegistry
 
 from llama_core import settings
+from llama_core.record import RequestRecord
 from llama_core.security import Security, load_security
 
 from . import errors, history, history_writer
@@ -22,7 +23,6 @@ from .exporter import MAX_RECENT, MetricsServer
 from .inventory import InventoryCollector, InventoryPoller
 from .metrics import ProxyMetrics
 from .recorder import CassetteRecorder
-from .records import RequestRecord
 from .resources import ResourceCollector, ResourcePoller, ResourceSampler
 from .routes import ModelLabels
 from .tap import TrafficTap

@@ -12,9 +12,10 @@ from typing import Any
 from mitmproxy import http
 from mitmproxy.connection import ConnectionState
 
+from llama_core.record import RequestRecord
+
 from .admission import Admission, QueueFull, parse_priority
 from .metrics import ProxyMetrics
-from .records import RequestRecord
 from .routes import (
     INFERENCE_ENDPOINTS,
     NO_MODEL,

@@ -33,8 +33,8 @@ if str(ROOT) not in sys.path:
 
 from addons.history import COLUMNS, record_to_row  # noqa: E402
 from addons.history_writer import HistoryWriter, insert_rows  # noqa: E402
-from addons.records import RequestRecord  # noqa: E402
 from dashboard import create_app  # noqa: E402
+from llama_core.record import RequestRecord  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from addons.history import COLUMNS, record_to_row
 from addons.history_writer import HistoryWriter
-from addons.records import RequestRecord
+from llama_core.record import RequestRecord
 
 
 def write_history(path: Path, records: list[RequestRecord]) -> None:

@@ -10,7 +10,7 @@ import sys
 import time
 
 from addons.history_writer import HistoryWriter
-from addons.records import RequestRecord
+from llama_core.record import RequestRecord
 
 
 def main(argv: list[str]) -> None:

@@ -30,7 +30,7 @@ from addons.history import (
     totals,
 )
 from addons.history_writer import HistoryWriter, open_writer
-from addons.records import RequestRecord
+from llama_core.record import RequestRecord
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 T0 = float(int(time.time()))  # recent: the default 30-day retention keeps it

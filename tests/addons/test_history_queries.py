@@ -19,7 +19,7 @@ from addons.history import (
     rollup_durations,
     rollup_models,
 )
-from addons.records import RequestRecord
+from llama_core.record import RequestRecord
 from tests.history_files import write_history
 
 T0 = 1_700_000_000.0

@@ -24,7 +24,7 @@ from addons.history import (
 )
 from addons.history_rollup import ROLLUP_DURATION_BOUNDS, ROLLUP_TTFT_BOUNDS
 from addons.history_writer import HistoryWriter
-from addons.records import RequestRecord
+from llama_core.record import RequestRecord
 
 T0 = 1_699_999_200.0  # a whole half hour
 SUMS = ("requests", "errors", "prompt_tokens", "generated_tokens", "busy_s", "queue_wait_s",

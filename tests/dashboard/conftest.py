@@ -23,9 +23,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from addons.admission import AdmissionCollector
 from addons.inventory import InventoryCollector, InventoryState, LoadedModel
 from addons.metrics import ProxyMetrics
-from addons.records import RequestRecord
 from addons.resources import GpuSample, ResourceCollector, ResourceSample
 from dashboard import create_app
+from llama_core.record import RequestRecord
 
 PROXY = "http://proxy.test:8001"
 HEALTHD = "http://healthd.test:8080"

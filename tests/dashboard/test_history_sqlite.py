@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from addons.history_writer import HistoryWriter
-from addons.records import RequestRecord
 from dashboard.history_sqlite import SqliteHistory
 from dashboard.windows import WINDOWS, SourceError, parse_window
+from llama_core.record import RequestRecord
 from tests.history_files import write_history
 
 NOW = 1_790_006_400.0 + 100.0  # 100 s into a 2 h bucket

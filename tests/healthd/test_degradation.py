@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from addons.history_writer import HistoryWriter
-from addons.records import RequestRecord
 from healthd.config import DEFAULT_THRESHOLDS
 from healthd.degradation import PerformanceCheck
 from healthd.results import Status
+from llama_core.record import RequestRecord
 
 NOW = 1_790_000_000.0
 HOUR = 3600.0

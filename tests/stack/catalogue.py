@@ -18,8 +18,8 @@ from addons.admission import Admission, AdmissionCollector
 from addons.inventory import InventoryCollector, InventoryPoller
 from addons.metrics import ProxyMetrics
 from addons.recorder import CassetteRecorder
-from addons.records import RequestRecord
 from addons.resources import ResourceCollector, ResourcePoller, ResourceSampler
+from llama_core.record import RequestRecord
 from tests.addons.test_resources import FakeNvml, FakePsutil, ollama_procs
 from tests.stack.promql import names
 
