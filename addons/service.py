@@ -13,10 +13,12 @@ from mitmproxy.addonmanager import Loader
 from prometheus_client import CollectorRegistry
 
 from llama_core import settings
+from llama_core.history import schema as history
+from llama_core.history import writer as history_writer
 from llama_core.record import RequestRecord
 from llama_core.security import Security, load_security
 
-from . import errors, history, history_writer
+from . import errors
 from .access import AccessControl
 from .admission import AdmissionCollector
 from .exporter import MAX_RECENT, MetricsServer

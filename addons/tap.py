@@ -482,6 +482,7 @@ class TrafficTap:
             response="".join(stats.text)[:MAX_STORED_TEXT] if stats.text is not None else None,
         )
         load_happened = load_s is not None and load_s >= self.load_threshold_s
+        record.loaded_model = load_happened
         return record, tpot, load_happened
 
 

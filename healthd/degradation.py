@@ -16,9 +16,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from addons.history import HistoryError, connect_readonly, recent_requests, window_averages
 from healthd.config import Threshold
 from healthd.results import Outcome, Status
+from llama_core.history.readers import connect_readonly, recent_requests, window_averages
+from llama_core.history.schema import HistoryError
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,8 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-from addons.history import HistoryError, connect_readonly
+from llama_core.history.readers import connect_readonly
+from llama_core.history.schema import HistoryError
 from tests.e2e.processes import ADDON, MITMDUMP, ROOT, Proxy, stop_process
 
 CONFIG = str(ROOT / "config" / "llama-metrics.yml")

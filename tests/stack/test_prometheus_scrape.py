@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 import yaml
 
-from addons import history
 from dashboard import create_app
+from llama_core.history import readers as history
 from tests.e2e.conftest import load_sim
 from tests.e2e.processes import Proxy, run_proxy
 from tests.stack.catalogue import proxy_series

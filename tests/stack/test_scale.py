@@ -28,8 +28,8 @@ import ollama
 import pytest
 import yaml
 
-from addons import history
 from dashboard import create_app
+from llama_core.history import readers as history
 from tests.e2e.conftest import load_sim
 from tests.e2e.processes import Proxy, run_proxy
 from tests.stack.test_prometheus_scrape import Prometheus, free_port
