@@ -166,23 +166,22 @@ class ProxyMetrics:
             ("model",),
             registry=registry,
         )
+        self.internal_requests = counter(
+            "internal_requests",
+            "Requests our own processes sent through the proxy.",
+            ("source", "endpoint", "status"),
+        )
         self.history_dropped = counter(
             "history_dropped", "History rows dropped (queue full, database error)."
         )
         self.build_info = Info(PREFIX + "build", "This proxy.", registry=registry)
         self.build_info.info({"version": version})
 
-    def observe(
-        self,
-        record: RequestRecord,
-        label: str,
-        *,
-        tpot_s: float | None = None,
-        load_happened: bool = False,
-    ) -> None:
-        """Count one finished request whose model label is ``label``.
+    def observe(self, record: RequestRecord, label: str) -> None:
+        """Count one finished request; ``label`` names its model's series (``ModelLabels``).
 
-        Inter-token gaps are observed as they happen, not here.
+        The record is everything counted (``addons.accounting.account`` made it); inter-token
+        gaps are observed as they happen, not here.
         """
         endpoint = record.endpoint
         self.requests.labels(endpoint, label, str(record.status)).inc()
@@ -205,8 +204,8 @@ class ProxyMetrics:
             self.tokens_per_second.labels(label).observe(record.tokens_per_second)
         if record.prompt_eval_duration_s is not None:
             self.prompt_eval_duration.labels(label).observe(record.prompt_eval_duration_s)
-        if load_happened and record.load_duration_s is not None:
+        if record.loaded_model and record.load_duration_s is not None:
             self.model_loads.labels(label).inc()
             self.model_load_duration.labels(label).observe(record.load_duration_s)
-        if tpot_s is not None:
-            self.tpot.labels(label).observe(tpot_s)
+        if record.tpot_s is not None:
+            self.tpot.labels(label).observe(record.tpot_s)

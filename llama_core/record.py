@@ -39,3 +39,4 @@ class RequestRecord:
     prompt: str | None = None
     response: str | None = None
     loaded_model: bool = False  # decided once, by the proxy's accounting (addons/accounting)
+    tpot_s: float | None = None  # time per output token: (last - first token) / (tokens - 1)

@@ -11,6 +11,7 @@ from typing import Any
 
 from llama_core.history.rollup import ROLLUP_ADD, ROLLUP_SCHEMA, ROLLUP_THROUGH
 from llama_core.history.schema import (
+    ADDED_IN_3,
     COLUMNS,
     LEGACY_LOADED_SQL,
     SCHEMA,
@@ -71,9 +72,11 @@ def _create_private(path: Path) -> None:
         pass  # an existing file keeps the mode its owner gave it
 
 
-def _add_loaded_model(conn: sqlite3.Connection) -> None:
-    """Schema 3: the stored load decision, for old rows the line their rollup drew."""
-    conn.execute("ALTER TABLE requests ADD COLUMN loaded_model INTEGER NOT NULL DEFAULT 0")
+def _add_columns_of_3(conn: sqlite3.Connection) -> None:
+    """Schema 3: the stored load decision (for old rows the line their rollup drew), tpot_s."""
+    for name, sqltype, _ in COLUMNS:
+        if name in ADDED_IN_3:
+            conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {sqltype}")
     conn.execute(f"UPDATE requests SET loaded_model = 1 WHERE {LEGACY_LOADED_SQL}")
 
 
@@ -91,7 +94,7 @@ def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
             # A foreign 'requests' table survives IF NOT EXISTS; one of before 3 is migrated.
             check_columns(conn, path, legacy=True)
             if "loaded_model" not in columns_of(conn):
-                _add_loaded_model(conn)
+                _add_columns_of_3(conn)
             check_columns(conn, path)
             for statement in (*SCHEMA[1:], *ROLLUP_SCHEMA):
                 conn.execute(statement)

@@ -16,7 +16,7 @@ from llama_core.record import RequestRecord
 
 logger = logging.getLogger(__name__)
 
-# 2 added the rollup; 3 added loaded_model (the proxy's decision, stored once).
+# 2 added the rollup; 3 added loaded_model (the proxy's decision, stored once) and tpot_s.
 # llama_core.history.database migrates from 1 and 2.
 SCHEMA_VERSION = 3
 
@@ -44,12 +44,14 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("prompt", "TEXT", "prompt"),
     ("response", "TEXT", "response"),
     ("loaded_model", "INTEGER NOT NULL DEFAULT 0", "loaded_model"),
+    ("tpot_s", "REAL", "tpot_s"),
 )
+ADDED_IN_3 = ("loaded_model", "tpot_s")
 BOOL_COLUMNS = frozenset({"stream", "usage_reported", "loaded_model"})
-# Files of schema 1 and 2 have every column but loaded_model. Before 3, the proxy counted a
+# Files of schema 1 and 2 have every column but those ADDED_IN_3. Before 3, the proxy counted a
 # load from load_duration_s >= load_threshold_seconds and the rollup from a fixed 0.25 s;
 # the migration and the readers of such files take the rollup's line (what the history said).
-LEGACY_COLUMNS = tuple(name for name, _, _ in COLUMNS if name != "loaded_model")
+LEGACY_COLUMNS = tuple(name for name, _, _ in COLUMNS if name not in ADDED_IN_3)
 LEGACY_LOAD_THRESHOLD_S = 0.25
 LEGACY_LOADED_SQL = f"(COALESCE(load_duration_s, 0) >= {LEGACY_LOAD_THRESHOLD_S!r})"
 

@@ -177,6 +177,7 @@ def make_v1(path: Path, records: list[RequestRecord], version: int = 1) -> None:
     write_through(path, [])
     with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("ALTER TABLE requests DROP COLUMN loaded_model")
+        conn.execute("ALTER TABLE requests DROP COLUMN tpot_s")
         if version == 1:
             conn.execute("DROP TABLE rollup")
             conn.execute("DROP TABLE rollup_state")
