@@ -16,6 +16,7 @@ from llama_core import settings
 from llama_core.history import schema as history
 from llama_core.history import writer as history_writer
 from llama_core.record import RequestRecord
+from llama_core.sampler import ResourceSampler
 from llama_core.security import Security, load_security
 
 from . import errors
@@ -25,7 +26,7 @@ from .exporter import MAX_RECENT, MetricsServer
 from .inventory import InventoryCollector, InventoryPoller
 from .metrics import ProxyMetrics
 from .recorder import CassetteRecorder
-from .resources import ResourceCollector, ResourcePoller, ResourceSampler
+from .resources import ResourceCollector, ResourcePoller
 from .routes import ModelLabels
 from .tap import TrafficTap
 

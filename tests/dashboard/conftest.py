@@ -23,9 +23,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from addons.admission import AdmissionCollector
 from addons.inventory import InventoryCollector, InventoryState, LoadedModel
 from addons.metrics import ProxyMetrics
-from addons.resources import GpuSample, ResourceCollector, ResourceSample
+from addons.resources import ResourceCollector
 from dashboard import create_app
 from llama_core.record import RequestRecord
+from llama_core.sampler import GpuSample, ResourceSample
 
 PROXY = "http://proxy.test:8001"
 HEALTHD = "http://healthd.test:8080"

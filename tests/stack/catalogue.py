@@ -18,8 +18,9 @@ from addons.admission import Admission, AdmissionCollector
 from addons.inventory import InventoryCollector, InventoryPoller
 from addons.metrics import ProxyMetrics
 from addons.recorder import CassetteRecorder
-from addons.resources import ResourceCollector, ResourcePoller, ResourceSampler
+from addons.resources import ResourceCollector, ResourcePoller
 from llama_core.record import RequestRecord
+from llama_core.sampler import ResourceSampler
 from tests.addons.test_resources import FakeNvml, FakePsutil, ollama_procs
 from tests.stack.promql import names
 
