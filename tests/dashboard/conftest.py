@@ -62,10 +62,10 @@ class FakeProxy:
         self.urls: list[str] = []
 
     def observe(self, **fields: Any) -> RequestRecord:
+        fields.setdefault("loaded_model", fields.get("load_duration_s") is not None)
         record = RequestRecord(**{"started_at": T0, "endpoint": "/api/chat",
                                   "model": "llama3.2:latest", "status": 200, **fields})
-        self.metrics.observe(record, record.model,
-                             load_happened=record.load_duration_s is not None)
+        self.metrics.observe(record, record.model)
         row = dataclasses.asdict(record)
         del row["prompt"], row["response"]
         self.recent.insert(0, row)
