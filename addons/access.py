@@ -17,7 +17,8 @@ import logging
 
 from mitmproxy import http
 
-from .security import Security
+from llama_core.security import Security
+
 from .tap import JSON_TYPE, KEY, STREAM_REQUEST_BODY_OVER, content_length
 
 logger = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from addons.records import PRIORITIES
+from llama_core.record import PRIORITIES
 
 logger = logging.getLogger(__name__)
 

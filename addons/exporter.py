@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from .security import Security
+from llama_core.security import Security
 
 logger = logging.getLogger(__name__)
 

@@ -10,48 +10,21 @@ from collections.abc import Iterable, Iterator, Sequence
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import HistogramMetricFamily
 
-from .records import RequestRecord
+from llama_core.buckets import (
+    DURATION_BUCKETS,
+    QUEUE_WAIT_BUCKETS,
+    RATE_BUCKETS,
+    SERVER_DURATION_BUCKETS,
+    SIZE_BUCKETS,
+    TOKEN_COUNT_BUCKETS,
+    TOKEN_LATENCY_BUCKETS,
+    TTFT_BUCKETS,
+)
+from llama_core.record import RequestRecord
 
 logger = logging.getLogger(__name__)
 
 PREFIX = "ollama_proxy_"
-
-# Like vLLM's: a first token can take a model load (minutes) or a millisecond.
-TTFT_BUCKETS = (
-    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5,
-    10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
-)
-TOKEN_LATENCY_BUCKETS = (
-    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-    20.0, 40.0, 80.0,
-)
-DURATION_BUCKETS = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0,
-    30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0,
-)
-SERVER_DURATION_BUCKETS = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 60.0, 120.0, 300.0,
-)
-QUEUE_WAIT_BUCKETS = (
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
-    300.0,
-)
-RATE_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0)
-
-
-def one_two_five(start: int, stop: int) -> tuple[float, ...]:
-    """1-2-5 series from ``start`` up to ``stop``: 1, 2, 5, 10, 20, 50, ..."""
-    out: list[float] = []
-    decade = start
-    while decade <= stop:
-        out.extend(float(decade * m) for m in (1, 2, 5) if decade * m <= stop)
-        decade *= 10
-    return tuple(out)
-
-
-TOKEN_COUNT_BUCKETS = one_two_five(1, 500_000)
-SIZE_BUCKETS = tuple(float(4**n * 64) for n in range(12))  # 64 B ... 256 MiB
-
 
 class BulkHistogram:
     """A one-label histogram that takes many observations at once, for per-token values.
@@ -193,23 +166,22 @@ class ProxyMetrics:
             ("model",),
             registry=registry,
         )
+        self.internal_requests = counter(
+            "internal_requests",
+            "Requests our own processes sent through the proxy.",
+            ("source", "endpoint", "status"),
+        )
         self.history_dropped = counter(
             "history_dropped", "History rows dropped (queue full, database error)."
         )
         self.build_info = Info(PREFIX + "build", "This proxy.", registry=registry)
         self.build_info.info({"version": version})
 
-    def observe(
-        self,
-        record: RequestRecord,
-        label: str,
-        *,
-        tpot_s: float | None = None,
-        load_happened: bool = False,
-    ) -> None:
-        """Count one finished request whose model label is ``label``.
+    def observe(self, record: RequestRecord, label: str) -> None:
+        """Count one finished request; ``label`` names its model's series (``ModelLabels``).
 
-        Inter-token gaps are observed as they happen, not here.
+        The record is everything counted (``addons.accounting.account`` made it); inter-token
+        gaps are observed as they happen, not here.
         """
         endpoint = record.endpoint
         self.requests.labels(endpoint, label, str(record.status)).inc()
@@ -232,8 +204,8 @@ class ProxyMetrics:
             self.tokens_per_second.labels(label).observe(record.tokens_per_second)
         if record.prompt_eval_duration_s is not None:
             self.prompt_eval_duration.labels(label).observe(record.prompt_eval_duration_s)
-        if load_happened and record.load_duration_s is not None:
+        if record.loaded_model and record.load_duration_s is not None:
             self.model_loads.labels(label).inc()
             self.model_load_duration.labels(label).observe(record.load_duration_s)
-        if tpot_s is not None:
-            self.tpot.labels(label).observe(tpot_s)
+        if record.tpot_s is not None:
+            self.tpot.labels(label).observe(record.tpot_s)

@@ -19,8 +19,8 @@ from mitmproxy import http
 from prometheus_client import CollectorRegistry, Counter
 
 from . import cassettes
+from .stream_tap import MAX_KEPT_BYTES
 from .tap import KEY as TAP_KEY
-from .tap import MAX_KEPT_BYTES
 
 logger = logging.getLogger(__name__)
 

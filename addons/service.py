@@ -12,17 +12,22 @@ from mitmproxy import ctx, exceptions
 from mitmproxy.addonmanager import Loader
 from prometheus_client import CollectorRegistry
 
-from . import errors, history, history_writer, settings
+from llama_core import settings
+from llama_core.history import schema as history
+from llama_core.history import writer as history_writer
+from llama_core.record import RequestRecord
+from llama_core.sampler import ResourceSampler
+from llama_core.security import Security, load_security
+
+from . import errors
 from .access import AccessControl
 from .admission import AdmissionCollector
 from .exporter import MAX_RECENT, MetricsServer
 from .inventory import InventoryCollector, InventoryPoller
 from .metrics import ProxyMetrics
 from .recorder import CassetteRecorder
-from .records import RequestRecord
-from .resources import ResourceCollector, ResourcePoller, ResourceSampler
+from .resources import ResourceCollector, ResourcePoller
 from .routes import ModelLabels
-from .security import Security, load_security
 from .tap import TrafficTap
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """The llama-metrics dashboard: a Flask app, built by ``create_app``, one blueprint a feature.
 
 ``python -m dashboard`` serves it with gunicorn; tests build it with a test configuration
-(``SETTINGS`` over the defaults, ``SECURITY`` (an ``addons.security.Security``), and seams:
+(``SETTINGS`` over the defaults, ``SECURITY`` (a ``llama_core.security.Security``), and seams:
 ``TRANSPORT`` (a ``dashboard.http_client.Transport``), ``CLOCK``, ``HISTORY_SOURCE``,
 ``AUTOSTART``).
 """
@@ -17,7 +17,7 @@ from typing import Any
 from flask import Flask, Response
 from flask.json.provider import DefaultJSONProvider
 
-from addons.security import Security, load_security
+from llama_core.security import Security, load_security
 
 from . import auth
 from .http_client import Client, Transport, urllib_transport

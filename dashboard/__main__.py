@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 import sys
 
-from addons.security import load_security
-from addons.settings import ConfigError
+from llama_core.security import load_security
+from llama_core.settings import ConfigError
 
 from . import create_app
 from .server import check_bind, serve

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from flask import Flask, Response, jsonify, redirect, request
 from werkzeug.wrappers import Response as BaseResponse
 
-from addons.security import Security
+from llama_core.security import Security
 
 logger = logging.getLogger(__name__)
 

@@ -1,13 +1,13 @@
 """History from the proxy's SQLite file: time-bucketed series and per-model tables, cached.
 
 SQL counts the requests of each time bucket into the catalogue's latency buckets: from the
-file's per-minute and per-half-hour rollup (``addons.history.rollup_series``) when the step is
-whole minutes and the file has one (schema 2), else from the rows (``rollup_models`` and
-``rollup_durations``). This module folds those counts into chart points and keeps the points
-of closed buckets, which cannot change, so that a steady page reads only its open bucket.
-A closed bucket is read again when rows arrive late for it (a request is written when it
-finishes, so a long one lands after its start bucket closed), when retention pruned it, or
-when the file was replaced.
+file's per-minute and per-half-hour rollup (``llama_core.history.readers.rollup_series``) when
+the step is whole minutes and the file has one (schema 3), else from the rows (``rollup_models``
+and ``rollup_durations``). This module folds those counts into chart points and keeps the points
+of closed buckets, which cannot change, so that a steady page reads only its open bucket. A
+closed bucket is read again when rows arrive late for it (a request is written when it finishes,
+so a long one lands after its start bucket closed), when retention pruned it, or when the file
+was replaced.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from addons import history, history_rollup
-from addons.metrics import DURATION_BUCKETS, TTFT_BUCKETS
+from llama_core.buckets import DURATION_BUCKETS, TTFT_BUCKETS
+from llama_core.history import readers as history
+from llama_core.history import rollup as history_rollup
 
 from .snapshot import SERIES
 from .stats import cumulative, histogram_quantile, ratio

@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from addons.routes import INFERENCE_ENDPOINTS
+from llama_core.endpoints import INFERENCE_ENDPOINTS
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The dashboard's settings: its keys, its command line, and how both become one checked dict.
 
-The hierarchy is the project's (``addons.settings``): defaults here, the ``dashboard:`` block
+The hierarchy is the project's (``llama_core.settings``): defaults here, the ``dashboard:`` block
 of the YAML file, ``LLAMA_METRICS_DASHBOARD_<KEY>`` (and ``OLLAMA_HOST`` for ``ollama_url``),
 then the command line. A bad value raises ``ConfigError`` naming key, value, source and what
 is allowed; ``python -m dashboard`` turns that into exit status 2.
@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from addons.settings import (
+from llama_core.settings import (
     PORT,
     ConfigError,
     Key,
@@ -136,7 +136,7 @@ def load_settings(
     given.update(overrides or {})
     settings = load(SECTION, keys=DASHBOARD_KEYS, config=args.config, env=env, overrides=given)
     # OLLAMA_HOST is honoured as Ollama's own tools do, after the file and before our own
-    # variable and the command line (addons.settings applies it only to a key "upstream").
+    # variable and the command line (llama_core.settings applies it only to a key "upstream").
     own_var = f"LLAMA_METRICS_{SECTION.upper()}_OLLAMA_URL"
     if env.get("OLLAMA_HOST") and own_var not in env and given.get("ollama_url") is None:
         raw = env["OLLAMA_HOST"]

@@ -15,10 +15,10 @@ import sys
 import threading
 from types import FrameType
 
-from addons.settings import ConfigError
 from healthd import config
 from healthd.daemon import Daemon, check_once
 from healthd.report import exit_code, render
+from llama_core.settings import ConfigError
 
 logger = logging.getLogger(__name__)
 

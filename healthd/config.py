@@ -1,4 +1,4 @@
-"""The health daemon's settings: its keys, their parsers and defaults, loaded by addons.settings.
+"""The health daemon's settings: its keys, parsers and defaults, loaded by llama_core.settings.
 
 Most keys are scalars. Three are structured: ``check_intervals`` (check name -> seconds, 0
 turns a check off), ``thresholds`` (name -> ``{warn, critical}``, merged over the defaults)
@@ -17,10 +17,10 @@ from typing import Any
 
 import yaml
 
-from addons import settings
-from addons.security import Security, load_security
-from addons.settings import PORT, Key, parse_float, parse_host, parse_int, parse_url
-from addons.settings import parse_upstream as _parse_upstream
+from llama_core import settings
+from llama_core.security import Security, load_security
+from llama_core.settings import PORT, Key, parse_float, parse_host, parse_int, parse_url
+from llama_core.settings import parse_upstream as _parse_upstream
 
 logger = logging.getLogger(__name__)
 
@@ -283,6 +283,6 @@ def load(
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
-    """The effective settings; raises ``addons.settings.ConfigError`` on a bad value."""
+    """The effective settings; raises ``llama_core.settings.ConfigError`` on a bad value."""
     values = settings.load(SECTION, keys=HEALTHD_KEYS, config=config, env=env, overrides=overrides)
     return Settings(**values, security=load_security(config=config, env=env))

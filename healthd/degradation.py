@@ -21,15 +21,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from addons.history import (
-    HistoryError,
+from healthd.config import Threshold
+from healthd.results import Outcome, Status
+from llama_core.history.readers import (
     connect_readonly,
     inference_models,
     last_failure_end,
     window_averages,
 )
-from healthd.config import Threshold
-from healthd.results import Outcome, Status
+from llama_core.history.schema import HistoryError
 
 logger = logging.getLogger(__name__)
 

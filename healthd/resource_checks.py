@@ -1,6 +1,6 @@
 """Resource thresholds: host CPU, memory, a disk, and each GPU's memory against warn/critical.
 
-Readings come from ``addons.resources.ResourceSampler`` (psutil, NVML where there is a GPU),
+Readings come from ``llama_core.sampler.ResourceSampler`` (psutil, NVML where there is a GPU),
 the disk from ``psutil.disk_usage``. Keep one checker for the life of the daemon: the CPU
 figure is the utilisation since its previous sample.
 """
@@ -14,9 +14,9 @@ from typing import Any
 
 import psutil
 
-from addons.resources import ResourceSampler
 from healthd.config import Threshold
 from healthd.results import Outcome, Status
+from llama_core.sampler import ResourceSampler
 
 logger = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from urllib.parse import parse_qs, urlsplit
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from addons.security import Security
 from healthd.monitor import Monitor
+from llama_core.security import Security
 
 logger = logging.getLogger(__name__)
 

@@ -2,12 +2,12 @@
 """Benchmark /api/history on a large history file: cold and warm answers per window.
 
 Builds a history database of ``--rows`` requests spread over ``--days`` (through
-``addons.history_writer.insert_rows``, the writer's own path, in one transaction: the rows and their
-per-minute rollup), then asks the dashboard's ``/api/history`` through Flask's test client:
-once on a fresh app (cold: every bucket is read from the file, the rollup for steps of whole
-minutes), then ``--repeat`` times more
-(warm: closed buckets come from the cache, the open one is read again), and once after a
-row arrived late for an old bucket. Prints milliseconds.
+``llama_core.history.database.insert_rows``, the writer's own path, in one transaction: the
+rows and their per-minute rollup), then asks the dashboard's ``/api/history`` through Flask's
+test client: once on a fresh app (cold: every bucket is read from the file, the rollup for
+steps of whole minutes), then ``--repeat`` times more (warm: closed buckets come from the
+cache, the open one is read again), and once after a row arrived late for an old bucket.
+Prints milliseconds.
 
     .venv/bin/python scripts/bench_history.py --rows 1000000
 """
@@ -29,10 +29,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
-from addons.history import COLUMNS, record_to_row  # noqa: E402
-from addons.history_writer import HistoryWriter, insert_rows  # noqa: E402
-from addons.records import RequestRecord  # noqa: E402
 from dashboard import create_app  # noqa: E402
+from llama_core.history.database import insert_rows  # noqa: E402
+from llama_core.history.schema import COLUMNS, record_to_row  # noqa: E402
+from llama_core.history.writer import HistoryWriter  # noqa: E402
+from llama_core.record import RequestRecord  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ def rows(count: int, days: float, now: float, seed: int) -> Iterator[dict[str, A
         yield dict(zip(NAMES, (
             ts, "/api/chat", model, 500 if error else 200, error, "normal", 1,
             rng.randint(10, 4000), generated, 1, ttft, duration, 0.0,
-            None if error else rate, load, 0.02, 400, 6000, None, None), strict=True))
+            None if error else rate, load, 0.02, 400, 6000, None, None, int(load is not None)),
+            strict=True))
 
 
 def build(path: Path, count: int, days: float, now: float) -> float:

@@ -34,8 +34,8 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from addons.security import load_security
-from addons.settings import ConfigError
+from llama_core.security import load_security
+from llama_core.settings import ConfigError
 
 logger = logging.getLogger("load")
 

@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from addons import cassettes  # noqa: E402
-from addons.routes import INFERENCE_ENDPOINTS, NO_MODEL, canonical_model, endpoint_template  # noqa: E402
 from addons.streams import parser_for  # noqa: E402
+from llama_core.endpoints import INFERENCE_ENDPOINTS, NO_MODEL, canonical_model, endpoint_template  # noqa: E402
 
 PREFIX = "ollama_proxy_"
 Key = tuple[str, tuple[tuple[str, str], ...]]

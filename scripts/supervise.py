@@ -34,9 +34,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-from addons import settings  # noqa: E402
-from addons.security import is_loopback, load_security  # noqa: E402
-from llama_core import traffic  # noqa: E402
+from llama_core import settings, traffic  # noqa: E402
+from llama_core.security import is_loopback, load_security  # noqa: E402
 from scripts import nginx_front  # noqa: E402
 
 logger = logging.getLogger("up")

@@ -6,9 +6,9 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
-from addons.history import COLUMNS, record_to_row
-from addons.history_writer import HistoryWriter
-from addons.records import RequestRecord
+from llama_core.history.schema import COLUMNS, record_to_row
+from llama_core.history.writer import HistoryWriter
+from llama_core.record import RequestRecord
 
 
 def write_history(path: Path, records: list[RequestRecord]) -> None:

@@ -8,10 +8,10 @@ from prometheus_client import CollectorRegistry
 
 from addons.access import AccessControl
 from addons.metrics import ProxyMetrics
-from addons.records import RequestRecord
 from addons.routes import ModelLabels
-from addons.security import Security
 from addons.tap import STREAM_REQUEST_BODY_OVER, TrafficTap
+from llama_core.record import RequestRecord
+from llama_core.security import Security
 from tests.addons.test_tap import make_flow, value
 
 TOKEN = "t" * 32

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from addons.admission import Admission, AdmissionCollector, QueueFull, parse_priority
-from addons.records import PRIORITIES
+from llama_core.record import PRIORITIES
 
 logger = logging.getLogger(__name__)
 

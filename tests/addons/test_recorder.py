@@ -9,11 +9,12 @@ from mitmproxy.test import tflow
 from prometheus_client import CollectorRegistry
 
 from addons import cassettes
-from addons import tap as tap_module
+from addons import stream_tap as tap_module
+from addons.accounting import FlowState
 from addons.recorder import KEY, CassetteRecorder, CassetteWriter
+from addons.stream_tap import StreamTap
 from addons.streams import PassthroughParser
 from addons.tap import KEY as TAP_KEY
-from addons.tap import FlowState, StreamTap
 
 
 def one(start: float, started_at: float | None = None) -> cassettes.Interaction:

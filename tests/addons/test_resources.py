@@ -1,4 +1,4 @@
-"""Tests for addons/resources.py: sampling with fake psutil and NVML, the collector, the poller."""
+"""addons/resources.py and llama_core/sampler.py: sampling with fake psutil and NVML, the poller."""
 
 from __future__ import annotations
 
@@ -13,16 +13,11 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from addons.resources import (
-    GpuSample,
-    ResourceCollector,
-    ResourcePoller,
-    ResourceSample,
-    ResourceSampler,
-)
+from addons.resources import ResourceCollector, ResourcePoller
+from llama_core.sampler import GpuSample, ResourceSample, ResourceSampler
 
 GIB = 1024**3
-LOGGER = "addons.resources"
+LOGGER = "llama_core.sampler"
 
 
 # -- fake psutil -------------------------------------------------------------------------------

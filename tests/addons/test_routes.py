@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from addons.routes import NO_MODEL, OTHER, ModelLabels, canonical_model, endpoint_template
+from addons.routes import ModelLabels
+from llama_core.endpoints import NO_MODEL, OTHER, canonical_model, endpoint_template
 
 
 @pytest.mark.parametrize(

@@ -12,11 +12,12 @@ from mitmproxy.test import taddons, tflow, tutils
 from prometheus_client import CollectorRegistry
 
 from addons.metrics import ProxyMetrics
-from addons.records import RequestRecord
 from addons.routes import ModelLabels
+from addons.stream_tap import StreamTap
 from addons.streams import SseParser
-from addons.tap import StreamTap, TrafficTap
+from addons.tap import TrafficTap
 from addons.usage import UsageEventFilter
+from llama_core.record import RequestRecord
 from tests import fixtures
 from tests.addons.test_streams import random_splits
 

@@ -12,9 +12,9 @@ from prometheus_client import CollectorRegistry
 
 from addons.admission import Admission, AdmissionCollector
 from addons.metrics import ProxyMetrics
-from addons.records import RequestRecord
 from addons.routes import ModelLabels
 from addons.tap import TrafficTap
+from llama_core.record import RequestRecord
 from tests.addons.test_tap import make_flow, respond, value
 
 

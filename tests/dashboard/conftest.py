@@ -24,10 +24,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from addons.admission import AdmissionCollector
 from addons.inventory import InventoryCollector, InventoryState, LoadedModel
 from addons.metrics import ProxyMetrics
-from addons.records import RequestRecord
-from addons.resources import GpuSample, ResourceCollector, ResourceSample
+from addons.resources import ResourceCollector
 from dashboard import create_app
 from dashboard.http_client import Request, Response
+from llama_core.record import RequestRecord
+from llama_core.sampler import GpuSample, ResourceSample
 
 PROXY = "http://proxy.test:8001"
 HEALTHD = "http://healthd.test:8080"
@@ -64,10 +65,10 @@ class FakeProxy:
         self.requests: list[Request] = []
 
     def observe(self, **fields: Any) -> RequestRecord:
+        fields.setdefault("loaded_model", fields.get("load_duration_s") is not None)
         record = RequestRecord(**{"started_at": T0, "endpoint": "/api/chat",
                                   "model": "llama3.2:latest", "status": 200, **fields})
-        self.metrics.observe(record, record.model,
-                             load_happened=record.load_duration_s is not None)
+        self.metrics.observe(record, record.model)
         row = dataclasses.asdict(record)
         del row["prompt"], row["response"]
         self.recent.insert(0, row)

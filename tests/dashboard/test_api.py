@@ -10,8 +10,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from addons.records import RequestRecord
 from dashboard import create_app
+from llama_core.record import RequestRecord
 from tests.dashboard.conftest import Clock, FakeProxy
 from tests.history_files import write_history
 

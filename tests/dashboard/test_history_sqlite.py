@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from addons.history_writer import HistoryWriter
-from addons.records import RequestRecord
 from dashboard.history_sqlite import SqliteHistory
 from dashboard.windows import WINDOWS, SourceError, parse_window
+from llama_core.history.writer import HistoryWriter
+from llama_core.record import RequestRecord
 from tests.history_files import write_history
 
 NOW = 1_790_006_400.0 + 100.0  # 100 s into a 2 h bucket
@@ -80,7 +80,8 @@ def test_models_baseline_recent_and_prewarm(tmp_path: Path) -> None:
     path = tmp_path / "h.db"
     write_history(path, [
         rec(NOW - 20000, tokens_per_second=40.0), rec(NOW - 10000, tokens_per_second=30.0),
-        rec(NOW - 60, tokens_per_second=10.0, load_duration_s=2.0, ttft_s=2.5),
+        rec(NOW - 60, tokens_per_second=10.0, load_duration_s=2.0, loaded_model=True,
+            ttft_s=2.5),
         rec(NOW - 30, model="other", prompt="text"),
     ])
     source = SqliteHistory(path)
@@ -115,7 +116,7 @@ def write_v1(path: Path, records: list[RequestRecord]) -> None:
 
 def varied(n: int) -> list[RequestRecord]:
     rng = random.Random(5)
-    return [rec(NOW - rng.uniform(0, 29 * 86400), model=rng.choice(["a", "b"]),
+    records = [rec(NOW - rng.uniform(0, 29 * 86400), model=rng.choice(["a", "b"]),
                 error_type=rng.choice([None, None, "timeout"]),
                 prompt_tokens=rng.randint(1, 99), generated_tokens=rng.randint(1, 99),
                 ttft_s=rng.choice([None, rng.lognormvariate(-1, 1)]),
@@ -123,6 +124,9 @@ def varied(n: int) -> list[RequestRecord]:
                 tokens_per_second=rng.choice([None, rng.uniform(5, 80)]),
                 load_duration_s=rng.choice([None, 0.01, rng.uniform(0.25, 5)]))
             for _ in range(n)]
+    for record in records:  # the proxy's decision, as its default threshold draws it
+        record.loaded_model = (record.load_duration_s or 0.0) >= 0.25
+    return records
 
 
 @pytest.mark.parametrize("name", ["24h", "7d", "30d"])

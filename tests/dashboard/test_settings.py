@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from addons.settings import ConfigError
 from dashboard import create_app
 from dashboard import settings as dashboard_settings
 from dashboard.__main__ import main
+from llama_core.settings import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from addons import history
+from llama_core.history import readers as history
 from tests.support.processes import Proxy, run_proxy
 
 pytestmark = pytest.mark.e2e

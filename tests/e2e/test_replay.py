@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from addons.routes import INFERENCE_ENDPOINTS, endpoint_template
+from llama_core.endpoints import INFERENCE_ENDPOINTS, endpoint_template
 from tests import fixtures
 from tests.e2e.replay_upstream import ReplayUpstream
 from tests.support.processes import Proxy, run_proxy

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from addons.settings import DEFAULT_CONFIG_FILE, ConfigError
 from healthd import config
 from healthd.config import HEALTHD_KEYS, Threshold, Webhook
+from llama_core.settings import DEFAULT_CONFIG_FILE, ConfigError
 from tests.healthd.conftest import write_config
 
 # One bad value for every key; the test below fails when a key is added without one.
@@ -52,7 +52,7 @@ BAD_VALUES: dict[str, Any] = {
 def test_every_key_has_a_bad_value_and_a_settings_field() -> None:
     names = {k.name for k in HEALTHD_KEYS}
     assert set(BAD_VALUES) == names
-    # plus ``security``: the shared section (addons.security), loaded beside this one
+    # plus ``security``: the shared section (llama_core.security), loaded beside this one
     assert {f.name for f in dataclasses.fields(config.Settings)} == names | {"security"}
 
 

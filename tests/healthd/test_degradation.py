@@ -1,4 +1,4 @@
-"""Tests for healthd/degradation.py on a history file written by addons.history_writer."""
+"""Tests for healthd/degradation.py on a history file written by llama_core.history.writer."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from addons.history_writer import HistoryWriter
-from addons.records import RequestRecord
 from healthd.config import DEFAULT_THRESHOLDS
 from healthd.degradation import PerformanceCheck
 from healthd.results import Status
+from llama_core.history.writer import HistoryWriter
+from llama_core.record import RequestRecord
 
 NOW = 1_790_000_000.0
 HOUR = 3600.0

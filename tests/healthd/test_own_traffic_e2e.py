@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from addons.history_writer import HistoryWriter
-from addons.records import RequestRecord
+from llama_core.history.writer import HistoryWriter
+from llama_core.record import RequestRecord
 from ollama_sim import SimServer
 from tests.healthd.conftest import StubServer
 from tests.reliability.stack import HEALTHD_READY, Service, free_port, rows, start_proxy
@@ -75,9 +75,7 @@ def test_a_health_daemon_alone_leaves_the_client_series_empty(tmp_path: Path) ->
         report = runs_of(healthd, "proxy_e2e", 3)
         assert report["checks"]["proxy_e2e"]["status"] == "ok", report["checks"]["proxy_e2e"]
         internal = sample_total(proxy, INTERNAL)
-        if internal is None:  # the proxy side of issue 17 (engineer A1) is not merged yet
-            pytest.skip(f"this proxy has no {INTERNAL}: own traffic is not counted apart yet")
-        assert internal >= 3
+        assert internal is not None and internal >= 3
         assert {name: sample_total(proxy, name) or 0.0 for name in CLIENT_SERIES} == dict.fromkeys(
             CLIENT_SERIES, 0.0)
         assert rows(history) == 0

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from addons.resources import ResourceSampler
 from healthd.config import DEFAULT_THRESHOLDS, Threshold
 from healthd.resource_checks import ResourceCheck
 from healthd.results import Status
+from llama_core.sampler import ResourceSampler
 
 GIB = 1024**3
 

@@ -21,7 +21,8 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-from addons.history import HistoryError, connect_readonly
+from llama_core.history.readers import connect_readonly
+from llama_core.history.schema import HistoryError
 from tests.support.processes import ADDON, MITMDUMP, ROOT, Proxy, stop_process
 
 CONFIG = str(ROOT / "config" / "llama-metrics.yml")

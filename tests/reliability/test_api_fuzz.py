@@ -23,7 +23,6 @@ from flask import Flask
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from addons.records import RequestRecord
 from dashboard import create_app
 from healthd.alerts import AlertManager
 from healthd.check_metrics import make_registry
@@ -31,6 +30,7 @@ from healthd.checks import Check
 from healthd.monitor import Monitor
 from healthd.results import ok
 from healthd.server import HealthServer
+from llama_core.record import RequestRecord
 from tests.dashboard.conftest import HEALTHD, PROXY, T0, Clock, FakeProxy
 from tests.history_files import write_history
 

@@ -18,9 +18,10 @@ from addons.admission import Admission, AdmissionCollector
 from addons.inventory import InventoryCollector, InventoryPoller
 from addons.metrics import ProxyMetrics
 from addons.recorder import CassetteRecorder
-from addons.records import RequestRecord
-from addons.resources import ResourceCollector, ResourcePoller, ResourceSampler
+from addons.resources import ResourceCollector, ResourcePoller
 from addons.upstream_client import Request, Response, UpstreamClient
+from llama_core.record import RequestRecord
+from llama_core.sampler import ResourceSampler
 from tests.addons.test_resources import FakeNvml, FakePsutil, ollama_procs
 from tests.stack.promql import names
 
@@ -61,9 +62,10 @@ def _everything() -> CollectorRegistry:
         error_type="stream_error", prompt_tokens=10, generated_tokens=20, usage_reported=False,
         ttft_s=0.1, duration_s=1.0, queue_wait_s=0.0, tokens_per_second=30.0,
         load_duration_s=2.0, prompt_eval_duration_s=0.05, request_bytes=100,
-        response_bytes=1000,
+        response_bytes=1000, tpot_s=0.03, loaded_model=True,
     )
-    metrics.observe(record, "llama3.2:latest", tpot_s=0.03, load_happened=True)
+    metrics.observe(record, "llama3.2:latest")
+    metrics.internal_requests.labels("healthd", "/api/chat", "200").inc()
     metrics.queue_wait.labels("normal").observe(0.0)
     metrics.itl.observe_many("llama3.2:latest", [0.03, 0.04])
     metrics.active.labels("llama3.2:latest").set(1)

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from addons import settings
 from healthd.config import HEALTHD_KEYS
+from llama_core import settings
 from ollama_sim import SimServer
 from tests.stack.tools import DEPLOY, ROOT, load_yaml
 from tests.support.processes import Proxy, stop_process

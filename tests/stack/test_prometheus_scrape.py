@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 import yaml
 
-from addons import history
 from dashboard import create_app
+from llama_core.history import readers as history
 from tests.stack.catalogue import proxy_series
 from tests.stack.tools import (
     ALERTS_YML,

@@ -25,8 +25,8 @@ import ollama
 import pytest
 import yaml
 
-from addons import history
 from dashboard import create_app
+from llama_core.history import readers as history
 from ollama_sim import SimServer
 from scripts import nginx_front, supervise
 from tests.stack.test_prometheus_scrape import Prometheus, free_port

@@ -14,6 +14,8 @@ class RequestRecord:
     Times are seconds. ``started_at`` is wall-clock (``time.time()``) at arrival; the
     durations are differences of ``time.perf_counter()`` readings. ``None`` means "not
     known" (the server did not report it, or the request never got that far).
+    ``ttft_s`` is only measured for streamed answers: a non-streamed answer arrives whole, so
+    its wait is its ``duration_s``. ``loaded_model`` is whether the request loaded its model.
     """
 
     started_at: float
@@ -36,3 +38,5 @@ class RequestRecord:
     response_bytes: int = 0
     prompt: str | None = None
     response: str | None = None
+    loaded_model: bool = False  # decided once, by the proxy's accounting (addons/accounting)
+    tpot_s: float | None = None  # time per output token: (last - first token) / (tokens - 1)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from addons import settings
-from addons.settings import ConfigError
+from llama_core import settings
+from llama_core.settings import ConfigError
 
 
 def write(tmp_path: Path, text: str) -> str:

@@ -1,8 +1,8 @@
-"""Request history in SQLite: the schema, the record<->row mapping, and the read functions.
+"""Reading the history file: read-only connections and the queries the dashboard and healthd run.
 
-The proxy writes the file through ``addons.history_writer``; the dashboard and the health
-daemon read it through ``connect_readonly`` and the query functions below. The rollup's SQL is
-in ``addons.history_rollup``. The schema is documented in ``docs/history.md``.
+Every read of the history file is here; the dashboard's adapter (``dashboard.history_sqlite``)
+and the health daemon call these functions. A file of schema 1 or 2 (not yet migrated by the
+proxy) is read from its rows, with the load decision its rollup made (schema.LEGACY_LOADED_SQL).
 """
 
 from __future__ import annotations
@@ -11,56 +11,28 @@ import logging
 import math
 import os
 import sqlite3
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from addons.history_rollup import (
+from llama_core.endpoints import INFERENCE_ENDPOINTS, NO_MODEL
+from llama_core.history.rollup import (
     ROLLUP_DURATION_BOUNDS,
     ROLLUP_READ,
     ROLLUP_SPANS,
     ROLLUP_TTFT_BOUNDS,
     bucket_index_sql,
 )
-from addons.records import RequestRecord
-from addons.routes import INFERENCE_ENDPOINTS, NO_MODEL
+from llama_core.history.schema import (
+    BOOL_COLUMNS,
+    LEGACY_LOADED_SQL,
+    SCHEMA_VERSION,
+    HistoryError,
+    check_columns,
+    columns_of,
+)
 
 logger = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 2  # 2 added the rollup; addons.history_writer migrates from 1
-
-# (column, SQL type, RequestRecord field): the one place where a record meets a row.
-COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("ts", "REAL NOT NULL", "started_at"),
-    ("endpoint", "TEXT NOT NULL", "endpoint"),
-    ("model", "TEXT NOT NULL", "model"),
-    ("status", "INTEGER NOT NULL", "status"),
-    ("error_type", "TEXT", "error_type"),
-    ("priority", "TEXT NOT NULL", "priority"),
-    ("stream", "INTEGER NOT NULL", "stream"),
-    ("prompt_tokens", "INTEGER", "prompt_tokens"),
-    ("generated_tokens", "INTEGER", "generated_tokens"),
-    ("usage_reported", "INTEGER NOT NULL", "usage_reported"),
-    ("ttft_s", "REAL", "ttft_s"),
-    ("duration_s", "REAL NOT NULL", "duration_s"),
-    ("queue_wait_s", "REAL NOT NULL", "queue_wait_s"),
-    ("tokens_per_second", "REAL", "tokens_per_second"),
-    ("load_duration_s", "REAL", "load_duration_s"),
-    ("prompt_eval_duration_s", "REAL", "prompt_eval_duration_s"),
-    ("request_bytes", "INTEGER NOT NULL", "request_bytes"),
-    ("response_bytes", "INTEGER NOT NULL", "response_bytes"),
-    ("prompt", "TEXT", "prompt"),
-    ("response", "TEXT", "response"),
-)
-_BOOL_COLUMNS = frozenset({"stream", "usage_reported"})
-
-SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS requests (id INTEGER PRIMARY KEY, "
-    + ", ".join(f"{name} {sqltype}" for name, sqltype, _ in COLUMNS)
-    + ")",
-    "CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts)",
-    "CREATE INDEX IF NOT EXISTS requests_model_ts ON requests (model, ts)",
-)  # the requests table; the rollup's tables are ROLLUP_SCHEMA in addons.history_rollup
 
 
 def _checked_bounds(bounds: tuple[float, ...]) -> tuple[float, ...]:
@@ -72,40 +44,24 @@ def _checked_bounds(bounds: tuple[float, ...]) -> tuple[float, ...]:
     return values
 
 
-class HistoryError(Exception):
-    """The history database cannot be opened: missing, not a database, or a newer schema."""
-
-
-def record_to_row(record: RequestRecord) -> dict[str, Any]:
-    """The column values for one record, keyed by column name."""
-    row = {name: getattr(record, field) for name, _, field in COLUMNS}
-    for name in _BOOL_COLUMNS:
-        row[name] = int(row[name])
-    return row
-
-
-def row_to_record(row: Mapping[str, Any]) -> RequestRecord:
-    """The record stored in one row (a dict or ``sqlite3.Row``); ``id`` is ignored."""
-    values = {field: row[name] for name, _, field in COLUMNS}
-    for name in _BOOL_COLUMNS:
-        values[name] = bool(values[name])
-    return RequestRecord(**values)
-
-
 def _dict_row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> dict[str, Any]:
     row = {column[0]: value for column, value in zip(cursor.description, values, strict=True)}
-    for name in row.keys() & _BOOL_COLUMNS:
+    for name in row.keys() & BOOL_COLUMNS:
         if row[name] is not None:
             row[name] = bool(row[name])
     return row
 
 
-def check_columns(conn: sqlite3.Connection, path: Path) -> None:
-    found = [row[1] for row in conn.execute("PRAGMA table_info(requests)")]
-    if not found:
-        raise HistoryError(f"history {path} has no 'requests' table (not written to yet?)")
-    if found != ["id", *(name for name, _, _ in COLUMNS)]:
-        raise HistoryError(f"history {path}: table 'requests' is not llama-metrics history")
+def _stored_loads(conn: sqlite3.Connection) -> bool:
+    """Whether the file stores the load decision (schema 3); else it is derived as of old."""
+    return "loaded_model" in columns_of(conn)
+
+
+def _rows(conn: sqlite3.Connection) -> str:
+    """The requests table as SQL, with ``loaded_model`` whatever the file's schema."""
+    if _stored_loads(conn):
+        return "requests"
+    return f"(SELECT *, {LEGACY_LOADED_SQL} AS loaded_model FROM requests)"
 
 
 def connect_readonly(path: str | os.PathLike[str]) -> sqlite3.Connection:
@@ -124,7 +80,7 @@ def connect_readonly(path: str | os.PathLike[str]) -> sqlite3.Connection:
                 f"history {resolved} has schema version {version}; this llama-metrics reads up "
                 f"to {SCHEMA_VERSION}: upgrade llama-metrics"
             )
-        check_columns(conn, resolved)
+        check_columns(conn, resolved, legacy=version < SCHEMA_VERSION)
     except sqlite3.Error as exc:
         conn.close()
         raise HistoryError(f"cannot read history {resolved}: {exc}") from exc
@@ -154,7 +110,8 @@ def recent_requests(conn: sqlite3.Connection, limit: int = 100) -> list[dict[str
     """The ``limit`` most recent requests, newest first."""
     if limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
-    return _query(conn, "SELECT * FROM requests ORDER BY ts DESC, id DESC LIMIT ?", (limit,))
+    sql = f"SELECT * FROM {_rows(conn)} ORDER BY ts DESC, id DESC LIMIT ?"
+    return _query(conn, sql, (limit,))
 
 
 def requests_since(
@@ -162,7 +119,7 @@ def requests_since(
 ) -> list[dict[str, Any]]:
     """Requests that started at or after ``since_ts`` (epoch seconds), oldest first."""
     where, params = _model_filter(model)
-    sql = f"SELECT * FROM requests WHERE ts >= ?{where} ORDER BY ts, id"
+    sql = f"SELECT * FROM {_rows(conn)} WHERE ts >= ?{where} ORDER BY ts, id"
     return _query(conn, sql, (since_ts, *params))
 
 
@@ -247,7 +204,6 @@ def _performance_filter(
     return where, params
 
 # -- Read functions for the dashboard ------------------------------------------------------
-# Added for dashboard/ (issue 4); every read of the history file stays in this module.
 
 
 def _per_bucket(
@@ -271,7 +227,7 @@ def _per_bucket(
 
 def rollup_models(
     conn: sqlite3.Connection, first: int, last: int, step_s: float, *,
-    ttft_bounds: tuple[float, ...], load_threshold_s: float = 0.25,
+    ttft_bounds: tuple[float, ...],
 ) -> list[dict[str, Any]]:
     """Requests of time buckets ``first..last`` counted by bucket, model and TTFT bucket.
 
@@ -280,14 +236,10 @@ def rollup_models(
     (``len(ttft_bounds)`` above the last; None for rows without a first token). Sums per
     group: requests, errors, prompt_tokens, generated_tokens, busy_s (durations),
     queue_wait_s, ttft_s, tps_sum and tps_count (tokens_per_second), loads and load_s: rows
-    whose ``load_duration_s`` is at least ``load_threshold_s`` (the server reports a few
-    milliseconds of "load" for a model already in memory; the proxy's
-    ``load_threshold_seconds``, 0.25 s by default, draws the same line for
-    ``model_loads_total``). Empty buckets have no rows.
+    the proxy decided loaded their model (``loaded_model``, from its
+    ``load_threshold_seconds``, as for ``model_loads_total``). Empty buckets have no rows.
     """
-    threshold = float(load_threshold_s)
-    if not (math.isfinite(threshold) and threshold >= 0):
-        raise ValueError(f"load_threshold_s must be >= 0, got {load_threshold_s}")
+    loaded = "loaded_model" if _stored_loads(conn) else LEGACY_LOADED_SQL
     ttft_le = bucket_index_sql("ttft_s", _checked_bounds(ttft_bounds))
     sql = (
         "SELECT ? AS bucket, model,"
@@ -299,9 +251,8 @@ def rollup_models(
         " COALESCE(SUM(ttft_s), 0.0) AS ttft_s,"
         " COALESCE(SUM(tokens_per_second), 0.0) AS tps_sum,"
         " COUNT(tokens_per_second) AS tps_count,"
-        f" COUNT(CASE WHEN load_duration_s >= {threshold!r} THEN 1 END) AS loads,"
-        f" COALESCE(SUM(CASE WHEN load_duration_s >= {threshold!r}"
-        " THEN load_duration_s END), 0.0) AS load_s"
+        f" COUNT(CASE WHEN {loaded} THEN 1 END) AS loads,"
+        f" COALESCE(SUM(CASE WHEN {loaded} THEN load_duration_s END), 0.0) AS load_s"
         " FROM requests WHERE ts >= ? AND ts < ? GROUP BY model, ttft_le"
     )
     return _per_bucket(conn, sql, first, last, step_s)
@@ -341,9 +292,12 @@ def earliest_since_id(conn: sqlite3.Connection, after_id: int) -> float | None:
 
 
 def has_rollup(conn: sqlite3.Connection) -> bool:
-    """Whether the file has the rollup (schema 2); a version 1 file has only rows."""
+    """Whether the file has the current rollup (schema 3); an older file is read from rows.
+
+    (Schema 2's rollup counted loads with a fixed line; its rows are read as that line drew.)
+    """
     version: int = _query(conn, "PRAGMA user_version", ())[0]["user_version"]
-    return version >= 2
+    return version >= SCHEMA_VERSION
 
 
 def rollup_series(
@@ -353,8 +307,8 @@ def rollup_series(
 
     Read from the coarsest of ``ROLLUP_SPANS`` that divides ``step_s``.
     Rows: bucket, model, the sums of ``rollup_models`` (requests, errors, prompt_tokens,
-    generated_tokens, busy_s, queue_wait_s, ttft_s, tps_sum, tps_count, loads, load_s, loads
-    counted from ``LOAD_THRESHOLD_S``), and ``ttft_hist`` and ``duration_hist``: counts per
+    generated_tokens, busy_s, queue_wait_s, ttft_s, tps_sum, tps_count, loads, load_s: the
+    stored ``loaded_model``), and ``ttft_hist`` and ``duration_hist``: counts per
     ``ROLLUP_TTFT_BOUNDS`` / ``ROLLUP_DURATION_BOUNDS`` bucket (le, the last one above the
     last bound; ttft only for rows with one). Buckets are those of ``rollup_models``: row
     ``ts`` in ``[b * step_s, (b + 1) * step_s)``. Rows written by something other than the

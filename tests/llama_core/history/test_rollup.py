@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import sqlite3
@@ -12,19 +13,18 @@ from typing import Any
 
 import pytest
 
-from addons.history import (
-    COLUMNS,
-    SCHEMA_VERSION,
+from llama_core.history.readers import (
     connect_readonly,
     has_rollup,
-    record_to_row,
+    recent_requests,
     rollup_durations,
     rollup_models,
     rollup_series,
 )
-from addons.history_rollup import ROLLUP_DURATION_BOUNDS, ROLLUP_TTFT_BOUNDS
-from addons.history_writer import HistoryWriter
-from addons.records import RequestRecord
+from llama_core.history.rollup import ROLLUP_DURATION_BOUNDS, ROLLUP_TTFT_BOUNDS
+from llama_core.history.schema import COLUMNS, LEGACY_COLUMNS, SCHEMA_VERSION, record_to_row
+from llama_core.history.writer import HistoryWriter
+from llama_core.record import RequestRecord
 
 T0 = 1_699_999_200.0  # a whole half hour
 SUMS = ("requests", "errors", "prompt_tokens", "generated_tokens", "busy_s", "queue_wait_s",
@@ -41,7 +41,7 @@ class FakeClock:
 
 def varied(n: int, span_s: float, seed: int = 7) -> list[RequestRecord]:
     rng = random.Random(seed)
-    return [RequestRecord(
+    records = [RequestRecord(
         started_at=T0 + rng.uniform(0, span_s), endpoint="/api/chat",
         model=rng.choice(["a:latest", "b:latest", "c:latest"]), status=200,
         error_type=rng.choice([None, None, None, "timeout"]),
@@ -53,6 +53,9 @@ def varied(n: int, span_s: float, seed: int = 7) -> list[RequestRecord]:
         tokens_per_second=rng.choice([None, rng.uniform(5, 90)]),
         load_duration_s=rng.choice([None, 0.004, 0.25, rng.uniform(0.3, 9)]),
     ) for _ in range(n)]
+    for record in records:  # the proxy's decision, as its default threshold draws it
+        record.loaded_model = (record.load_duration_s or 0.0) >= 0.25
+    return records
 
 
 def write_through(path: Path, records: list[RequestRecord], **kwargs: Any) -> None:
@@ -167,14 +170,43 @@ def test_rows_written_by_others_are_counted_and_then_rolled_up(tmp_path: Path) -
     assert_same(path, 300, first, last)
 
 
-def make_v1(path: Path, records: list[RequestRecord]) -> None:
-    """A file as llama-metrics 1 left it: rows, their indexes, user_version 1, no rollup."""
+def make_v1(path: Path, records: list[RequestRecord], version: int = 1) -> None:
+    """A file as llama-metrics 1 left it: rows, their indexes, user_version 1, no rollup.
+
+    With ``version=2``: as llama-metrics 2 left it, with its rollup (loads at 0.25 s)."""
     write_through(path, [])
     with closing(sqlite3.connect(path)) as conn, conn:
-        conn.execute("DROP TABLE rollup")
-        conn.execute("DROP TABLE rollup_state")
-        conn.execute("PRAGMA user_version = 1")
-    insert_outside(path, records)
+        conn.execute("ALTER TABLE requests DROP COLUMN loaded_model")
+        conn.execute("ALTER TABLE requests DROP COLUMN tpot_s")
+        if version == 1:
+            conn.execute("DROP TABLE rollup")
+            conn.execute("DROP TABLE rollup_state")
+        conn.execute(f"PRAGMA user_version = {version}")
+        conn.executemany(
+            f"INSERT INTO requests ({', '.join(LEGACY_COLUMNS)})"
+            f" VALUES ({', '.join('?' * len(LEGACY_COLUMNS))})",
+            [[record_to_row(r)[n] for n in LEGACY_COLUMNS] for r in records],
+        )
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_old_file_gets_the_load_decision_its_rollup_made(tmp_path: Path, version: int) -> None:
+    path = tmp_path / "h.db"
+    base = RequestRecord(started_at=T0 + 5, endpoint="/api/chat", model="m", status=200)
+    loads = [None, 0.004, 0.25, 0.5, 3.0]
+    make_v1(path, [dataclasses.replace(base, load_duration_s=s) for s in loads], version)
+    for _ in range(2):  # unmigrated, read from its rows; then migrated by the writer
+        with closing(connect_readonly(path)) as conn:
+            rows = rollup_models(conn, int(T0 // 60), int(T0 // 60), 60,
+                                 ttft_bounds=ROLLUP_TTFT_BOUNDS)
+            assert [(r["loads"], r["load_s"]) for r in rows] == [(3, 3.75)]
+            assert [r["loaded_model"] for r in recent_requests(conn, 10)] == [
+                True, True, True, False, False]
+        write_through(path, [])
+    with closing(connect_readonly(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()["user_version"] == SCHEMA_VERSION
+        [row] = rollup_series(conn, int(T0 // 60), int(T0 // 60), 60)
+        assert (row["loads"], row["load_s"]) == (3, 3.75)
 
 
 def test_a_version_1_file_is_read_from_rows_and_migrated_by_the_writer(tmp_path: Path) -> None:

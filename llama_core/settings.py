@@ -5,7 +5,7 @@ named by ``--config`` / ``LLAMA_METRICS_CONFIG``), then ``LLAMA_METRICS_<SECTION
 (and ``OLLAMA_HOST`` for the upstream), then the command line. A bad value raises
 ``ConfigError`` naming the key, the value, where it came from and what is allowed.
 
-``python -m addons.settings mitmdump-args`` prints the mitmdump arguments for the configured
+``python -m llama_core.settings mitmdump-args`` prints the mitmdump arguments for the configured
 proxy (used by ``scripts/up``) and exits 2 on a bad setting.
 """
 
@@ -246,7 +246,7 @@ def mitmdump_args(proxy: Mapping[str, Any]) -> list[str]:
 
 def main(argv: list[str]) -> int:
     if argv[:1] != ["mitmdump-args"]:
-        print("usage: python -m addons.settings mitmdump-args [--config FILE]", file=sys.stderr)
+        print("usage: python -m llama_core.settings mitmdump-args [--config FILE]", file=sys.stderr)
         return 2
     config = argv[2] if len(argv) > 2 and argv[1] == "--config" else None
     try:

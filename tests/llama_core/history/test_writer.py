@@ -1,4 +1,4 @@
-"""Tests for addons.history: schema, batched writer, failures, retention, readers, kill -9."""
+"""Tests for llama_core.history: schema, batched writer, failures, retention, readers, kill -9."""
 
 from __future__ import annotations
 
@@ -18,21 +18,18 @@ from typing import Any
 
 import pytest
 
-from addons.history import (
+from llama_core.history.readers import connect_readonly, recent_requests, requests_since, totals
+from llama_core.history.schema import (
     COLUMNS,
     SCHEMA_VERSION,
     HistoryError,
-    connect_readonly,
-    recent_requests,
     record_to_row,
-    requests_since,
     row_to_record,
-    totals,
 )
-from addons.history_writer import HistoryWriter, open_writer
-from addons.records import RequestRecord
+from llama_core.history.writer import HistoryWriter, open_writer
+from llama_core.record import RequestRecord
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 T0 = float(int(time.time()))  # recent: the default 30-day retention keeps it
 DAY = 86400.0
 
@@ -271,7 +268,7 @@ def test_a_file_made_read_only_is_not_written_until_writable_again(
     path = tmp_path / "history.db"
     read_only: set[Path] = set()
     real_access = os.access
-    monkeypatch.setattr("addons.history_writer.os.access", lambda file, mode: (
+    monkeypatch.setattr("llama_core.history.writer.os.access", lambda file, mode: (
         Path(file) not in read_only and real_access(file, mode)))
     with running(path) as writer:
         writer.submit(rec(0))
@@ -465,7 +462,8 @@ def test_reader_functions_work_on_a_plain_connection(tmp_path: Path) -> None:
 def test_kill_9_loses_at_most_the_last_batch(tmp_path: Path) -> None:
     path = tmp_path / "history.db"
     batch_size = 200
-    command = [sys.executable, "-m", "tests.addons.history_child", str(path), str(batch_size)]
+    child = "tests.llama_core.history.history_child"
+    command = [sys.executable, "-m", child, str(path), str(batch_size)]
     with subprocess.Popen(
         command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as child:
@@ -489,7 +487,7 @@ def test_kill_9_loses_at_most_the_last_batch(tmp_path: Path) -> None:
 
 
 def test_window_averages(tmp_path: Path) -> None:
-    from addons.history import window_averages
+    from llama_core.history.readers import window_averages
 
     writer = HistoryWriter(tmp_path / "h.db")
     writer.start()
@@ -509,7 +507,7 @@ def test_window_averages(tmp_path: Path) -> None:
 
 
 def test_performance_reads_keep_inference_answers_that_name_a_model(tmp_path: Path) -> None:
-    from addons.history import inference_models, last_failure_end, window_averages
+    from llama_core.history.readers import inference_models, last_failure_end, window_averages
 
     writer = HistoryWriter(tmp_path / "h.db")
     writer.start()

@@ -1,15 +1,16 @@
 """The history rollup: per-minute and per-half-hour sums per model, its tables and its SQL.
 
-The writer (``addons.history_writer``) adds each batch to it in the batch's transaction and
-prunes it with the rows; the readers (``addons.history.rollup_series``) read it, adding the
-rows not yet rolled up. Both sides take their SQL from here, so they cannot disagree.
+The writer (``llama_core.history.database.insert_rows``) adds each batch to it in the batch's
+transaction and prunes it with the rows; the readers (``readers.rollup_series``) read it,
+adding the rows not yet rolled up. Both sides take their SQL from here, so they cannot
+disagree. A model load is the row's stored ``loaded_model`` (the proxy decided it once).
 """
 
 from __future__ import annotations
 
 import logging
 
-from addons.metrics import DURATION_BUCKETS, TTFT_BUCKETS
+from llama_core.buckets import DURATION_BUCKETS, TTFT_BUCKETS
 
 logger = logging.getLogger(__name__)
 
@@ -31,11 +32,10 @@ def bucket_index_sql(column: str, bounds: tuple[float, ...], lo: int = 0,
 # Kept by the writer in the transaction that inserts the rows, so reading a month is reading
 # 1,440 half hours per model instead of every request. The histogram bounds are the proxy's
 # own metric buckets, so a quantile from the rollup is the one the rows would give; changing
-# them (or LOAD_THRESHOLD_S) needs a new schema version whose migration rebuilds the rollup.
+# them needs a new schema version whose migration rebuilds the rollup.
 ROLLUP_SPANS = (60, 1800)  # seconds; each divides the next, so both agree on every bucket
 ROLLUP_TTFT_BOUNDS: tuple[float, ...] = TTFT_BUCKETS
 ROLLUP_DURATION_BOUNDS: tuple[float, ...] = DURATION_BUCKETS
-LOAD_THRESHOLD_S = 0.25  # the proxy's default load_threshold_seconds
 
 # (column, SQL aggregate over requests rows): summed again when spans are merged.
 _ROLLUP_SUMS: tuple[tuple[str, str], ...] = (
@@ -48,9 +48,8 @@ _ROLLUP_SUMS: tuple[tuple[str, str], ...] = (
     ("ttft_s", "TOTAL(ttft_s)"),
     ("tps_sum", "TOTAL(tokens_per_second)"),
     ("tps_count", "COUNT(tokens_per_second)"),
-    ("loads", f"COUNT(CASE WHEN load_duration_s >= {LOAD_THRESHOLD_S!r} THEN 1 END)"),
-    ("load_s", f"TOTAL(CASE WHEN load_duration_s >= {LOAD_THRESHOLD_S!r}"
-               " THEN load_duration_s END)"),
+    ("loads", "COUNT(CASE WHEN loaded_model THEN 1 END)"),
+    ("load_s", "TOTAL(CASE WHEN loaded_model THEN load_duration_s END)"),
     *((f"ttft_{i}", f"SUM(t = {i})") for i in range(len(ROLLUP_TTFT_BOUNDS) + 1)),
     *((f"duration_{i}", f"SUM(d = {i})") for i in range(len(ROLLUP_DURATION_BOUNDS) + 1)),
 )
@@ -78,7 +77,7 @@ def _not_rolled_up(span: int) -> str:
         + " FROM (SELECT *, m - (m * 60 > ts) + ((m + 1) * 60 <= ts) AS minute FROM ("
         " SELECT CAST(ts / 60 AS INTEGER) AS m, ts, model, error_type, prompt_tokens,"
         " generated_tokens, duration_s, queue_wait_s, ttft_s, tokens_per_second,"
-        " load_duration_s, CASE WHEN ttft_s IS NULL THEN -1 ELSE "
+        " load_duration_s, loaded_model, CASE WHEN ttft_s IS NULL THEN -1 ELSE "
         + bucket_index_sql("ttft_s", ROLLUP_TTFT_BOUNDS) + " END AS t, "
         + bucket_index_sql("duration_s", ROLLUP_DURATION_BOUNDS) + " AS d"
         " FROM requests WHERE id > (SELECT through_id FROM rollup_state)))"

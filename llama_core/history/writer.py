@@ -1,9 +1,9 @@
-"""Writing request history: the proxy's batched background writer, pruning and migration.
+"""The proxy's batched background writer of request history, and its pruning.
 
 The proxy submits one ``RequestRecord`` per finished request to a ``HistoryWriter``, which
-writes them in batches from its own thread (``insert_rows``: the rows and their rollup in one
-transaction), prunes expired rows, and on open creates the file or migrates it to
-``SCHEMA_VERSION``. The schema and the readers are in ``addons.history``.
+writes them in batches from its own thread (``database.insert_rows``: the rows and their
+rollup in one transaction) and prunes expired rows. Opening (creating or migrating the file)
+is ``llama_core.history.database``; the schema is ``schema``, the readers ``readers``.
 """
 
 from __future__ import annotations
@@ -20,128 +20,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from addons.history import (
-    COLUMNS,
-    SCHEMA,
-    SCHEMA_VERSION,
-    HistoryError,
-    check_columns,
-    record_to_row,
-)
-from addons.history_rollup import (
-    PRUNE_ROLLUP,
-    ROLLUP_ADD,
-    ROLLUP_SCHEMA,
-    ROLLUP_SPANS,
-    ROLLUP_THROUGH,
-    ROLLUP_THROUGH_KEPT,
-)
-from addons.records import RequestRecord
+from llama_core.history.database import close_quietly, file_id, insert_rows, open_for_writing
+from llama_core.history.rollup import PRUNE_ROLLUP, ROLLUP_SPANS, ROLLUP_THROUGH_KEPT
+from llama_core.history.schema import HistoryError, record_to_row
+from llama_core.record import RequestRecord
 
 logger = logging.getLogger(__name__)
 
-_INSERT = "INSERT INTO requests ({}) VALUES ({})".format(
-    ", ".join(name for name, _, _ in COLUMNS), ", ".join(f":{name}" for name, _, _ in COLUMNS)
-)
 _PRUNE = "DELETE FROM requests WHERE id IN (SELECT id FROM requests WHERE ts < ? LIMIT ?)"
-_BUSY_TIMEOUT_S = 5.0
-
-
-def _add_to_rollup(conn: sqlite3.Connection) -> None:
-    """Sum the rows written since the last call into the rollup (inside the caller's
-    transaction, so that the two never disagree)."""
-    for statement in ROLLUP_ADD:
-        conn.execute(statement)
-    conn.execute(ROLLUP_THROUGH)
-
-
-def insert_rows(conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert rows (``record_to_row`` dicts) and add them to the rollup, in one transaction.
-
-    The writer's path for every batch; also for bulk loads (the benchmark)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.executemany(_INSERT, rows)
-        _add_to_rollup(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-
-
-def _file_id(path: Path) -> tuple[int, int]:
-    stat = os.stat(path)
-    return stat.st_dev, stat.st_ino
-
-
-def _close_quietly(conn: sqlite3.Connection | None) -> None:
-    if conn is not None:
-        with contextlib.suppress(sqlite3.Error):
-            conn.close()
-
-
-def _create_private(path: Path) -> None:
-    """Create the file (and its directory) for the owner only, before sqlite opens it."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        pass  # an existing file keeps the mode its owner gave it
-
-
-def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise HistoryError(
-                f"history {path} has schema version {version}; this llama-metrics reads up to "
-                f"{SCHEMA_VERSION}: upgrade llama-metrics or point it at another file"
-            )
-        if version < SCHEMA_VERSION:
-            conn.execute(SCHEMA[0])
-            check_columns(conn, path)  # a foreign 'requests' table survives IF NOT EXISTS
-            for statement in (*SCHEMA[1:], *ROLLUP_SCHEMA):
-                conn.execute(statement)
-            # From 1 (or a half-made file): build the rollup from every row, in this same
-            # transaction, so that a crash leaves version 1 and the next start builds it again.
-            conn.execute("DELETE FROM rollup")
-            conn.execute("UPDATE rollup_state SET through_id = 0")
-            if version:
-                logger.info("history %s: building the per-minute rollup (schema %d to %d)",
-                            path, version, SCHEMA_VERSION)
-            _add_to_rollup(conn)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-
-
-
-def _open_for_writing(path: Path) -> sqlite3.Connection:
-    """Open (creating if needed) the database for the writer; every failure is HistoryError."""
-    conn: sqlite3.Connection | None = None
-    try:
-        _create_private(path)
-        # Opened here, used by the writer thread only: the hand-over is the one crossing.
-        conn = sqlite3.connect(
-            path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-        )
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        _ensure_schema(conn, path)
-        return conn
-    except HistoryError:
-        _close_quietly(conn)
-        raise
-    except (sqlite3.Error, OSError) as exc:
-        _close_quietly(conn)
-        raise HistoryError(f"cannot open history {path}: {exc}") from exc
-
-
 
 _WAKE = object()  # put by close() so an idle writer notices at once
 
@@ -198,7 +84,7 @@ class HistoryWriter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing = 0  # rows dropped in the current failure streak
-        self._file_ids: dict[Path, tuple[int, int]] = {}  # our database, -wal and -shm files
+        self.file_ids: dict[Path, tuple[int, int]] = {}  # our database, -wal and -shm files
         self._prune_cutoff: float | None = None
         self._next_prune = -math.inf
 
@@ -261,11 +147,11 @@ class HistoryWriter:
         return True
 
     def _connect(self) -> sqlite3.Connection:
-        conn = _open_for_writing(self.path)
-        self._file_ids = {}
+        conn = open_for_writing(self.path)
+        self.file_ids = {}
         for file in self._files():
             with contextlib.suppress(OSError):
-                self._file_ids[file] = _file_id(file)
+                self.file_ids[file] = file_id(file)
         return conn
 
     def _files(self) -> tuple[Path, Path, Path]:
@@ -274,7 +160,7 @@ class HistoryWriter:
     def _file_replaced(self) -> bool:
         # SQLite goes on writing to a deleted file without an error: notice it ourselves.
         try:
-            return _file_id(self.path) != self._file_ids.get(self.path)
+            return file_id(self.path) != self.file_ids.get(self.path)
         except OSError:
             return True
 
@@ -291,7 +177,7 @@ class HistoryWriter:
         # our -shm with it, but not files that someone else has put there since.
         for file in self._files()[1:]:
             with contextlib.suppress(OSError):
-                if _file_id(file) == self._file_ids.get(file):
+                if file_id(file) == self.file_ids.get(file):
                     file.unlink()
 
     def _drop(self, rows: int) -> None:
@@ -319,7 +205,7 @@ class HistoryWriter:
                 except Exception:
                     logger.exception("history %s: writer loop failed; going on", self.path)
         finally:
-            _close_quietly(conn)
+            close_quietly(conn)
             for event in waiting:
                 event.set()
 
@@ -353,7 +239,7 @@ class HistoryWriter:
         try:
             if conn is not None and self._file_replaced():
                 logger.warning("history %s: file was removed or replaced; reopening", self.path)
-                _close_quietly(conn)
+                close_quietly(conn)
                 conn = None
                 self._forget_replaced_file()
             if (locked := self._read_only()) is not None:
@@ -363,7 +249,7 @@ class HistoryWriter:
                 conn = self._connect()
             insert_rows(conn, [record_to_row(record) for record in batch])
         except Exception as exc:
-            _close_quietly(conn)
+            close_quietly(conn)
             self._write_failed(exc, len(batch))
             return None
         with self._lock:
@@ -403,7 +289,7 @@ class HistoryWriter:
         except (sqlite3.Error, HistoryError) as exc:
             if not self._failing:  # else the failing batches already said so
                 logger.warning("history %s: pruning failed, will retry: %s", self.path, exc)
-            _close_quietly(conn)
+            close_quietly(conn)
             self._prune_cutoff = None
             return None
         with self._lock:

@@ -1,4 +1,4 @@
-"""addons/security.py: which addresses are loopback, the Bearer check, the token's sources."""
+"""llama_core/security.py: which addresses are loopback, the Bearer check, the token's sources."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from addons.security import RemoteWithoutToken, Security, is_loopback, load_security
-from addons.settings import ConfigError
+from llama_core.security import RemoteWithoutToken, Security, is_loopback, load_security
+from llama_core.settings import ConfigError
 
 TOKEN = "0123456789abcdef-token"
 

@@ -1,4 +1,4 @@
-"""Tests for the dashboard's read functions in addons.history: rollups, extent, late rows."""
+"""Tests for the read functions of llama_core.history.readers: rollups, extent, late rows."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from addons.history import (
+from llama_core.history.readers import (
     connect_readonly,
     earliest_since_id,
     extent,
     rollup_durations,
     rollup_models,
 )
-from addons.records import RequestRecord
+from llama_core.record import RequestRecord
 from tests.history_files import write_history
 
 T0 = 1_700_000_000.0
@@ -40,8 +40,12 @@ def varied(n: int, seed: int = 3) -> list[RequestRecord]:
             ttft_s=ttft, duration_s=rng.choice([0.5, 1.0, 3.0, 9.0]),
             queue_wait_s=rng.choice([0.0, 0.25]),
             tokens_per_second=rng.choice([None, 20.0, 40.0]),
-            load_duration_s=rng.choice([None, 0.004, 2.0]),
         ))
+        load = rng.choice([None, 0.004, 2.0])
+        # What the proxy's accounting decides: milliseconds of "load" for a model in memory
+        # are not a load. The readers count the stored decision, never the duration.
+        out[-1].load_duration_s = load
+        out[-1].loaded_model = load == 2.0
     return out
 
 
@@ -79,8 +83,7 @@ def test_rollup_models_matches_counting_by_hand(db: tuple) -> None:
         assert row["queue_wait_s"] == pytest.approx(sum(r.queue_wait_s for r in group))
         assert row["tps_count"] == sum(r.tokens_per_second is not None for r in group)
         assert row["tps_sum"] == pytest.approx(sum(r.tokens_per_second or 0 for r in group))
-        # Ollama reports milliseconds of "load" for a model in memory: not a load.
-        loaded = [r.load_duration_s for r in group if (r.load_duration_s or 0) >= 0.25]
+        loaded = [r.load_duration_s for r in group if r.loaded_model]
         assert row["loads"] == len(loaded)
         assert row["load_s"] == pytest.approx(sum(loaded))
 
@@ -128,7 +131,5 @@ def test_bad_bounds_and_steps_are_refused(db: tuple, bounds: tuple) -> None:
     conn, _ = db
     with pytest.raises(ValueError):
         rollup_models(conn, 0, 1, 10.0, ttft_bounds=bounds)
-    with pytest.raises(ValueError):
-        rollup_models(conn, 0, 1, 10.0, ttft_bounds=TTFT, load_threshold_s=float("nan"))
     with pytest.raises(ValueError):
         rollup_durations(conn, 0, 1, 0.0, duration_bounds=DURATION)

@@ -1,6 +1,7 @@
 """Child process for the kill -9 test: write history without end, printing committed counts.
 
-Run as ``python -m tests.addons.history_child DB_PATH BATCH_SIZE`` from the repository root.
+Run as ``python -m tests.llama_core.history.history_child DB_PATH BATCH_SIZE`` from the
+repository root.
 After each batch is committed it prints ``writer.committed`` on its own line.
 """
 
@@ -9,8 +10,8 @@ from __future__ import annotations
 import sys
 import time
 
-from addons.history_writer import HistoryWriter
-from addons.records import RequestRecord
+from llama_core.history.writer import HistoryWriter
+from llama_core.record import RequestRecord
 
 
 def main(argv: list[str]) -> None:

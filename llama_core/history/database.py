@@ -1,0 +1,136 @@
+"""Opening the history file for writing: created private, migrated; rows inserted with rollup."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from llama_core.history.rollup import ROLLUP_ADD, ROLLUP_SCHEMA, ROLLUP_THROUGH
+from llama_core.history.schema import (
+    ADDED_IN_3,
+    COLUMNS,
+    LEGACY_LOADED_SQL,
+    SCHEMA,
+    SCHEMA_VERSION,
+    HistoryError,
+    check_columns,
+    columns_of,
+)
+
+logger = logging.getLogger(__name__)
+
+_INSERT = "INSERT INTO requests ({}) VALUES ({})".format(
+    ", ".join(name for name, _, _ in COLUMNS), ", ".join(f":{name}" for name, _, _ in COLUMNS)
+)
+_BUSY_TIMEOUT_S = 5.0
+
+
+def _add_to_rollup(conn: sqlite3.Connection) -> None:
+    """Sum the rows written since the last call into the rollup (inside the caller's
+    transaction, so that the two never disagree)."""
+    for statement in ROLLUP_ADD:
+        conn.execute(statement)
+    conn.execute(ROLLUP_THROUGH)
+
+
+def insert_rows(conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert rows (``record_to_row`` dicts) and add them to the rollup, in one transaction.
+
+    The writer's path for every batch; also for bulk loads (the benchmark)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(_INSERT, rows)
+        _add_to_rollup(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def file_id(path: Path) -> tuple[int, int]:
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino
+
+
+def close_quietly(conn: sqlite3.Connection | None) -> None:
+    if conn is not None:
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
+
+
+def _create_private(path: Path) -> None:
+    """Create the file (and its directory) for the owner only, before sqlite opens it."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass  # an existing file keeps the mode its owner gave it
+
+
+def _add_columns_of_3(conn: sqlite3.Connection) -> None:
+    """Schema 3: the stored load decision (for old rows the line their rollup drew), tpot_s."""
+    for name, sqltype, _ in COLUMNS:
+        if name in ADDED_IN_3:
+            conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {sqltype}")
+    conn.execute(f"UPDATE requests SET loaded_model = 1 WHERE {LEGACY_LOADED_SQL}")
+
+
+def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise HistoryError(
+                f"history {path} has schema version {version}; this llama-metrics reads up to "
+                f"{SCHEMA_VERSION}: upgrade llama-metrics or point it at another file"
+            )
+        if version < SCHEMA_VERSION:
+            conn.execute(SCHEMA[0])
+            # A foreign 'requests' table survives IF NOT EXISTS; one of before 3 is migrated.
+            check_columns(conn, path, legacy=True)
+            if "loaded_model" not in columns_of(conn):
+                _add_columns_of_3(conn)
+            check_columns(conn, path)
+            for statement in (*SCHEMA[1:], *ROLLUP_SCHEMA):
+                conn.execute(statement)
+            # From 1 or 2 (or a half-made file): build the rollup from every row, in this same
+            # transaction, so that a crash leaves version 1 and the next start builds it again.
+            conn.execute("DELETE FROM rollup")
+            conn.execute("UPDATE rollup_state SET through_id = 0")
+            if version:
+                logger.info("history %s: rebuilding the per-minute rollup (schema %d to %d)",
+                            path, version, SCHEMA_VERSION)
+            _add_to_rollup(conn)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+
+def open_for_writing(path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) the database for the writer; every failure is HistoryError."""
+    conn: sqlite3.Connection | None = None
+    try:
+        _create_private(path)
+        # Opened here, used by the writer thread only: the hand-over is the one crossing.
+        conn = sqlite3.connect(
+            path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        _ensure_schema(conn, path)
+        return conn
+    except HistoryError:
+        close_quietly(conn)
+        raise
+    except (sqlite3.Error, OSError) as exc:
+        close_quietly(conn)
+        raise HistoryError(f"cannot open history {path}: {exc}") from exc
