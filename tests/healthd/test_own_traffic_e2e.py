@@ -22,7 +22,8 @@ from llama_core.history.writer import HistoryWriter
 from llama_core.record import RequestRecord
 from ollama_sim import SimServer
 from tests.healthd.conftest import StubServer
-from tests.reliability.stack import HEALTHD_READY, Service, free_port, rows, start_proxy
+from tests.reliability.stack import HEALTHD_READY, Service, rows, start_proxy
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -29,8 +29,9 @@ from dashboard import create_app
 from llama_core.history import readers as history
 from ollama_sim import SimServer
 from scripts import nginx_front, supervise
-from tests.stack.test_prometheus_scrape import Prometheus, free_port
+from tests.stack.test_prometheus_scrape import Prometheus
 from tests.stack.tools import ALERTS_YML, PROMETHEUS_YML, load_yaml, tool
+from tests.support.ports import free_port
 from tests.support.processes import Proxy, run_proxy
 
 pytestmark = pytest.mark.e2e
