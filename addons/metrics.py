@@ -3,54 +3,25 @@
 from __future__ import annotations
 
 import logging
+import platform
 import threading
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from mitmproxy.version import VERSION as MITMPROXY_VERSION
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import HistogramMetricFamily
+
+import llama_core
+from llama_core import catalogue, exposition
 
 from .records import RequestRecord
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "ollama_proxy_"
-
-# Like vLLM's: a first token can take a model load (minutes) or a millisecond.
-TTFT_BUCKETS = (
-    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5,
-    10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
-)
-TOKEN_LATENCY_BUCKETS = (
-    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-    20.0, 40.0, 80.0,
-)
-DURATION_BUCKETS = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0,
-    30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0,
-)
-SERVER_DURATION_BUCKETS = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 60.0, 120.0, 300.0,
-)
-QUEUE_WAIT_BUCKETS = (
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
-    300.0,
-)
-RATE_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0)
-
-
-def one_two_five(start: int, stop: int) -> tuple[float, ...]:
-    """1-2-5 series from ``start`` up to ``stop``: 1, 2, 5, 10, 20, 50, ..."""
-    out: list[float] = []
-    decade = start
-    while decade <= stop:
-        out.extend(float(decade * m) for m in (1, 2, 5) if decade * m <= stop)
-        decade *= 10
-    return tuple(out)
-
-
-TOKEN_COUNT_BUCKETS = one_two_five(1, 500_000)
-SIZE_BUCKETS = tuple(float(4**n * 64) for n in range(12))  # 64 B ... 256 MiB
+# The buckets are the catalogue's; these names stay for the modules that import them here.
+TTFT_BUCKETS = catalogue.TTFT_BUCKETS
+DURATION_BUCKETS = catalogue.DURATION_BUCKETS
 
 
 class BulkHistogram:
@@ -60,11 +31,11 @@ class BulkHistogram:
     value; a stream observes a gap per token, so the tap hands over gaps in batches instead.
     """
 
-    def __init__(self, name: str, documentation: str, label: str, buckets: Sequence[float]):
-        self.name = name
-        self.documentation = documentation
-        self.label = label
-        self.bounds = tuple(buckets)
+    def __init__(self, series: catalogue.Series) -> None:
+        if series.type != "histogram" or len(series.labels) != 1:
+            raise ValueError(f"{series.name} is not a histogram with one label")
+        self.series = series
+        self.bounds = series.buckets
         self._series: dict[str, list[float]] = {}  # label value -> bucket counts + [sum]
         self._lock = threading.Lock()
 
@@ -80,7 +51,7 @@ class BulkHistogram:
             counts[-1] += total
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
-        family = HistogramMetricFamily(self.name, self.documentation, labels=[self.label])
+        family = exposition.histogram_family(self.series)
         with self._lock:
             series = {k: list(v) for k, v in self._series.items()}
         for label, counts in series.items():
@@ -95,109 +66,34 @@ class BulkHistogram:
 class ProxyMetrics:
     """Every request-traffic series; ``observe`` takes a finished request."""
 
-    def __init__(self, registry: CollectorRegistry, *, version: str = "0.0.0") -> None:
-        def counter(name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
-            return Counter(PREFIX + name, doc, labels, registry=registry)
-
-        def histogram(
-            name: str, doc: str, labels: Sequence[str], buckets: Iterable[float]
-        ) -> Histogram:
-            return Histogram(PREFIX + name, doc, labels, buckets=tuple(buckets), registry=registry)
-
-        self.requests = counter(
-            "requests", "Finished requests.", ("endpoint", "model", "status")
-        )
-        self.errors = counter(
-            "errors", "Failed requests by kind.", ("endpoint", "model", "error_type")
-        )
-        self.prompt_tokens = counter(
-            "prompt_tokens", "Input tokens as reported by the server.", ("model",)
-        )
-        self.generated_tokens = counter(
-            "generated_tokens", "Output tokens as reported by the server.", ("model",)
-        )
-        self.usage_estimated = counter(
-            "usage_estimated",
-            "Requests whose output tokens were counted from content chunks because the "
-            "server sent no final report.",
-            ("endpoint", "model"),
-        )
-        self.model_loads = counter(
-            "model_loads", "Requests that caused a model load.", ("model",)
-        )
-        self.request_duration = histogram(
-            "request_duration_seconds",
-            "Arrival at the proxy to the last byte sent to the client.",
-            ("endpoint", "model"),
-            DURATION_BUCKETS,
-        )
-        self.ttft = histogram(
-            "time_to_first_token_seconds",
-            "Request forwarded upstream to the first content token.",
-            ("endpoint", "model"),
-            TTFT_BUCKETS,
-        )
-        self.tpot = histogram(
-            "time_per_output_token_seconds",
-            "Per request: (last token - first token) / (tokens - 1).",
-            ("model",),
-            TOKEN_LATENCY_BUCKETS,
-        )
-        self.itl = BulkHistogram(
-            PREFIX + "inter_token_latency_seconds",
-            "Gap between successive content chunks.",
-            "model",
-            TOKEN_LATENCY_BUCKETS,
-        )
+    def __init__(self, registry: CollectorRegistry, *, version: str | None = None) -> None:
+        c = catalogue
+        self.requests = exposition.counter(c.REQUESTS, registry)
+        self.errors = exposition.counter(c.ERRORS, registry)
+        self.prompt_tokens = exposition.counter(c.PROMPT_TOKENS, registry)
+        self.generated_tokens = exposition.counter(c.GENERATED_TOKENS, registry)
+        self.usage_estimated = exposition.counter(c.USAGE_ESTIMATED, registry)
+        self.model_loads = exposition.counter(c.MODEL_LOADS, registry)
+        self.request_duration = exposition.histogram(c.REQUEST_DURATION, registry)
+        self.ttft = exposition.histogram(c.TTFT, registry)
+        self.tpot = exposition.histogram(c.TPOT, registry)
+        self.itl = BulkHistogram(c.ITL)
         registry.register(self.itl)
-        self.tokens_per_second = histogram(
-            "tokens_per_second",
-            "Per request generation rate (server-reported when present).",
-            ("model",),
-            RATE_BUCKETS,
-        )
-        self.request_prompt_tokens = histogram(
-            "request_prompt_tokens", "Prompt tokens per request.", ("model",), TOKEN_COUNT_BUCKETS
-        )
-        self.request_generated_tokens = histogram(
-            "request_generated_tokens",
-            "Generated tokens per request.",
-            ("model",),
-            TOKEN_COUNT_BUCKETS,
-        )
-        self.prompt_eval_duration = histogram(
-            "prompt_eval_duration_seconds",
-            "Server-reported prompt processing time.",
-            ("model",),
-            SERVER_DURATION_BUCKETS,
-        )
-        self.model_load_duration = histogram(
-            "model_load_duration_seconds",
-            "Server-reported load time, when a load happened.",
-            ("model",),
-            SERVER_DURATION_BUCKETS,
-        )
-        self.queue_wait = histogram(
-            "queue_wait_seconds", "Time in the proxy's own queue.", ("priority",),
-            QUEUE_WAIT_BUCKETS,
-        )
-        self.request_size = histogram(
-            "request_size_bytes", "Request bodies.", ("endpoint",), SIZE_BUCKETS
-        )
-        self.response_size = histogram(
-            "response_size_bytes", "Response bodies.", ("endpoint",), SIZE_BUCKETS
-        )
-        self.active = Gauge(
-            PREFIX + "active_requests",
-            "Requests forwarded upstream and not finished.",
-            ("model",),
-            registry=registry,
-        )
-        self.history_dropped = counter(
-            "history_dropped", "History rows dropped (queue full, database error)."
-        )
-        self.build_info = Info(PREFIX + "build", "This proxy.", registry=registry)
-        self.build_info.info({"version": version})
+        self.tokens_per_second = exposition.histogram(c.TOKENS_PER_SECOND, registry)
+        self.request_prompt_tokens = exposition.histogram(c.REQUEST_PROMPT_TOKENS, registry)
+        self.request_generated_tokens = exposition.histogram(c.REQUEST_GENERATED_TOKENS, registry)
+        self.prompt_eval_duration = exposition.histogram(c.PROMPT_EVAL_DURATION, registry)
+        self.model_load_duration = exposition.histogram(c.MODEL_LOAD_DURATION, registry)
+        self.queue_wait = exposition.histogram(c.QUEUE_WAIT, registry)
+        self.request_size = exposition.histogram(c.REQUEST_SIZE, registry)
+        self.response_size = exposition.histogram(c.RESPONSE_SIZE, registry)
+        self.active = exposition.gauge(c.ACTIVE_REQUESTS, registry)
+        self.history_dropped = exposition.counter(c.HISTORY_DROPPED, registry)
+        self.build_info = exposition.info(c.BUILD, registry, {
+            "version": llama_core.version() if version is None else version,
+            "python": platform.python_version(),
+            "mitmproxy": MITMPROXY_VERSION,
+        })
 
     def observe(
         self,
