@@ -17,13 +17,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from llama_core import catalogue
+
 from . import promtext
 from .promtext import Samples
 from .transport import Fetch, describe_error, get_json
 
 logger = logging.getLogger(__name__)
 
-SUMMED_GAUGES = frozenset({"ollama_proxy_active_requests", "ollama_proxy_queue_depth"})
+SUMMED_GAUGES = frozenset({catalogue.ACTIVE_REQUESTS.name, catalogue.QUEUE_DEPTH.name})
 SUMMED_TYPES = frozenset({"counter", "histogram", "summary"})
 _SUFFIXES = ("_total", "_bucket", "_sum", "_count", "_created")
 MAX_PARALLEL = 16
