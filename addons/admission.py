@@ -14,8 +14,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
+from llama_core import catalogue, exposition
 from llama_core.record import PRIORITIES
 
 logger = logging.getLogger(__name__)
@@ -201,17 +202,13 @@ class Admission:
 
 
 class AdmissionCollector:
-    """Prometheus collector for ``ollama_proxy_queue_depth{priority}``, read at scrape time."""
+    """Prometheus collector for ``catalogue.QUEUE_DEPTH`` (by priority), read at scrape time."""
 
     def __init__(self, admission: Admission) -> None:
         self._admission = admission
 
     def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily(
-            "ollama_proxy_queue_depth",
-            "Requests waiting for admission in the proxy's own queue.",
-            labels=["priority"],
-        )
+        family = exposition.gauge_family(catalogue.QUEUE_DEPTH)
         for priority in PRIORITIES:
             family.add_metric([priority], self._admission.depth(priority))
         yield family

@@ -22,6 +22,8 @@ from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 
+from llama_core import catalogue, exposition
+
 from .polling import Poller
 from .upstream_client import UpstreamClient, UpstreamError
 
@@ -254,32 +256,18 @@ class InventoryCollector:
 
     def _families(self, state: InventoryState, *, describe: bool) -> Iterator[GaugeMetricFamily]:
         if describe or state.up is not None:
-            yield GaugeMetricFamily(
-                "ollama_proxy_upstream_up",
-                "1 when the last poll of the upstream Ollama succeeded",
-                value=None if describe else int(bool(state.up)),
+            yield exposition.gauge_family(
+                catalogue.UPSTREAM_UP, None if describe else int(bool(state.up))
             )
         if describe or state.version is not None:
-            info = GaugeMetricFamily(
-                "ollama_proxy_upstream_info", "Version of the upstream Ollama", labels=["version"]
-            )
+            info = exposition.gauge_family(catalogue.UPSTREAM_INFO)
             if state.version is not None:
                 info.add_metric([state.version], 1)
             yield info
-        loaded = GaugeMetricFamily(
-            "ollama_proxy_model_loaded", "1 for each model Ollama holds in memory", labels=["model"]
-        )
-        vram = GaugeMetricFamily(
-            "ollama_proxy_model_vram_bytes", "GPU memory of a loaded model", labels=["model"]
-        )
-        size = GaugeMetricFamily(
-            "ollama_proxy_model_size_bytes", "Memory of a loaded model in all", labels=["model"]
-        )
-        expires = GaugeMetricFamily(
-            "ollama_proxy_model_expires_at_seconds",
-            "When Ollama will unload a loaded model (Unix time; absent when it never does)",
-            labels=["model"],
-        )
+        loaded = exposition.gauge_family(catalogue.MODEL_LOADED)
+        vram = exposition.gauge_family(catalogue.MODEL_VRAM)
+        size = exposition.gauge_family(catalogue.MODEL_SIZE)
+        expires = exposition.gauge_family(catalogue.MODEL_EXPIRES_AT)
         for name, model in sorted(state.loaded.items()):
             loaded.add_metric([name], 1)
             if model.size_vram is not None:

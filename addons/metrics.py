@@ -3,28 +3,21 @@
 from __future__ import annotations
 
 import logging
+import platform
 import threading
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from mitmproxy.version import VERSION as MITMPROXY_VERSION
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import HistogramMetricFamily
 
-from llama_core.buckets import (
-    DURATION_BUCKETS,
-    QUEUE_WAIT_BUCKETS,
-    RATE_BUCKETS,
-    SERVER_DURATION_BUCKETS,
-    SIZE_BUCKETS,
-    TOKEN_COUNT_BUCKETS,
-    TOKEN_LATENCY_BUCKETS,
-    TTFT_BUCKETS,
-)
+import llama_core
+from llama_core import catalogue, exposition
 from llama_core.record import RequestRecord
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "ollama_proxy_"
 
 class BulkHistogram:
     """A one-label histogram that takes many observations at once, for per-token values.
@@ -33,11 +26,11 @@ class BulkHistogram:
     value; a stream observes a gap per token, so the tap hands over gaps in batches instead.
     """
 
-    def __init__(self, name: str, documentation: str, label: str, buckets: Sequence[float]):
-        self.name = name
-        self.documentation = documentation
-        self.label = label
-        self.bounds = tuple(buckets)
+    def __init__(self, series: catalogue.Series) -> None:
+        if series.type != "histogram" or len(series.labels) != 1:
+            raise ValueError(f"{series.name} is not a histogram with one label")
+        self.series = series
+        self.bounds = series.buckets
         self._series: dict[str, list[float]] = {}  # label value -> bucket counts + [sum]
         self._lock = threading.Lock()
 
@@ -53,7 +46,7 @@ class BulkHistogram:
             counts[-1] += total
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
-        family = HistogramMetricFamily(self.name, self.documentation, labels=[self.label])
+        family = exposition.histogram_family(self.series)
         with self._lock:
             series = {k: list(v) for k, v in self._series.items()}
         for label, counts in series.items():
@@ -68,114 +61,35 @@ class BulkHistogram:
 class ProxyMetrics:
     """Every request-traffic series; ``observe`` takes a finished request."""
 
-    def __init__(self, registry: CollectorRegistry, *, version: str = "0.0.0") -> None:
-        def counter(name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
-            return Counter(PREFIX + name, doc, labels, registry=registry)
-
-        def histogram(
-            name: str, doc: str, labels: Sequence[str], buckets: Iterable[float]
-        ) -> Histogram:
-            return Histogram(PREFIX + name, doc, labels, buckets=tuple(buckets), registry=registry)
-
-        self.requests = counter(
-            "requests", "Finished requests.", ("endpoint", "model", "status")
-        )
-        self.errors = counter(
-            "errors", "Failed requests by kind.", ("endpoint", "model", "error_type")
-        )
-        self.prompt_tokens = counter(
-            "prompt_tokens", "Input tokens as reported by the server.", ("model",)
-        )
-        self.generated_tokens = counter(
-            "generated_tokens", "Output tokens as reported by the server.", ("model",)
-        )
-        self.usage_estimated = counter(
-            "usage_estimated",
-            "Requests whose output tokens were counted from content chunks because the "
-            "server sent no final report.",
-            ("endpoint", "model"),
-        )
-        self.model_loads = counter(
-            "model_loads", "Requests that caused a model load.", ("model",)
-        )
-        self.request_duration = histogram(
-            "request_duration_seconds",
-            "Arrival at the proxy to the last byte sent to the client.",
-            ("endpoint", "model"),
-            DURATION_BUCKETS,
-        )
-        self.ttft = histogram(
-            "time_to_first_token_seconds",
-            "Request forwarded upstream to the first content token.",
-            ("endpoint", "model"),
-            TTFT_BUCKETS,
-        )
-        self.tpot = histogram(
-            "time_per_output_token_seconds",
-            "Per request: (last token - first token) / (tokens - 1).",
-            ("model",),
-            TOKEN_LATENCY_BUCKETS,
-        )
-        self.itl = BulkHistogram(
-            PREFIX + "inter_token_latency_seconds",
-            "Gap between successive content chunks.",
-            "model",
-            TOKEN_LATENCY_BUCKETS,
-        )
+    def __init__(self, registry: CollectorRegistry, *, version: str | None = None) -> None:
+        c = catalogue
+        self.requests = exposition.counter(c.REQUESTS, registry)
+        self.errors = exposition.counter(c.ERRORS, registry)
+        self.prompt_tokens = exposition.counter(c.PROMPT_TOKENS, registry)
+        self.generated_tokens = exposition.counter(c.GENERATED_TOKENS, registry)
+        self.usage_estimated = exposition.counter(c.USAGE_ESTIMATED, registry)
+        self.model_loads = exposition.counter(c.MODEL_LOADS, registry)
+        self.request_duration = exposition.histogram(c.REQUEST_DURATION, registry)
+        self.ttft = exposition.histogram(c.TTFT, registry)
+        self.tpot = exposition.histogram(c.TPOT, registry)
+        self.itl = BulkHistogram(c.ITL)
         registry.register(self.itl)
-        self.tokens_per_second = histogram(
-            "tokens_per_second",
-            "Per request generation rate (server-reported when present).",
-            ("model",),
-            RATE_BUCKETS,
-        )
-        self.request_prompt_tokens = histogram(
-            "request_prompt_tokens", "Prompt tokens per request.", ("model",), TOKEN_COUNT_BUCKETS
-        )
-        self.request_generated_tokens = histogram(
-            "request_generated_tokens",
-            "Generated tokens per request.",
-            ("model",),
-            TOKEN_COUNT_BUCKETS,
-        )
-        self.prompt_eval_duration = histogram(
-            "prompt_eval_duration_seconds",
-            "Server-reported prompt processing time.",
-            ("model",),
-            SERVER_DURATION_BUCKETS,
-        )
-        self.model_load_duration = histogram(
-            "model_load_duration_seconds",
-            "Server-reported load time, when a load happened.",
-            ("model",),
-            SERVER_DURATION_BUCKETS,
-        )
-        self.queue_wait = histogram(
-            "queue_wait_seconds", "Time in the proxy's own queue.", ("priority",),
-            QUEUE_WAIT_BUCKETS,
-        )
-        self.request_size = histogram(
-            "request_size_bytes", "Request bodies.", ("endpoint",), SIZE_BUCKETS
-        )
-        self.response_size = histogram(
-            "response_size_bytes", "Response bodies.", ("endpoint",), SIZE_BUCKETS
-        )
-        self.active = Gauge(
-            PREFIX + "active_requests",
-            "Requests forwarded upstream and not finished.",
-            ("model",),
-            registry=registry,
-        )
-        self.internal_requests = counter(
-            "internal_requests",
-            "Requests our own processes sent through the proxy.",
-            ("source", "endpoint", "status"),
-        )
-        self.history_dropped = counter(
-            "history_dropped", "History rows dropped (queue full, database error)."
-        )
-        self.build_info = Info(PREFIX + "build", "This proxy.", registry=registry)
-        self.build_info.info({"version": version})
+        self.tokens_per_second = exposition.histogram(c.TOKENS_PER_SECOND, registry)
+        self.request_prompt_tokens = exposition.histogram(c.REQUEST_PROMPT_TOKENS, registry)
+        self.request_generated_tokens = exposition.histogram(c.REQUEST_GENERATED_TOKENS, registry)
+        self.prompt_eval_duration = exposition.histogram(c.PROMPT_EVAL_DURATION, registry)
+        self.model_load_duration = exposition.histogram(c.MODEL_LOAD_DURATION, registry)
+        self.queue_wait = exposition.histogram(c.QUEUE_WAIT, registry)
+        self.request_size = exposition.histogram(c.REQUEST_SIZE, registry)
+        self.response_size = exposition.histogram(c.RESPONSE_SIZE, registry)
+        self.active = exposition.gauge(c.ACTIVE_REQUESTS, registry)
+        self.internal_requests = exposition.counter(c.INTERNAL_REQUESTS, registry)
+        self.history_dropped = exposition.counter(c.HISTORY_DROPPED, registry)
+        self.build_info = exposition.info(c.BUILD, registry, {
+            "version": llama_core.version() if version is None else version,
+            "python": platform.python_version(),
+            "mitmproxy": MITMPROXY_VERSION,
+        })
 
     def observe(self, record: RequestRecord, label: str) -> None:
         """Count one finished request; ``label`` names its model's series (``ModelLabels``).

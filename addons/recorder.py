@@ -18,6 +18,8 @@ from pathlib import Path
 from mitmproxy import http
 from prometheus_client import CollectorRegistry, Counter
 
+from llama_core import catalogue, exposition
+
 from . import cassettes
 from .stream_tap import MAX_KEPT_BYTES
 from .tap import KEY as TAP_KEY
@@ -125,11 +127,7 @@ class CassetteRecorder:
     """Nested before the tap: sees the request as the client sent it, before usage injection."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.dropped = Counter(
-            "ollama_proxy_record_dropped",
-            "Interactions not written to the cassette (queue full, write error)",
-            registry=registry,
-        )
+        self.dropped = exposition.counter(catalogue.RECORD_DROPPED, registry)
         self.writer: CassetteWriter | None = None
         self._t0: float | None = None
         self._t0_wall = 0.0

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from prometheus_client.core import GaugeMetricFamily
 
+from llama_core import catalogue, exposition
 from llama_core.sampler import ResourceSample, ResourceSampler
 
 from .polling import Poller
@@ -44,21 +45,21 @@ class _HasLastSample(Protocol):
     def last(self) -> ResourceSample | None: ...
 
 
+# Each series with the sample attribute it shows.
 _HOST_GAUGES = (
-    ("system_cpu_percent", "Host CPU utilisation, percent of all cores", "cpu_percent"),
-    ("system_memory_used_bytes", "Host memory in use (total - available)", "memory_used_bytes"),
-    ("system_memory_total_bytes", "Host memory in all", "memory_total_bytes"),
-    ("ollama_process_rss_bytes", "Resident memory of the Ollama process(es)", "ollama_rss_bytes"),
-    ("ollama_process_cpu_percent", "CPU of the Ollama process(es), percent of one core",
-     "ollama_cpu_percent"),
+    (catalogue.SYSTEM_CPU, "cpu_percent"),
+    (catalogue.SYSTEM_MEMORY_USED, "memory_used_bytes"),
+    (catalogue.SYSTEM_MEMORY_TOTAL, "memory_total_bytes"),
+    (catalogue.OLLAMA_RSS, "ollama_rss_bytes"),
+    (catalogue.OLLAMA_CPU, "ollama_cpu_percent"),
 )
 
 _GPU_GAUGES = (
-    ("gpu_utilization_percent", "GPU utilisation, percent", "utilization_percent"),
-    ("gpu_memory_used_bytes", "GPU memory in use", "memory_used_bytes"),
-    ("gpu_memory_total_bytes", "GPU memory in all", "memory_total_bytes"),
-    ("gpu_temperature_celsius", "GPU core temperature", "temperature_celsius"),
-    ("gpu_power_watts", "GPU power draw", "power_watts"),
+    (catalogue.GPU_UTILIZATION, "utilization_percent"),
+    (catalogue.GPU_MEMORY_USED, "memory_used_bytes"),
+    (catalogue.GPU_MEMORY_TOTAL, "memory_total_bytes"),
+    (catalogue.GPU_TEMPERATURE, "temperature_celsius"),
+    (catalogue.GPU_POWER, "power_watts"),
 )
 
 
@@ -78,12 +79,12 @@ class ResourceCollector:
 
     def _families(self, s: ResourceSample | None) -> Iterator[GaugeMetricFamily]:
         # With s None (describe) every family comes out empty; otherwise only those with values.
-        for name, doc, attr in _HOST_GAUGES:
+        for series, attr in _HOST_GAUGES:
             value = None if s is None else getattr(s, attr)
             if s is None or value is not None:
-                yield GaugeMetricFamily(f"ollama_proxy_{name}", doc, value=value)
-        for name, doc, attr in _GPU_GAUGES:
-            family = GaugeMetricFamily(f"ollama_proxy_{name}", doc, labels=["gpu", "name"])
+                yield exposition.gauge_family(series, value)
+        for series, attr in _GPU_GAUGES:
+            family = exposition.gauge_family(series)
             for gpu in [] if s is None else s.gpus:
                 value = getattr(gpu, attr)
                 if value is not None:

@@ -12,6 +12,8 @@ import logging
 import math
 from typing import Any
 
+from llama_core import catalogue
+
 from . import promtext, snapshot
 from .analysis import Evidence
 from .live import LiveState
@@ -20,7 +22,7 @@ from .windows import WINDOWS, HistorySource, SourceError
 
 logger = logging.getLogger(__name__)
 
-P = snapshot.P
+C = catalogue
 BASELINE_SECONDS = 86400.0
 
 
@@ -29,14 +31,14 @@ def _recent(live: LiveState) -> dict[str, Any]:
     if new is None:
         return {"seconds": 0.0, "requests": 0, "errors": {}, "queue_wait": None, "models": [],
                 "since_start": []}
-    grown_errors = promtext.counter_delta(old, new, P + "errors_total") if old else {}
+    grown_errors = promtext.counter_delta(old, new, C.ERRORS.name) if old else {}
     errors: dict[str, int] = {}
     for (_, labels), value in grown_errors.items():
         kind = dict(labels).get("error_type", "other")
         errors[kind] = errors.get(kind, 0) + int(value)
-    requests = promtext.counter_delta(old, new, P + "requests_total") if old else {}
-    waited = promtext.counter_delta(old, new, P + "queue_wait_seconds_sum") if old else {}
-    admitted = promtext.counter_delta(old, new, P + "queue_wait_seconds_count") if old else {}
+    requests = promtext.counter_delta(old, new, C.REQUESTS.name) if old else {}
+    waited = promtext.counter_delta(old, new, C.QUEUE_WAIT.sum) if old else {}
+    admitted = promtext.counter_delta(old, new, C.QUEUE_WAIT.count) if old else {}
     return {
         "seconds": seconds,
         "requests": int(math.fsum(requests.values())),

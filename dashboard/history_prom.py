@@ -13,42 +13,45 @@ import math
 from typing import Any
 from urllib.parse import urlencode
 
+from llama_core import catalogue
+from llama_core.catalogue import Series
+
 from .http_client import Client, FetchError
 from .stats import ratio
 from .windows import SourceError, Window
 
 logger = logging.getLogger(__name__)
 
-P = "ollama_proxy_"
+C = catalogue
 MIN_RATE_RANGE_S = 60  # four scrapes at Prometheus's usual 15 s
 
 
-def _quantile(q: float, histogram: str, by: str = "") -> str:
+def _quantile(q: float, histogram: Series, by: str = "") -> str:
     return (f"histogram_quantile({q}, sum by (le{by}) "
-            f"(rate({P}{histogram}_bucket[{{r}}])))")
+            f"(rate({histogram.bucket}[{{r}}])))")
 
 
 SERIES_QUERIES: dict[str, str] = {
-    "requests_per_second": f"sum(rate({P}requests_total[{{r}}]))",
-    "prompt_tokens_per_second": f"sum(rate({P}prompt_tokens_total[{{r}}]))",
-    "generated_tokens_per_second": f"sum(rate({P}generated_tokens_total[{{r}}]))",
-    "error_rate": (f"(sum(rate({P}errors_total[{{r}}])) or vector(0))"
-                   f" / sum(rate({P}requests_total[{{r}}]))"),
-    "ttft_p50": _quantile(0.5, "time_to_first_token_seconds"),
-    "ttft_p95": _quantile(0.95, "time_to_first_token_seconds"),
-    "duration_p50": _quantile(0.5, "request_duration_seconds"),
-    "duration_p95": _quantile(0.95, "request_duration_seconds"),
-    "active_requests": f"sum({P}active_requests)",
-    "queue_depth": f"sum({P}queue_depth)",
-    "cpu_percent": f"avg({P}system_cpu_percent)",
-    "memory_percent": (f"100 * sum({P}system_memory_used_bytes)"
-                       f" / sum({P}system_memory_total_bytes)"),
-    "gpu_utilization_percent": f"avg({P}gpu_utilization_percent)",
-    "gpu_memory_percent": (f"100 * sum({P}gpu_memory_used_bytes)"
-                           f" / sum({P}gpu_memory_total_bytes)"),
+    "requests_per_second": f"sum(rate({C.REQUESTS.name}[{{r}}]))",
+    "prompt_tokens_per_second": f"sum(rate({C.PROMPT_TOKENS.name}[{{r}}]))",
+    "generated_tokens_per_second": f"sum(rate({C.GENERATED_TOKENS.name}[{{r}}]))",
+    "error_rate": (f"(sum(rate({C.ERRORS.name}[{{r}}])) or vector(0))"
+                   f" / sum(rate({C.REQUESTS.name}[{{r}}]))"),
+    "ttft_p50": _quantile(0.5, C.TTFT),
+    "ttft_p95": _quantile(0.95, C.TTFT),
+    "duration_p50": _quantile(0.5, C.REQUEST_DURATION),
+    "duration_p95": _quantile(0.95, C.REQUEST_DURATION),
+    "active_requests": f"sum({C.ACTIVE_REQUESTS.name})",
+    "queue_depth": f"sum({C.QUEUE_DEPTH.name})",
+    "cpu_percent": f"avg({C.SYSTEM_CPU.name})",
+    "memory_percent": (f"100 * sum({C.SYSTEM_MEMORY_USED.name})"
+                       f" / sum({C.SYSTEM_MEMORY_TOTAL.name})"),
+    "gpu_utilization_percent": f"avg({C.GPU_UTILIZATION.name})",
+    "gpu_memory_percent": (f"100 * sum({C.GPU_MEMORY_USED.name})"
+                           f" / sum({C.GPU_MEMORY_TOTAL.name})"),
 }
 
-def _growth(counter: str) -> str:
+def _growth(counter: Series) -> str:
     """How much a counter grew over the window, per model, exactly.
 
     ``increase()`` extrapolates to the window's edges and cannot see a series' first
@@ -57,24 +60,24 @@ def _growth(counter: str) -> str:
     (a proxy started inside the window). A counter reset inside the window (a proxy restart)
     is not seen and undercounts; ``clamp_min`` keeps that from going negative.
     """
-    now = f"sum by (model) ({P}{counter})"
-    then = f"sum by (model) ({P}{counter} offset {{w}})"
+    now = f"sum by (model) ({counter.name})"
+    then = f"sum by (model) ({counter.name} offset {{w}})"
     return f"clamp_min({now} - ({then} or {now} * 0), 0)"
 
 
 MODEL_QUERIES: dict[str, str] = {
-    "requests": _growth("requests_total"),
-    "errors": _growth("errors_total"),
-    "prompt_tokens": _growth("prompt_tokens_total"),
-    "generated_tokens": _growth("generated_tokens_total"),
-    "tps_sum": f"sum by (model) (increase({P}tokens_per_second_sum[{{w}}]))",
-    "tps_count": f"sum by (model) (increase({P}tokens_per_second_count[{{w}}]))",
+    "requests": _growth(C.REQUESTS),
+    "errors": _growth(C.ERRORS),
+    "prompt_tokens": _growth(C.PROMPT_TOKENS),
+    "generated_tokens": _growth(C.GENERATED_TOKENS),
+    "tps_sum": f"sum by (model) (increase({C.TOKENS_PER_SECOND.sum}[{{w}}]))",
+    "tps_count": f"sum by (model) (increase({C.TOKENS_PER_SECOND.count}[{{w}}]))",
     "ttft_p95": (f"histogram_quantile(0.95, sum by (model, le) "
-                 f"(increase({P}time_to_first_token_seconds_bucket[{{w}}])))"),
-    "ttft_seconds": f"sum by (model) (increase({P}time_to_first_token_seconds_sum[{{w}}]))",
-    "ttft_count": f"sum by (model) (increase({P}time_to_first_token_seconds_count[{{w}}]))",
-    "loads": _growth("model_loads_total"),
-    "load_seconds": f"sum by (model) (increase({P}model_load_duration_seconds_sum[{{w}}]))",
+                 f"(increase({C.TTFT.bucket}[{{w}}])))"),
+    "ttft_seconds": f"sum by (model) (increase({C.TTFT.sum}[{{w}}]))",
+    "ttft_count": f"sum by (model) (increase({C.TTFT.count}[{{w}}]))",
+    "loads": _growth(C.MODEL_LOADS),
+    "load_seconds": f"sum by (model) (increase({C.MODEL_LOAD_DURATION.sum}[{{w}}]))",
 }
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llama_core.buckets import DURATION_BUCKETS, TTFT_BUCKETS
+from llama_core.catalogue import DURATION_BUCKETS, TTFT_BUCKETS
 from llama_core.history import readers as history
 from llama_core.history import rollup as history_rollup
 

@@ -12,6 +12,8 @@ import math
 import re
 from collections.abc import Iterable
 
+from llama_core import catalogue
+
 logger = logging.getLogger(__name__)
 
 Labels = tuple[tuple[str, str], ...]
@@ -37,7 +39,7 @@ def _value(text: str) -> float:
     return float(text)  # "NaN" too
 
 
-def parse(text: str, prefix: str = "ollama_proxy_") -> Samples:
+def parse(text: str, prefix: str = catalogue.PROXY_PREFIX) -> Samples:
     """Samples of the series named ``prefix...``, keyed by name and sorted label pairs.
 
     A line that cannot be read is skipped (and logged at debug level): one odd series must
@@ -72,7 +74,7 @@ def parse(text: str, prefix: str = "ollama_proxy_") -> Samples:
     return samples
 
 
-def types(text: str, prefix: str = "ollama_proxy_") -> dict[str, str]:
+def types(text: str, prefix: str = catalogue.PROXY_PREFIX) -> dict[str, str]:
     """Family name -> type (counter, gauge, histogram, ...) from the ``# TYPE`` lines."""
     out: dict[str, str] = {}
     for line in text.split("\n"):

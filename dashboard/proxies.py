@@ -17,13 +17,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from llama_core import catalogue
+
 from . import promtext
 from .http_client import Client, FetchError
 from .promtext import Samples
 
 logger = logging.getLogger(__name__)
 
-SUMMED_GAUGES = frozenset({"ollama_proxy_active_requests", "ollama_proxy_queue_depth"})
+SUMMED_GAUGES = frozenset({catalogue.ACTIVE_REQUESTS.name, catalogue.QUEUE_DEPTH.name})
 SUMMED_TYPES = frozenset({"counter", "histogram", "summary"})
 _SUFFIXES = ("_total", "_bucket", "_sum", "_count", "_created")
 MAX_PARALLEL = 16

@@ -11,14 +11,16 @@ import logging
 import math
 from typing import Any
 
+from llama_core import catalogue
+from llama_core.endpoints import NO_MODEL
+
 from . import promtext
 from .promtext import Samples
 from .stats import histogram_quantile, ratio
 
 logger = logging.getLogger(__name__)
 
-P = "ollama_proxy_"
-NO_MODEL = "none"  # the proxy's label for requests that name no model
+C = catalogue
 
 # The series every chart draws, live and from history; values are numbers or None.
 SERIES = (
@@ -53,18 +55,17 @@ def rates(old: Samples | None, new: Samples, seconds: float) -> dict[str, float 
     """Per-second rates, error rate and p50/p95 latencies over ``seconds`` between scrapes."""
     out: dict[str, float | None] = {}
     for key, counter in (
-        ("requests_per_second", "requests_total"),
-        ("prompt_tokens_per_second", "prompt_tokens_total"),
-        ("generated_tokens_per_second", "generated_tokens_total"),
+        ("requests_per_second", C.REQUESTS),
+        ("prompt_tokens_per_second", C.PROMPT_TOKENS),
+        ("generated_tokens_per_second", C.GENERATED_TOKENS),
     ):
-        grown = _increase(old, new, P + counter) if old is not None else None
+        grown = _increase(old, new, counter.name) if old is not None else None
         out[key] = None if grown is None or seconds <= 0 else grown / seconds
-    requests = _increase(old, new, P + "requests_total") if old is not None else None
+    requests = _increase(old, new, C.REQUESTS.name) if old is not None else None
     errors = _errors(old, new) if old is not None else None
     out["error_rate"] = ratio(errors, requests)
-    for key, histogram in (("ttft", "time_to_first_token_seconds"),
-                           ("duration", "request_duration_seconds")):
-        buckets = _bucket_increase(old, new, P + histogram) if old is not None else []
+    for key, histogram in (("ttft", C.TTFT), ("duration", C.REQUEST_DURATION)):
+        buckets = _bucket_increase(old, new, histogram.name) if old is not None else []
         out[f"{key}_p50"] = histogram_quantile(0.5, buckets)
         out[f"{key}_p95"] = histogram_quantile(0.95, buckets)
     return out
@@ -76,7 +77,7 @@ NOT_FAILURES = frozenset({"client_cancelled", "queue_full"})
 
 
 def _errors(old: Samples | None, new: Samples) -> float:
-    grown = promtext.counter_delta(old, new, P + "errors_total")
+    grown = promtext.counter_delta(old, new, C.ERRORS.name)
     return math.fsum(value for (_, labels), value in grown.items()
                      if dict(labels).get("error_type") not in NOT_FAILURES)
 
@@ -88,7 +89,7 @@ def tokens_by_model(old: Samples | None, new: Samples, seconds: float,
         return {}
     grown: dict[str, float] = {}
     for (_, labels), value in promtext.counter_delta(
-            old, new, P + "generated_tokens_total").items():
+            old, new, C.GENERATED_TOKENS.name).items():
         model = dict(labels).get("model", "")
         grown[model] = grown.get(model, 0.0) + value
     busiest = sorted((m for m in grown if grown[m] > 0), key=lambda m: (-grown[m], m))
@@ -101,12 +102,15 @@ def tokens_by_model(old: Samples | None, new: Samples, seconds: float,
 
 def gauges(samples: Samples) -> dict[str, Any]:
     """Active requests, queue depth, host and GPU numbers of one scrape (None where absent)."""
-    used = promtext.total(samples, P + "system_memory_used_bytes")
-    total = promtext.total(samples, P + "system_memory_total_bytes")
+    used = promtext.total(samples, C.SYSTEM_MEMORY_USED.name)
+    total = promtext.total(samples, C.SYSTEM_MEMORY_TOTAL.name)
     gpus: dict[tuple[str, str], dict[str, Any]] = {}
-    for field in ("utilization_percent", "memory_used_bytes", "memory_total_bytes",
-                  "temperature_celsius", "power_watts"):
-        for labels, value in promtext.series(samples, P + "gpu_" + field):
+    for field, gpu_series in (
+        ("utilization_percent", C.GPU_UTILIZATION), ("memory_used_bytes", C.GPU_MEMORY_USED),
+        ("memory_total_bytes", C.GPU_MEMORY_TOTAL), ("temperature_celsius", C.GPU_TEMPERATURE),
+        ("power_watts", C.GPU_POWER),
+    ):
+        for labels, value in promtext.series(samples, gpu_series.name):
             key = (labels.get("gpu", ""), labels.get("name", ""))
             gpus.setdefault(key, {"gpu": key[0], "name": key[1]})[field] = value
     gpu_list = [gpus[key] for key in sorted(gpus)]
@@ -120,14 +124,14 @@ def gauges(samples: Samples) -> dict[str, Any]:
     gpu_memory_ratio = ratio(sum(gpu_used), sum(gpu_total)) if gpu_total else None
     return {
         # Labelled gauges without series yet (no request so far) read as zero.
-        "active_requests": promtext.total(samples, P + "active_requests") or 0.0,
-        "queue_depth": promtext.total(samples, P + "queue_depth") or 0.0,
-        "cpu_percent": promtext.total(samples, P + "system_cpu_percent"),
+        "active_requests": promtext.total(samples, C.ACTIVE_REQUESTS.name) or 0.0,
+        "queue_depth": promtext.total(samples, C.QUEUE_DEPTH.name) or 0.0,
+        "cpu_percent": promtext.total(samples, C.SYSTEM_CPU.name),
         "memory_used_bytes": used,
         "memory_total_bytes": total,
         "memory_percent": None if memory_ratio is None else 100 * memory_ratio,
-        "ollama_rss_bytes": promtext.total(samples, P + "ollama_process_rss_bytes"),
-        "ollama_cpu_percent": promtext.total(samples, P + "ollama_process_cpu_percent"),
+        "ollama_rss_bytes": promtext.total(samples, C.OLLAMA_RSS.name),
+        "ollama_cpu_percent": promtext.total(samples, C.OLLAMA_CPU.name),
         "gpu_utilization_percent": sum(utilization) / len(utilization) if utilization else None,
         "gpu_memory_percent": None if gpu_memory_ratio is None else 100 * gpu_memory_ratio,
         "gpus": gpu_list,
@@ -145,26 +149,24 @@ def models(old: Samples | None, new: Samples) -> list[dict[str, Any]]:
 
     def grown(name: str, label: str = "model") -> dict[str, float]:
         out: dict[str, float] = {}
-        for (_, labels), value in promtext.counter_delta(old, new, P + name).items():
+        for (_, labels), value in promtext.counter_delta(old, new, name).items():
             key = dict(labels).get(label, "")
             out[key] = out.get(key, 0.0) + value
         return out
 
-    requests = grown("requests_total")
-    errors = grown("errors_total")
-    prompt = grown("prompt_tokens_total")
-    generated = grown("generated_tokens_total")
-    tps_sum, tps_count = grown("tokens_per_second_sum"), grown("tokens_per_second_count")
-    ttft_sum = grown("time_to_first_token_seconds_sum")
-    ttft_count = grown("time_to_first_token_seconds_count")
-    loads, load_s = grown("model_loads_total"), grown("model_load_duration_seconds_sum")
-    ttft_buckets = promtext.counter_delta(old, new, P + "time_to_first_token_seconds_bucket")
+    requests = grown(C.REQUESTS.name)
+    errors = grown(C.ERRORS.name)
+    prompt = grown(C.PROMPT_TOKENS.name)
+    generated = grown(C.GENERATED_TOKENS.name)
+    tps_sum, tps_count = grown(C.TOKENS_PER_SECOND.sum), grown(C.TOKENS_PER_SECOND.count)
+    ttft_sum = grown(C.TTFT.sum)
+    ttft_count = grown(C.TTFT.count)
+    loads, load_s = grown(C.MODEL_LOADS.name), grown(C.MODEL_LOAD_DURATION.sum)
+    ttft_buckets = promtext.counter_delta(old, new, C.TTFT.bucket)
     rows = []
     # Metadata calls (/api/tags, /api/version) name no model: they are no model's traffic.
     for model in sorted(m for m in requests if m and m != NO_MODEL):
-        buckets = promtext.histogram_buckets(
-            ttft_buckets, P + "time_to_first_token_seconds", model=model
-        )
+        buckets = promtext.histogram_buckets(ttft_buckets, C.TTFT.name, model=model)
         rows.append({
             "model": model,
             "requests": int(requests[model]),
@@ -183,11 +185,11 @@ def models(old: Samples | None, new: Samples) -> list[dict[str, Any]]:
 
 def loaded(samples: Samples) -> list[dict[str, Any]]:
     """Models Ollama holds in memory, with how much of each sits in GPU memory."""
-    sizes = promtext.by_label(samples, P + "model_size_bytes", "model")
-    vram = promtext.by_label(samples, P + "model_vram_bytes", "model")
-    expires = promtext.by_label(samples, P + "model_expires_at_seconds", "model")
+    sizes = promtext.by_label(samples, C.MODEL_SIZE.name, "model")
+    vram = promtext.by_label(samples, C.MODEL_VRAM.name, "model")
+    expires = promtext.by_label(samples, C.MODEL_EXPIRES_AT.name, "model")
     out = []
-    for labels, value in sorted(promtext.series(samples, P + "model_loaded"),
+    for labels, value in sorted(promtext.series(samples, C.MODEL_LOADED.name),
                                 key=lambda item: item[0].get("model", "")):
         if value <= 0:
             continue
@@ -217,11 +219,11 @@ def status(samples: Samples | None) -> dict[str, Any]:
     """Ollama's state as the proxy last polled it (None: the proxy was not reached)."""
     if samples is None:
         return {"up": None, "version": None}
-    up = promtext.total(samples, P + "upstream_up")
+    up = promtext.total(samples, C.UPSTREAM_UP.name)
     versions = [labels.get("version") for labels, value in
-                promtext.series(samples, P + "upstream_info") if value]
+                promtext.series(samples, C.UPSTREAM_INFO.name) if value]
     proxy_versions = [labels.get("version") for labels, _ in
-                      promtext.series(samples, P + "build_info")]
+                      promtext.series(samples, C.BUILD.name)]
     return {
         "up": None if up is None else up >= 1,
         "version": versions[0] if versions else None,

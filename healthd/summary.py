@@ -18,11 +18,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from healthd.client import ProbeError, request
 from healthd.results import CheckResult, Status, overall_of
-from llama_core import traffic
+from llama_core import catalogue, traffic
 
 logger = logging.getLogger(__name__)
 
-LOAD_SERIES = ("ollama_proxy_active_requests", "ollama_proxy_queue_depth")
+LOAD_SERIES = (catalogue.ACTIVE_REQUESTS.name, catalogue.QUEUE_DEPTH.name)
 MAX_TOKENS = 200
 PROMPT = (
     "You are the on-call assistant for a local Ollama server monitored by llama-metrics. "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from llama_core.buckets import DURATION_BUCKETS, TTFT_BUCKETS
+from llama_core.catalogue import DURATION_BUCKETS, TTFT_BUCKETS
 
 logger = logging.getLogger(__name__)
 

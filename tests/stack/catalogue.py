@@ -1,15 +1,17 @@
-"""The series llama-metrics exports, built from the proxy's own collectors, and a checker for
+"""The series llama-metrics exports, as ``llama_core.catalogue`` lists them, and a checker for
 the PromQL in config/ (alert rules, Grafana panels) against them.
 
-Every collector of addons/ is registered in a fresh ``CollectorRegistry`` and fed one of
-everything (a finished request, an inventory poll, a machine sample with a GPU through the
-fake psutil and NVML of tests/addons/test_resources.py), so each family shows its samples and
-their label names: counters with ``_total``, histograms with ``_bucket``/``_sum``/``_count``.
+The catalogue is the reference; ``exported()`` is what the collectors really show: every
+collector of addons/ in a fresh ``CollectorRegistry``, fed one of everything (a finished
+request, an inventory poll, a machine sample with a GPU through the fake psutil and NVML of
+tests/addons/test_resources.py), so each family has samples. tests/llama_core checks the two
+against each other.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 
 from prometheus_client import CollectorRegistry
@@ -20,6 +22,8 @@ from addons.metrics import ProxyMetrics
 from addons.recorder import CassetteRecorder
 from addons.resources import ResourceCollector, ResourcePoller
 from addons.upstream_client import Request, Response, UpstreamClient
+from llama_core import catalogue
+from llama_core.catalogue import Series
 from llama_core.record import RequestRecord
 from llama_core.sampler import ResourceSampler
 from tests.addons.test_resources import FakeNvml, FakePsutil, ollama_procs
@@ -31,13 +35,8 @@ TARGET_LABELS = frozenset({"job", "instance"})
 # Prometheus's own series per target.
 PROMETHEUS_SERIES: dict[str, frozenset[str]] = {"up": frozenset()}
 
-# PROVISIONAL: the health daemon's series as agreed while healthd/ is being written
-# (0 ok, 1 warn, 2 critical). Used by the llama-metrics-healthd group of config/alerts.yml
-# only. No rule or panel uses dashboard_* series yet.
-HEALTHD_SERIES: dict[str, frozenset[str]] = {
-    "healthd_check_status": frozenset({"check"}),
-    "healthd_overall_status": frozenset(),
-}
+HEALTHD_SERIES: dict[str, frozenset[str]] = catalogue.samples(catalogue.HEALTHD)
+DASHBOARD_SERIES: dict[str, frozenset[str]] = catalogue.samples(catalogue.DASHBOARD)
 
 _OLLAMA = {
     "/api/version": {"version": "0.9.0"},
@@ -53,7 +52,8 @@ def _send(request: Request) -> Response:
     return Response(request.url, 200, json.dumps(_OLLAMA[path]).encode())
 
 
-def _everything() -> CollectorRegistry:
+def exported() -> CollectorRegistry:
+    """The proxy's collectors in a fresh registry, each with samples."""
     registry = CollectorRegistry()
 
     metrics = ProxyMetrics(registry, version="0.1.0")
@@ -86,19 +86,24 @@ def _everything() -> CollectorRegistry:
     return registry
 
 
-@cache
 def proxy_series() -> dict[str, frozenset[str]]:
     """Every sample name the proxy exports, with its label names (without job/instance)."""
+    return catalogue.samples(catalogue.PROXY)
+
+
+@cache
+def exported_series() -> dict[str, frozenset[str]]:
+    """Every sample name ``exported()`` shows, with its label names."""
     series: dict[str, set[str]] = {}
-    for family in _everything().collect():
+    for family in exported().collect():
         for sample in family.samples:
             series.setdefault(sample.name, set()).update(sample.labels)
     return {name: frozenset(labels) for name, labels in series.items()}
 
 
 def known_series() -> dict[str, frozenset[str]]:
-    """What the rules and panels may name: the proxy's, Prometheus's and healthd's series."""
-    return {**proxy_series(), **PROMETHEUS_SERIES, **HEALTHD_SERIES}
+    """What the rules and panels may name: the catalogue's series and Prometheus's own."""
+    return {**catalogue.samples(), **PROMETHEUS_SERIES}
 
 
 def problems(expr: str, series: dict[str, frozenset[str]] | None = None) -> list[str]:
@@ -118,4 +123,64 @@ def problems(expr: str, series: dict[str, frozenset[str]] | None = None) -> list
         available |= series[metric]
     for label in sorted(used.grouping - available):
         out.append(f"no series here has the label {label!r} it groups or matches on")
+    return out
+
+
+# What is not one sentence: a full stop, question or exclamation mark followed by more text.
+_SENTENCE_END = re.compile(r"[.!?;]\s+\S")
+# Name endings that say a value is a measure, not a count, and the unit its help must name.
+_UNIT_SUFFIXES = {"_seconds": "seconds", "_bytes": "bytes", "_percent": "percent",
+                  "_celsius": "celsius", "_watts": "watts", "_per_second": "per second"}
+
+
+def help_problems(series: Series) -> list[str]:
+    """What is wrong with a help text: it is one sentence, says its unit and its labels."""
+    text, out = series.help, []
+    if not text.endswith("."):
+        out.append("does not end with a period")
+    if _SENTENCE_END.search(text.removesuffix(".")):
+        out.append("is more than one sentence")
+    if not (text[:1].isupper() or text[:1].isdigit()):
+        out.append("does not start with a capital or a digit")
+    for suffix, unit in _UNIT_SUFFIXES.items():
+        if series.name.removesuffix("_total").endswith(suffix) and series.unit != unit:
+            if not (unit == "per second" and series.unit.endswith(unit)):
+                out.append(f"is named *{suffix} but its unit is {series.unit!r}")
+    if series.type == "histogram" and not series.unit:
+        out.append("is a histogram without a unit")
+    if series.unit:
+        # "requests" is named as "Requests ..." or "... a request"; "tokens per second" whole.
+        word = series.unit if " " in series.unit else series.unit.removesuffix("s")
+        if word not in text.lower():
+            out.append(f"does not name its unit {series.unit!r}")
+    described = [label for label in series.labels if label not in ("version", "python",
+                                                                   "mitmproxy")]
+    if described and ", by " not in text:
+        out.append("has labels but does not say what it is by")
+    return [f"{series.name} help {series.help!r} {problem}" for problem in out]
+
+
+def scrape_problems(text: str, entries: tuple[Series, ...] = catalogue.ALL) -> list[str]:
+    """What in a /metrics text is not as the catalogue says: names, types, help, _created."""
+    by_name = {entry.name: entry for entry in entries}
+    out = []
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name, _, doc = line.removeprefix("# HELP ").partition(" ")
+            entry = by_name.get(name)
+            if entry is None:
+                out.append(f"{name} is not in the catalogue")
+                continue
+            if doc != entry.help:
+                out.append(f"{name} help {doc!r} is not the catalogue's {entry.help!r}")
+            out.extend(help_problems(entry))
+        elif line.startswith("# TYPE "):
+            name, _, kind = line.removeprefix("# TYPE ").partition(" ")
+            entry = by_name.get(name)
+            # The text format has no info type: prometheus_client writes an info as a gauge.
+            expected = None if entry is None else entry.type.replace("info", "gauge")
+            if entry is not None and kind != expected:
+                out.append(f"{name} is a {kind}, the catalogue says {entry.type}")
+        elif "_created" in line:
+            out.append(f"a _created series: {line}")
     return out
