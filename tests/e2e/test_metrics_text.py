@@ -10,8 +10,8 @@ import pytest
 from mitmproxy.version import VERSION as MITMPROXY_VERSION
 
 from llama_core import catalogue
-from tests.e2e.processes import Proxy
 from tests.stack.catalogue import scrape_problems
+from tests.support.processes import Proxy
 
 pytestmark = pytest.mark.e2e
 

@@ -1,13 +1,13 @@
-"""healthd/metrics.py: the daemon's series are the catalogue's names, types and labels."""
+"""healthd/check_metrics.py: the daemon's series are the catalogue's names, types and labels."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from healthd.metrics import make_registry
 from prometheus_client import generate_latest
 
 from healthd.alerts import AlertManager
+from healthd.check_metrics import make_registry
 from healthd.checks import Check
 from healthd.monitor import Monitor
 from healthd.results import ok
