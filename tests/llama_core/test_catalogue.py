@@ -11,6 +11,7 @@ from llama_core import catalogue
 from llama_core.catalogue import Series
 from tests.stack.catalogue import exported, help_problems, scrape_problems
 
+
 @pytest.mark.parametrize("entry", catalogue.ALL, ids=lambda e: e.name)
 def test_every_help_text_is_one_sentence_with_its_unit(entry: Series) -> None:
     assert help_problems(entry) == []
