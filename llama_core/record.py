@@ -40,3 +40,9 @@ class RequestRecord:
     response: str | None = None
     loaded_model: bool = False  # decided once, by the proxy's accounting (addons/accounting)
     tpot_s: float | None = None  # time per output token: (last - first token) / (tokens - 1)
+    # The configured client the request authenticated as (``anonymous`` where allowed), and the
+    # user a front end forwarded (only when configured: it is personal data); None: not known.
+    client: str | None = None
+    user: str | None = None
+    cached_prompt_tokens: int | None = None  # prompt tokens the server reported as cached
+    energy_j: float | None = None  # GPU energy attributed to this request while it generated

@@ -11,7 +11,7 @@ from typing import Any
 
 from llama_core.history.rollup import ROLLUP_ADD, ROLLUP_SCHEMA, ROLLUP_THROUGH
 from llama_core.history.schema import (
-    ADDED_IN_3,
+    ADDED_IN,
     COLUMNS,
     LEGACY_LOADED_SQL,
     SCHEMA,
@@ -72,12 +72,20 @@ def _create_private(path: Path) -> None:
         pass  # an existing file keeps the mode its owner gave it
 
 
-def _add_columns_of_3(conn: sqlite3.Connection) -> None:
-    """Schema 3: the stored load decision (for old rows the line their rollup drew), tpot_s."""
-    for name, sqltype, _ in COLUMNS:
-        if name in ADDED_IN_3:
-            conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {sqltype}")
-    conn.execute(f"UPDATE requests SET loaded_model = 1 WHERE {LEGACY_LOADED_SQL}")
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Append the columns of each later schema that the file lacks.
+
+    Schema 3 stores the load decision: old rows get the line their rollup drew.
+    """
+    present = set(columns_of(conn))
+    for version, names in sorted(ADDED_IN.items()):
+        if set(names) <= present:
+            continue
+        for name, sqltype, _ in COLUMNS:
+            if name in names:
+                conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {sqltype}")
+        if version == 3:
+            conn.execute(f"UPDATE requests SET loaded_model = 1 WHERE {LEGACY_LOADED_SQL}")
 
 
 def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
@@ -93,8 +101,7 @@ def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
             conn.execute(SCHEMA[0])
             # A foreign 'requests' table survives IF NOT EXISTS; one of before 3 is migrated.
             check_columns(conn, path, legacy=True)
-            if "loaded_model" not in columns_of(conn):
-                _add_columns_of_3(conn)
+            _add_missing_columns(conn)
             check_columns(conn, path)
             for statement in (*SCHEMA[1:], *ROLLUP_SCHEMA):
                 conn.execute(statement)

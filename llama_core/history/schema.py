@@ -16,9 +16,10 @@ from llama_core.record import RequestRecord
 
 logger = logging.getLogger(__name__)
 
-# 2 added the rollup; 3 added loaded_model (the proxy's decision, stored once) and tpot_s.
-# llama_core.history.database migrates from 1 and 2.
-SCHEMA_VERSION = 3
+# 2 added the rollup; 3 added loaded_model (the proxy's decision, stored once) and tpot_s;
+# 4 added client, user, cached_prompt_tokens and energy_j. llama_core.history.database migrates
+# from every earlier version.
+SCHEMA_VERSION = 4
 
 # (column, SQL type, RequestRecord field): the one place where a record meets a row. A column
 # added by a migration goes last: ALTER TABLE appends, and check_columns compares the order.
@@ -45,13 +46,30 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("response", "TEXT", "response"),
     ("loaded_model", "INTEGER NOT NULL DEFAULT 0", "loaded_model"),
     ("tpot_s", "REAL", "tpot_s"),
+    ("client", "TEXT", "client"),
+    ("user", "TEXT", "user"),
+    ("cached_prompt_tokens", "INTEGER", "cached_prompt_tokens"),
+    ("energy_j", "REAL", "energy_j"),
 )
-ADDED_IN_3 = ("loaded_model", "tpot_s")
+# The columns each migration appends, in COLUMNS order; a file of version v has every column
+# but those added after v.
+ADDED_IN: dict[int, tuple[str, ...]] = {
+    3: ("loaded_model", "tpot_s"),
+    4: ("client", "user", "cached_prompt_tokens", "energy_j"),
+}
 BOOL_COLUMNS = frozenset({"stream", "usage_reported", "loaded_model"})
-# Files of schema 1 and 2 have every column but those ADDED_IN_3. Before 3, the proxy counted a
+# Files of schema 1 and 2 have LEGACY_COLUMNS. Before 3, the proxy counted a
 # load from load_duration_s >= load_threshold_seconds and the rollup from a fixed 0.25 s;
 # the migration and the readers of such files take the rollup's line (what the history said).
-LEGACY_COLUMNS = tuple(name for name, _, _ in COLUMNS if name not in ADDED_IN_3)
+
+
+def columns_through(version: int) -> tuple[str, ...]:
+    """The columns a file of schema ``version`` has, in order."""
+    later = {name for v, names in ADDED_IN.items() if v > version for name in names}
+    return tuple(name for name, _, _ in COLUMNS if name not in later)
+
+
+LEGACY_COLUMNS = columns_through(2)
 LEGACY_LOAD_THRESHOLD_S = 0.25
 LEGACY_LOADED_SQL = f"(COALESCE(load_duration_s, 0) >= {LEGACY_LOAD_THRESHOLD_S!r})"
 
@@ -77,10 +95,15 @@ def record_to_row(record: RequestRecord) -> dict[str, Any]:
 
 
 def row_to_record(row: Mapping[str, Any]) -> RequestRecord:
-    """The record stored in one row (a dict or ``sqlite3.Row``); ``id`` is ignored."""
-    values = {field: row[name] for name, _, field in COLUMNS}
+    """The record stored in one row (a dict or ``sqlite3.Row``); ``id`` is ignored.
+
+    A column a file of an older schema lacks is left at the record's default.
+    """
+    names = set(row.keys())
+    values = {field: row[name] for name, _, field in COLUMNS if name in names}
     for name in BOOL_COLUMNS:
-        values[name] = bool(values[name])
+        if name in values:
+            values[name] = bool(values[name])
     return RequestRecord(**values)
 
 
@@ -95,12 +118,13 @@ def columns_of(conn: sqlite3.Connection) -> list[str]:
 
 
 def check_columns(conn: sqlite3.Connection, path: Path, *, legacy: bool = False) -> None:
-    """Raise HistoryError unless ``requests`` is llama-metrics history (of before 3: legacy)."""
+    """Raise HistoryError unless ``requests`` is llama-metrics history (of an older schema,
+    not yet migrated: legacy)."""
     found = columns_of(conn)
     if not found:
         raise HistoryError(f"history {path} has no 'requests' table (not written to yet?)")
     expected = [[*(name for name, _, _ in COLUMNS)]]
     if legacy:
-        expected.append(list(LEGACY_COLUMNS))
+        expected += [list(columns_through(v)) for v in (2, *ADDED_IN) if v < SCHEMA_VERSION]
     if found[1:] not in expected or found[0] != "id":
         raise HistoryError(f"history {path}: table 'requests' is not llama-metrics history")

@@ -22,7 +22,13 @@ from llama_core.history.readers import (
     rollup_series,
 )
 from llama_core.history.rollup import ROLLUP_DURATION_BOUNDS, ROLLUP_TTFT_BOUNDS
-from llama_core.history.schema import COLUMNS, LEGACY_COLUMNS, SCHEMA_VERSION, record_to_row
+from llama_core.history.schema import (
+    ADDED_IN,
+    COLUMNS,
+    LEGACY_COLUMNS,
+    SCHEMA_VERSION,
+    record_to_row,
+)
 from llama_core.history.writer import HistoryWriter
 from llama_core.record import RequestRecord
 
@@ -176,8 +182,8 @@ def make_v1(path: Path, records: list[RequestRecord], version: int = 1) -> None:
     With ``version=2``: as llama-metrics 2 left it, with its rollup (loads at 0.25 s)."""
     write_through(path, [])
     with closing(sqlite3.connect(path)) as conn, conn:
-        conn.execute("ALTER TABLE requests DROP COLUMN loaded_model")
-        conn.execute("ALTER TABLE requests DROP COLUMN tpot_s")
+        for name in [n for n, _, _ in COLUMNS if n not in LEGACY_COLUMNS]:
+            conn.execute(f"ALTER TABLE requests DROP COLUMN {name}")
         if version == 1:
             conn.execute("DROP TABLE rollup")
             conn.execute("DROP TABLE rollup_state")
@@ -207,6 +213,31 @@ def test_an_old_file_gets_the_load_decision_its_rollup_made(tmp_path: Path, vers
         assert conn.execute("PRAGMA user_version").fetchone()["user_version"] == SCHEMA_VERSION
         [row] = rollup_series(conn, int(T0 // 60), int(T0 // 60), 60)
         assert (row["loads"], row["load_s"]) == (3, 3.75)
+
+
+def test_a_version_3_file_gains_the_columns_of_4_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    base = RequestRecord(started_at=T0 + 5, endpoint="/api/chat", model="m", status=200,
+                         generated_tokens=7, load_duration_s=1.0, loaded_model=True)
+    write_through(path, [base])
+    with closing(sqlite3.connect(path)) as conn, conn:
+        for name in ADDED_IN[4]:
+            conn.execute(f"ALTER TABLE requests DROP COLUMN {name}")
+        conn.execute("PRAGMA user_version = 3")
+    with closing(connect_readonly(path)) as conn:  # not migrated yet: read as it is
+        [row] = recent_requests(conn, 10)
+        assert row["generated_tokens"] == 7 and row["loaded_model"] is True
+        assert "client" not in row
+    client = dataclasses.replace(base, started_at=T0 + 6, client="alice", energy_j=2.5,
+                                 cached_prompt_tokens=3)
+    write_through(path, [client])
+    with closing(connect_readonly(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()["user_version"] == SCHEMA_VERSION
+        rows = recent_requests(conn, 10)
+        assert [(r["client"], r["energy_j"], r["cached_prompt_tokens"]) for r in rows] == [
+            ("alice", 2.5, 3), (None, None, None)]
+        [minute] = rollup_series(conn, int(T0 // 60), int(T0 // 60), 60)
+        assert minute["loads"] == 2
 
 
 def test_a_version_1_file_is_read_from_rows_and_migrated_by_the_writer(tmp_path: Path) -> None:
