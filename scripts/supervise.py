@@ -40,13 +40,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import demo_dir  # noqa: E402  (beside this script)
-import nginx_front  # noqa: E402
-from port_check import bind_problem  # noqa: E402
-from stack_part import Part  # noqa: E402
+import nginx_front  # noqa: E402  (beside this script)
 
 from addons import settings  # noqa: E402
 from addons.security import is_loopback, load_security  # noqa: E402
+from scripts import demo_dir  # noqa: E402
+from scripts.port_check import bind_problem  # noqa: E402
+from scripts.stack_part import Part  # noqa: E402
 
 logger = logging.getLogger("up")
 PYTHON = sys.executable
