@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
-"""Make cassettes (docs/cassettes.md) from mitmproxy flow files and from the shared recordings.
+"""Make cassettes (docs/cassettes.md) from mitmproxy flow files and from recorded Ollama traffic.
 
     python scripts/cassette.py from-flows FLOWS.mitm -o OUT.jsonl
-    python scripts/cassette.py from-fixture shared/fixtures/ollama-recorded/*.json -o OUT.jsonl
+    python scripts/cassette.py from-fixture tests/fixtures/ollama-recorded/*.json -o OUT.jsonl
     python scripts/cassette.py show CASSETTE.jsonl
 
 A flow file (``mitmdump -w FILE --set store_streamed_bodies=true``) keeps each body whole but
 not when its pieces arrived: the body is cut into its natural chunks (NDJSON lines, SSE
 events) and their offsets are spread evenly between the response's first and last byte.
-A shared recording has no timing at all: NDJSON chunks are placed by their ``created_at``
+A recording has no timing at all: NDJSON chunks are placed by their ``created_at``
 after the reported load and prompt-evaluation time; other bodies are one chunk at 0.
 Exit status: 0 done, 1 a file could not be read or converted, 2 bad arguments.
 """
@@ -89,7 +89,7 @@ def _ndjson_chunks(pieces: list[bytes]) -> list[cassettes.Chunk]:
 
 
 def from_fixture(path: Path, start: float) -> cassettes.Interaction:
-    """One shared recording (shared/fixtures/ollama-recorded/README.md) as an interaction."""
+    """One recording (tests/fixtures/ollama-recorded/README.md) as an interaction."""
     data = json.loads(path.read_text(encoding="utf-8"))
     req, resp = data["request"], data["response"]
     body = b"" if req.get("body") is None else json.dumps(
@@ -129,7 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     flows = sub.add_parser("from-flows", help="convert a mitmdump -w flow file")
     flows.add_argument("flows", type=Path)
     flows.add_argument("-o", "--output", type=Path, required=True)
-    fixture = sub.add_parser("from-fixture", help="convert shared recordings, in the order given")
+    fixture = sub.add_parser(
+        "from-fixture", help="convert recordings (tests/fixtures/ollama-recorded), in order given"
+    )
     fixture.add_argument("fixtures", type=Path, nargs="+")
     fixture.add_argument("-o", "--output", type=Path, required=True)
     fixture.add_argument("--gap", type=float, default=0.1,

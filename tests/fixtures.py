@@ -1,26 +1,14 @@
-"""The recorded Ollama traffic in shared/fixtures, and what each recording reports."""
+"""The recorded Ollama traffic in tests/fixtures/ollama-recorded, and what each one reports."""
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def fixtures_dir() -> Path:
-    """``shared/fixtures/ollama-recorded`` beside the checkout (or ``LLAMA_METRICS_FIXTURES``)."""
-    named = os.environ.get("LLAMA_METRICS_FIXTURES")
-    if named:
-        return Path(named)
-    for base in (ROOT.parent / "shared", ROOT / "shared"):
-        path = base / "fixtures" / "ollama-recorded"
-        if path.is_dir():
-            return path
-    raise FileNotFoundError("shared/fixtures/ollama-recorded not found beside the checkout")
+# The folder of recordings; its README says where each one came from.
+RECORDINGS = Path(__file__).resolve().parent / "fixtures" / "ollama-recorded"
 
 
 @dataclass(frozen=True)
@@ -40,7 +28,7 @@ class Recording:
 
 
 def load(name: str) -> Recording:
-    data = json.loads((fixtures_dir() / name).read_text(encoding="utf-8"))
+    data = json.loads((RECORDINGS / name).read_text(encoding="utf-8"))
     req, resp = data["request"], data["response"]
     return Recording(
         name=name,
@@ -64,7 +52,7 @@ class Expected:
     reported: bool = True
 
 
-# From shared/fixtures/ollama-recorded/README.md and the recorded final statistics.
+# From tests/fixtures/ollama-recorded/README.md and the recorded final statistics.
 EXPECTED: dict[str, Expected] = {
     "01-api-chat-stream.json": Expected(16, 22, 21),
     "02-api-chat-stream-length.json": Expected(15, 50, 50),

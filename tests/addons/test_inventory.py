@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +22,7 @@ from addons.inventory import (
     parse_tags,
 )
 from addons.upstream_client import Request, Response, UpstreamClient
+from tests import fixtures
 
 LOGGER = "addons.inventory"
 TAGS_FIXTURE = "15-api-tags-nostream.json"
@@ -34,18 +33,8 @@ FIXTURE_NAMES = {
 
 
 def recorded_tags_body() -> bytes:
-    """The /api/tags body recorded from a real Ollama (the shared fixtures, not in the repo)."""
-    root = Path(__file__).resolve().parents[2]
-    candidates = [
-        Path(os.environ.get("LLAMA_METRICS_FIXTURES", "/nonexistent")),
-        root / "shared" / "fixtures" / "ollama-recorded",
-        root.parent / "shared" / "fixtures" / "ollama-recorded",
-    ]
-    for folder in candidates:
-        if (folder / TAGS_FIXTURE).is_file():
-            body: str = json.loads((folder / TAGS_FIXTURE).read_text())["response"]["body"]
-            return body.encode()
-    pytest.skip(f"recorded fixture {TAGS_FIXTURE} not found in {candidates}")
+    """The /api/tags body recorded from a real Ollama (tests/fixtures/ollama-recorded)."""
+    return fixtures.load(TAGS_FIXTURE).body
 
 
 def ps_body(*names: str) -> bytes:

@@ -127,7 +127,7 @@ def test_a_mitmdump_flow_file_converts(recorded: dict[str, Any]) -> None:
     assert sse is not None and all(c.data.endswith(b"\n\n") for c in sse.chunks)
 
 
-# -- the shared recordings, served by the simulator and replayed through the proxy -------------
+# -- the recordings in tests/fixtures, served by the simulator, replayed through the proxy ----
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +138,7 @@ def cassette_proxy() -> Iterator[Proxy]:
         yield proxy
 
 
-def test_the_fixture_cassette_is_the_shared_recordings() -> None:
+def test_the_fixture_cassette_is_the_recordings() -> None:
     interactions = cassettes.read(FIXTURE_CASSETTE)
     assert len(interactions) == len(fixtures.ALL)
     for interaction, name in zip(interactions, fixtures.ALL, strict=True):

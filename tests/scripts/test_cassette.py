@@ -1,4 +1,4 @@
-"""scripts/cassette.py: flow files and shared recordings made into cassettes."""
+"""scripts/cassette.py: flow files and recorded Ollama traffic made into cassettes."""
 
 from __future__ import annotations
 

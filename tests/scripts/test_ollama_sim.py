@@ -22,17 +22,18 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 from ollama_sim import SimServer
+from tests import fixtures
 from tests.support.sim import sim_fixture
 
 logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
 SIM_PATH = ROOT / "scripts" / "ollama_sim.py"
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "ollama-recorded"
+FIXTURES = fixtures.RECORDINGS
 
 
 # Key order as recorded from a real Ollama (test_expected_shapes_match_fixtures checks these
-# against the files in FIXTURES where that folder exists).
+# against the files in FIXTURES).
 DURATIONS = ["total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration",
              "eval_count", "eval_duration"]
 EXPECTED: dict[str, list[str]] = {
@@ -218,7 +219,6 @@ def _fixture(name: str) -> tuple[dict[str, Any], str]:
     return data["response"], data["response"]["body"]
 
 
-@pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"no recorded fixtures at {FIXTURES}")
 def test_expected_shapes_match_fixtures() -> None:
     _, body = _fixture("01-api-chat-stream.json")
     lines = [json.loads(line) for line in body.splitlines()]

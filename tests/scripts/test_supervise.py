@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -15,25 +16,26 @@ from pathlib import Path
 
 import psutil
 
+from tests.scripts.test_port_check import time_wait_port
 from tests.support.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 SUPERVISE = ROOT / "scripts" / "supervise.py"
 
 
-def config_file(tmp_path: Path, ports: list[int]) -> Path:
+def config_file(tmp_path: Path, ports: list[int], healthd_extra: str = "") -> Path:
     listen, metrics, dash, health = ports
     path = tmp_path / "llama-metrics.yml"
     path.write_text(
         f"proxy:\n  listen_port: {listen}\n  metrics_port: {metrics}\n"
-        f"  history_path: {tmp_path / 'history.db'}\n"
+        f"  history_path: {tmp_path / 'history.db'}\n  inventory_interval_seconds: 1\n"
         f"dashboard:\n  port: {dash}\n  proxy_metrics_url: http://127.0.0.1:{metrics}\n"
         f"  history_path: {tmp_path / 'history.db'}\n  healthd_url: http://127.0.0.1:{health}\n"
         f"  narrative_model: ''\n"
         f"healthd:\n  port: {health}\n  proxy_metrics_url: http://127.0.0.1:{metrics}\n"
         f"  proxy_url: http://127.0.0.1:{listen}\n  dashboard_url: http://127.0.0.1:{dash}\n"
         f"  history_path: {tmp_path / 'history.db'}\n"
-        f"  state_path: {tmp_path / 'healthd.json'}\n",
+        f"  state_path: {tmp_path / 'healthd.json'}\n{healthd_extra}",
         encoding="utf-8",
     )
     return path
@@ -56,35 +58,94 @@ def supervise(*args: str, env: dict[str, str] | None = None) -> Iterator[subproc
             process.stdout.close()
 
 
-def test_the_demo_stack_comes_up_answers_and_stops_cleanly(tmp_path: Path) -> None:
+class Output:
+    """What a running scripts/up prints, read as it comes, so a test can wait for a line."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._ended = False
+        self._process = process
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    def wait_for(self, text: str, timeout: float, after: int = 0) -> int:
+        """The index of the first line from ``after`` on that holds ``text``."""
+        def found() -> int | None:
+            return next((i for i, line in enumerate(self.lines[after:], after)
+                         if text in line), None)
+        with self._changed:
+            self._changed.wait_for(lambda: found() is not None or self._ended, timeout)
+            index = found()
+            assert index is not None, f"no {text!r} in:\n{self.text}"
+            return index
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def join(self) -> None:
+        self._reader.join(10)
+
+
+def test_the_demo_stack_keeps_to_its_own_directory_and_outlives_the_simulator(
+    tmp_path: Path,
+) -> None:
     ports = free_ports(4)
-    with supervise("--demo", "--config", str(config_file(tmp_path, ports))) as up:
-        assert up.stdout is not None
-        lines: list[str] = []
-        ready = threading.Event()
-
-        def read() -> None:
-            assert up.stdout is not None
-            for line in up.stdout:
-                lines.append(line)
-                if "llama-metrics is up" in line:
-                    ready.set()
-            ready.set()
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        assert ready.wait(90) and up.poll() is None, "".join(lines)
+    # Start, stop, start: a port a stopped server left in TIME_WAIT is free for the next one.
+    ports[2] = time_wait_port()
+    demo = tmp_path / "demo"
+    # The health daemon checks every second and alerts at the first failure: the outage
+    # reaches it within the test.
+    config = config_file(tmp_path, ports, "  interval_seconds: 1\n  alert_after_checks: 1\n")
+    with supervise("--demo", "--config", str(config), "--data-dir", str(demo),
+                   "--sim-restart", "0") as up:
+        out = Output(up)
+        ready = out.wait_for("llama-metrics is up", 90)
+        assert up.poll() is None
         children = psutil.Process(up.pid).children(recursive=True)
         assert len(children) >= 5  # simulator, proxy, dashboard, healthd, traffic
         for url in (f"http://127.0.0.1:{ports[1]}/health", f"http://127.0.0.1:{ports[2]}/",
                     f"http://127.0.0.1:{ports[3]}/health/live"):
             with urllib.request.urlopen(url, timeout=10) as r:
                 assert r.status == 200
+        out.wait_for(f"-m healthd check --config {demo / 'llama-metrics.yml'}", 5, ready)
+
+        # The simulator stops: an outage the stack reports, not the end of the stack.
+        up.send_signal(signal.SIGUSR1)
+        down = out.wait_for("is down: clients get 502", 30, ready)
+        assert up.poll() is None
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports[1]}/health", timeout=10) as r:
+            assert json.load(r)["upstream_up"] is False
+        out.wait_for("alert firing: ollama", 30, ready)  # the health daemon saw it
+        up.send_signal(signal.SIGUSR1)
+        out.wait_for("is back", 30, down)
+
         up.send_signal(signal.SIGINT)
         assert up.wait(60) == 0
-        reader.join(10)
+        out.join()
         gone, alive = psutil.wait_procs(children, timeout=10)
         assert not alive, f"left running: {alive}"
+
+    # Its history, health state and logs are in the demo directory; the configured ones
+    # (the "real" files here) were never made.
+    assert (demo / "history.db").is_file() and (demo / "healthd-state.json").is_file()
+    assert not (tmp_path / "history.db").exists() and not (tmp_path / "healthd.json").exists()
+    proxy_log = (demo / "logs" / "proxy.log").read_text(encoding="utf-8")
+    # Every connection is in the proxy's log, none on the terminal.
+    assert "client connect" in proxy_log and "client connect" not in out.text
+    assert "history in " + str(demo / "history.db") in proxy_log
+    assert "Streaming response" not in out.text
 
 
 def test_a_bad_setting_names_the_key_and_starts_nothing(tmp_path: Path) -> None:
@@ -109,7 +170,9 @@ def test_a_taken_port_is_named(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", ports[2]))
         taken.listen()
-        with supervise("--config", str(config_file(tmp_path, ports))) as up:
+        with supervise("--config", str(config_file(tmp_path, ports)), "--data-dir",
+                       str(tmp_path)) as up:
             out, _ = up.communicate(timeout=60)
     assert up.returncode == 1
-    assert f"cannot start the dashboard: 127.0.0.1:{ports[2]} is already in use" in out
+    holder = f"pid {os.getpid()} ({psutil.Process().name()})"
+    assert f"cannot start the dashboard: 127.0.0.1:{ports[2]} is already in use by {holder}" in out

@@ -11,7 +11,6 @@ Prometheus scraping both as config/prometheus.yml documents, and the dashboard m
 
 from __future__ import annotations
 
-import argparse
 import socket
 import subprocess
 import time
@@ -316,14 +315,13 @@ def test_scripts_up_with_two_proxies_plans_nginx_in_front_and_one_proxy_stays_as
     proxy = {"listen_host": "127.0.0.1", "listen_port": 11435, "metrics_host": "127.0.0.1",
              "metrics_port": 8001, "upstream": "http://127.0.0.1:11434"}
     urls = {"dashboard": "http://127.0.0.1:3001", "healthd": "http://127.0.0.1:8080"}
-    one = supervise.plan(argparse.Namespace(config=None, proxies=1), proxy, proxy["upstream"],
-                         urls)
+    launch = supervise.Launch(None, {}, tmp_path / "logs", False)
+    one = supervise.plan(launch, 1, proxy, proxy["upstream"], urls)
     assert [p.name for p in one] == ["proxy", "dashboard", "healthd"]
     assert "--proxy-metrics" not in one[1].args and "metrics_port=8001" not in one[0].args
 
     nginx_binary()
-    two = supervise.plan(argparse.Namespace(config=None, proxies=2), proxy, proxy["upstream"],
-                         urls, tmp_path)
+    two = supervise.plan(launch, 2, proxy, proxy["upstream"], urls, tmp_path)
     assert [p.name for p in two] == ["proxy-1", "proxy-2", "nginx", "dashboard", "healthd"]
     assert [p.binds for p in two[:3]] == [
         [("127.0.0.1", 11436), ("127.0.0.1", 8001)], [("127.0.0.1", 11437), ("127.0.0.1", 8002)],
@@ -336,8 +334,7 @@ def test_scripts_up_with_two_proxies_plans_nginx_in_front_and_one_proxy_stays_as
     assert checked.returncode == 0, checked.stderr
 
     # Public on every interface: only nginx is; the proxies behind it stay on the loopback.
-    public = supervise.plan(argparse.Namespace(config=None, proxies=2),
-                            {**proxy, "listen_host": "0.0.0.0"}, proxy["upstream"], urls,
-                            tmp_path)
+    public = supervise.plan(launch, 2, {**proxy, "listen_host": "0.0.0.0"}, proxy["upstream"],
+                            urls, tmp_path)
     assert [p.binds[0] for p in public[:3]] == [
         ("127.0.0.1", 11436), ("127.0.0.1", 11437), ("0.0.0.0", 11435)]
