@@ -312,7 +312,7 @@ DASHBOARD_SCRAPE_FAILURES = Series(
 
 H = HEALTHD_PREFIX
 
-# The health daemon's own (healthd/metrics.py).
+# The health daemon's own (healthd/check_metrics.py).
 HEALTHD_CHECK_STATUS = Series(
     H + "check_status", "gauge",
     "Last status of a check (0 ok, 1 warn, 2 critical), by check.",

@@ -2,7 +2,7 @@
 
 ``ResourceSampler.sample()`` reads the host through psutil and the GPUs through NVML. The
 proxy polls it in the background (``addons.resources``); the health daemon samples it for its
-resource checks (``healthd.resources``).
+resource checks (``healthd.resource_checks``).
 """
 
 from __future__ import annotations

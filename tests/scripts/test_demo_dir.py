@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dashboard.config import DASHBOARD_KEYS
-
+from dashboard.settings import DASHBOARD_KEYS
 from healthd.config import HEALTHD_KEYS
 from llama_core import settings
 from scripts import demo_dir
