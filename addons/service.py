@@ -16,7 +16,7 @@ from llama_core import settings
 from llama_core.history import schema as history
 from llama_core.history import writer as history_writer
 from llama_core.record import RequestRecord
-from llama_core.sampler import ResourceSampler
+from llama_core.sampler import ResourceSample, ResourceSampler
 from llama_core.security import Security, load_security
 
 from . import errors
@@ -102,7 +102,7 @@ class MetricsProxy:
         # mitmproxy calls each hook on these in order: the recorder first sees each request as
         # its client sent it, before the tap changes it.
         self.addons: list[object] = [self.recorder, self.tap, self.access]
-        self.resources = ResourcePoller(ResourceSampler())
+        self.resources = ResourcePoller(ResourceSampler(), on_sample=self.sampled)
         self.registry.register(ResourceCollector(self.resources))
         self.registry.register(AdmissionCollector(self.tap.admission))
         self.settings: dict[str, Any] = {}
@@ -201,6 +201,18 @@ class MetricsProxy:
         self.recent.append(record)
         if self.history is not None:
             self.history.submit(record)
+
+    def sampled(self, sample: ResourceSample) -> None:
+        """Every machine sample (on the poller's thread): to the history, for its charts."""
+        history, inventory = self.history, self.inventory
+        if history is None:
+            return
+        state = inventory.state if inventory is not None else None  # one poll, consistent
+        vram: int | None = None
+        if state is not None and state.up:
+            # What Ollama's loaded models hold in GPU memory (its /api/ps), beside the GPUs'.
+            vram = sum(m.size_vram or 0 for m in state.loaded.values())
+        history.submit_sample(sample, vram_models_bytes=vram)
 
     def recent_requests(self, limit: int) -> list[dict[str, Any]]:
         newest = list(reversed(self.recent.copy()))[:limit]  # copy(): atomic against appends
