@@ -130,7 +130,7 @@
       axis: axisNumber, series: [["active_requests", "active"], ["queue_depth", "queued"]],
       empty: "no requests" },
     { id: "resources", title: "Host and GPU", unit: "%", fmt: FORMATS.percent, axis: (v) => v + "%",
-      max: 100, floor: 100,
+      max: 100, floor: 100, optional: true, // a series the source lacks (no GPU) is left out
       series: [["cpu_percent", "CPU"], ["memory_percent", "memory"],
                ["gpu_utilization_percent", "GPU"], ["gpu_memory_percent", "GPU memory"]],
       empty: "no host samples" },
@@ -490,6 +490,28 @@
   // -- history -----------------------------------------------------------------------------
   let currentWindow = body.dataset.defaultWindow;
   let historyTimer = null;
+  // The busiest models first (the server picked them over the window), "other" last.
+  function modelColumns(models, keep) {
+    const total = (values) => values.reduce((sum, v) => sum + (isNum(v) ? v : 0), 0);
+    const names = Object.keys(models).sort((a, b) =>
+      (a === "other") - (b === "other") || total(models[b]) - total(models[a]) || (a < b ? -1 : 1));
+    const columns = {};
+    for (const m of names) columns[m] = labelled(models[m].slice(0, keep), m);
+    return columns;
+  }
+  function historyColumns(def, data, keep, unavailable) {
+    const models = def.byModel ? (data.by_model || {})[def.byModel] || {} : {};
+    if (Object.keys(models).length) return modelColumns(models, keep);
+    const s = data.series;
+    const columns = {};
+    for (const [key, label] of def.series) {
+      if (!unavailable.has(key) && s[key]) columns[key] = labelled(s[key].slice(0, keep), label);
+    }
+    if (def.optional && Object.values(columns).some((v) => v.some(isNum))) {
+      for (const key of Object.keys(columns)) if (!columns[key].some(isNum)) delete columns[key];
+    }
+    return columns;
+  }
   async function loadHistory() {
     const error = document.getElementById("history-error");
     try {
@@ -505,12 +527,9 @@
       ts = ts.slice(0, keep);
       const unavailable = new Set(data.unavailable || []);
       for (const def of CHARTS) {
-        const columns = {};
-        for (const [key, label] of def.series) {
-          if (!unavailable.has(key) && s[key]) columns[key] = labelled(s[key].slice(0, keep), label);
-        }
+        const columns = historyColumns(def, data, keep, unavailable);
         const emptyText = unavailable.size && !Object.keys(columns).length
-          ? "not kept by " + data.source + " history (Prometheus keeps it: set prometheus_url)"
+          ? (data.unavailable_reason || "not kept by " + data.source + " history")
           : def.empty + " in the last " + fmtSpan(data.until - data.since);
         drawChart("history", def, ts, columns, emptyText);
       }

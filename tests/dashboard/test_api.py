@@ -65,7 +65,10 @@ def test_history_counts_rows_into_buckets(client: FlaskClient, clock: Clock,
     # The open bucket is divided by the 7 s it has lasted, not by 15.
     assert series["generated_tokens_per_second"][-1] == pytest.approx(14 / 7)
     assert series["requests_per_second"][0] == 0.0 and series["ttft_p50"][0] is None
-    assert series["cpu_percent"] == [None] * 240 and "cpu_percent" in body["unavailable"]
+    # The file keeps machine samples, but none was taken: host empty, GPU absent.
+    assert series["cpu_percent"] == [None] * 240 and body["unavailable"] == []
+    assert "gpu_utilization_percent" not in series
+    assert body["by_model"]["tokens_by_model"]["m:latest"][-2] == pytest.approx(60 / 15)
     [row] = body["models"]
     assert (row["model"], row["requests"], row["errors"], row["generated_tokens"]) == (
         "m:latest", 3, 1, 74)

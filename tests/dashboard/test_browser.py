@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from llama_core import catalogue
 from ollama_sim import SimServer
 from tests.support.processes import Proxy, run_proxy, stop_process
 
@@ -151,15 +152,18 @@ def test_the_page_live(stack: tuple[Any, Proxy, Dashboard]) -> None:
                 "() => window.llamaDashboard.points.some(p => p.requests_per_second > 0)",
                 timeout=5000)
             assert page.locator("#live-charts .uplot canvas").count() == 7
-            # The history file keeps no host samples: that chart says so instead of a canvas.
+            # The history file keeps the proxy's machine samples: the host chart draws them.
             page.wait_for_function(
-                "() => document.querySelectorAll('#history-charts .uplot canvas').length == 6",
+                "() => document.querySelectorAll('#history-charts .uplot canvas').length == 7",
                 timeout=5000)
-            assert "not kept by sqlite history" in page.locator(
-                "#history-charts [data-chart=resources]").inner_text()
-            # No GPU on this machine: no GPU series, no GPU tile.
-            assert "GPU" not in page.locator(
-                "#live-charts [data-chart=resources] .u-legend").inner_text()
+            host = page.locator("#history-charts [data-chart=resources]")
+            assert "CPU" in host.locator(".u-legend").inner_text()
+            assert "not kept" not in host.inner_text()
+            # GPU series only where the proxy sees a GPU, live and in history alike.
+            gpu = any(name == catalogue.GPU_UTILIZATION.name for name, _ in proxy.scrape())
+            for where in ("live", "history"):
+                legend = page.locator(f"#{where}-charts [data-chart=resources] .u-legend")
+                assert ("GPU" in legend.inner_text()) == gpu, where
             assert page.evaluate(
                 "[...document.querySelectorAll('.uplot canvas')].every(c => c.width > 0)")
             assert "unreachable" in page.locator("#status-healthd").inner_text()
@@ -179,6 +183,23 @@ def test_the_page_live(stack: tuple[Any, Proxy, Dashboard]) -> None:
                 except sync_api.TimeoutError:
                     page.click("button[data-window='15m']")
             assert page.locator("#models-table", has_text="qwen3:latest").count() == 1
+            # Per-model history: the tokens chart names the models that generated them.
+            page.wait_for_function(
+                "() => document.querySelector('#history-charts [data-chart=tokens] .u-legend')"
+                ".textContent.includes('qwen3:latest')", timeout=5000)
+            # ... and the host chart has points from the proxy's samples in the 15 min window
+            # (the proxy's first sample is in a closed bucket within 5 s: reload till then).
+            for _ in range(10):
+                try:
+                    page.wait_for_function(
+                        "() => window.llamaDashboard.charts.history.resources.plot.data[1]"
+                        ".some(v => v !== null)", timeout=1000)
+                    break
+                except sync_api.TimeoutError:
+                    page.click("button[data-window='15m']")
+            assert page.evaluate(
+                "() => window.llamaDashboard.charts.history.resources.plot.data[1]"
+                ".some(v => v !== null)")
 
             # The narrative streams from Ollama directly: the proxy counts nothing new.
             counted = proxy.total("requests_total")

@@ -21,7 +21,12 @@ import pytest
 from prometheus_client import make_wsgi_app
 
 from dashboard import create_app
-from dashboard.history_prom import MODEL_QUERIES, SERIES_QUERIES, PrometheusHistory
+from dashboard.history_prom import (
+    BY_MODEL_QUERIES,
+    MODEL_QUERIES,
+    SERIES_QUERIES,
+    PrometheusHistory,
+)
 from dashboard.http_client import Client
 from dashboard.snapshot import SERIES
 from dashboard.windows import WINDOWS, SourceError
@@ -104,7 +109,37 @@ def test_history_maps_each_evaluation_to_the_bucket_it_closes() -> None:
     assert [m["model"] for m in answer["models"]] == ["a:latest"]
     assert answer["models"][0]["requests"] == 12
     ranges = [q for q in server.queries if q["path"] == "/api/v1/query_range"]
-    assert len(ranges) == len(SERIES) and ranges[0]["step"] == "5"
+    assert len(ranges) == len(SERIES) + len(BY_MODEL_QUERIES) and ranges[0]["step"] == "5"
+    assert answer["by_model"] == {"tokens_by_model": {}, "ttft_p95_by_model": {}}
+
+
+def test_per_model_series_from_prometheus() -> None:
+    window = WINDOWS["15m"]
+    last_start = NOW - 3.0
+
+    def matrix(*series: tuple[dict[str, str], str]) -> dict[str, Any]:
+        return {"status": "success", "data": {"resultType": "matrix", "result": [
+            {"metric": labels, "values": [[last_start, value]]} for labels, value in series]}}
+
+    tokens = matrix(({"model": "a"}, "40"), ({"model": "b"}, "20"), ({"model": "c"}, "10"),
+                    ({"model": "d"}, "5"), ({"model": "e"}, "1"))
+    # a: every answer within 0.5 s; d and e (the rest) within 1 s and 5 s.
+    ttft = matrix(*[({"model": m, "le": le}, v) for m, le, v in (
+        ("a", "0.5", "2"), ("a", "+Inf", "2"),
+        ("d", "0.5", "0"), ("d", "1", "1"), ("d", "+Inf", "1"),
+        ("e", "0.5", "0"), ("e", "1", "0"), ("e", "5", "1"), ("e", "+Inf", "1"))])
+    answers = {BY_MODEL_QUERIES["tokens_by_model"].format(r="60s"): tokens,
+               BY_MODEL_QUERIES["ttft_p95_by_model"].format(r="60s"): ttft}
+    with fake_prometheus(answers) as server:
+        by_model = PrometheusHistory(url(server), client=Client(), timeout=5).history(
+            window, NOW)["by_model"]
+    rates = by_model["tokens_by_model"]
+    assert list(rates) == ["a", "b", "c", "other"]
+    assert [rates[m][-2] for m in rates] == [40.0, 20.0, 10.0, 6.0]
+    quantiles = by_model["ttft_p95_by_model"]
+    assert list(quantiles) == ["a", "d", "e"]  # only three models have answers: no other
+    assert 0 < quantiles["a"][-2] <= 0.5 and quantiles["a"][-1] is None
+    assert 1.0 < quantiles["e"][-2] <= 5.0
 
 
 def test_prometheus_errors_are_source_errors() -> None:
@@ -175,6 +210,9 @@ def test_queries_run_on_a_real_prometheus(tmp_path: Path, fake_proxy: FakeProxy)
         answer = source.history(WINDOWS["15m"], time.time())
         assert any(v is not None for v in answer["series"]["cpu_percent"])
         assert any(v is not None for v in answer["series"]["requests_per_second"])
+        by_model = answer["by_model"]
+        assert any(v for v in by_model["tokens_by_model"]["llama3.2:latest"])
+        assert any(v is not None for v in by_model["ttft_p95_by_model"]["llama3.2:latest"])
         rows = source.models(WINDOWS["15m"], time.time())
         assert [r["model"] for r in rows] == ["llama3.2:latest"]
         assert rows[0]["requests"] == 5 and rows[0]["ttft_p95"] is not None
