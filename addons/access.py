@@ -7,7 +7,8 @@ read all of it before answering. This is
 decided on the headers: a large body the tap streams upstream as it comes would be on its
 way before a ``request`` hook could refuse it. An accepted request loses that header before
 it goes upstream (a refused one too, so that mitmdump's flow log never shows it): the token
-is ours, not Ollama's.
+is ours, not Ollama's. The token is the configuration's ``security`` section, which
+``LlamaConfig`` resolves into the shared context; a new ``llama_config`` brings a new one.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ import logging
 
 from mitmproxy import http
 
-from llama_core.security import Security
-
+from .context import ProxyContext
 from .tap import JSON_TYPE, KEY, STREAM_REQUEST_BODY_OVER, content_length
 
 logger = logging.getLogger(__name__)
@@ -30,8 +30,13 @@ UNAUTHORIZED = (
 
 
 class AccessControl:
-    def __init__(self, security: Security | None = None) -> None:
-        self.security = security or Security()
+    def __init__(self, context: ProxyContext) -> None:
+        self.context = context
+        self.security = context.security
+
+    def configure(self, updated: set[str]) -> None:
+        if "llama_config" in updated:
+            self.security = self.context.security
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if not self.security.access_token:

@@ -1,7 +1,8 @@
 """The addon that measures every flow: classifies it, taps its response stream, counts it once.
 
 Hooks only: the stream tap is ``stream_tap``, the queue's client watcher ``client_watcher``,
-and what a finished flow amounts to is ``accounting.account``.
+and what a finished flow amounts to is ``accounting.account``. Owns the options of what it
+measures: ``max_model_labels``, ``load_threshold_seconds`` and ``store_prompts``.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mitmproxy import http
+from mitmproxy.addonmanager import Loader
 
 from llama_core import traffic
 from llama_core.endpoints import INFERENCE_ENDPOINTS, canonical_model, endpoint_template
 from llama_core.record import RequestRecord
 
+from . import options
 from .accounting import MAX_STORED_TEXT, FlowState, account
 from .admission import Admission, QueueFull, parse_priority
 from .client_watcher import CLIENT_CHECK_S, ClientWatcher
@@ -30,6 +33,7 @@ from .usage import USAGE_ENDPOINTS, UsageEventFilter, wants_injected_usage, with
 
 logger = logging.getLogger(__name__)
 
+OPTIONS = frozenset({"max_model_labels", "load_threshold_seconds", "store_prompts"})
 KEY = "llama_metrics"
 # Streaming endpoints that stream when the request does not say: Ollama's default.
 NATIVE_STREAM_DEFAULT = frozenset({"/api/generate", "/api/chat"})
@@ -79,6 +83,31 @@ class TrafficTap:
         self.on_record = on_record
         self.keep_chunks = False  # the cassette recorder wants each chunk the client got
         self.queued_clients = ClientWatcher(CLIENT_CHECK_S)
+        self.started = False
+
+    # -- options -----------------------------------------------------------------------
+
+    def load(self, loader: Loader) -> None:
+        options.declare(loader, "max_model_labels",
+                        "Model names unknown to the upstream that get their own label.")
+        options.declare(loader, "load_threshold_seconds",
+                        "A reported load_duration above this (seconds) counts as a model load.")
+        options.declare(loader, "store_prompts",
+                        "Store prompts and responses in the history.")
+
+    def configure(self, updated: set[str]) -> None:
+        if not updated & OPTIONS:
+            return
+        with options.refusing(starting=not self.started):
+            max_labels = options.read("max_model_labels")
+            threshold = options.read("load_threshold_seconds")
+            store_prompts = options.read("store_prompts")
+        self.labels.max_others = max_labels
+        self.load_threshold_s = threshold
+        self.store_prompts = store_prompts
+
+    def running(self) -> None:
+        self.started = True
 
     # -- hooks -------------------------------------------------------------------------
 

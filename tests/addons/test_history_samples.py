@@ -1,4 +1,4 @@
-"""addons/service.py: what the proxy hands its history besides requests (machine samples)."""
+"""addons/history.py: what the History addon hands its writer besides requests (machine samples)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from addons.context import ProxyContext
+from addons.history import History
 from addons.inventory import InventoryState, LoadedModel
-from addons.service import MetricsProxy
 from llama_core.history.writer import HistoryWriter
 from llama_core.sampler import ResourceSample
 
@@ -32,13 +33,14 @@ def sample() -> ResourceSample:
 ])
 def test_each_sample_goes_to_the_history_with_the_models_vram(
         tmp_path: Path, state: InventoryState | None, vram: int | None) -> None:
-    proxy = MetricsProxy()
+    context = ProxyContext()
+    history = History(context)
     writer = HistoryWriter(tmp_path / "h.db")
     writer.start()
-    proxy.history = writer
-    proxy.inventory = None if state is None else SimpleNamespace(state=state)  # type: ignore[assignment]
+    history.writer = writer
+    context.inventory = None if state is None else SimpleNamespace(state=state)  # type: ignore[assignment]
     try:
-        proxy.sampled(sample())
+        context.publish_sample(sample())
         assert writer.flush()
     finally:
         writer.close()
