@@ -10,6 +10,14 @@
   const LIVE_POINTS = 300;
   const PAGE = 12; // recent requests shown before "Show more"
   const PALETTE = ["#2f6fd6", "#d9822b", "#2a9d5b", "#c23b52", "#7b53c1", "#3aa5b5"];
+  // One colour per model on the whole page, live and history alike, in the order first seen;
+  // "other" (the rest) is grey.
+  const modelColours = {};
+  function modelColour(name) {
+    if (name === "other") return "#8a8f98";
+    if (!(name in modelColours)) modelColours[name] = PALETTE[Object.keys(modelColours).length % PALETTE.length];
+    return modelColours[name];
+  }
   const STATE_TEXT = { ok: "✓ ok", warn: "▲ warning", critical: "✖ critical" };
 
   // -- formatting ------------------------------------------------------------------------
@@ -177,7 +185,8 @@
         legend: { live: true },
         series: [{ value: (u, v, si, idx) => (idx == null ? "latest" : fmtClock(v)) }].concat(
           keys.map((key, i) => ({
-            label: columns[key].label || key, stroke: PALETTE[i % PALETTE.length], width: 1.5,
+            label: columns[key].label || key, width: 1.5,
+            stroke: columns[key].model ? modelColour(key) : PALETTE[i % PALETTE.length],
             spanGaps: false, points: { show: true, size: 5, filter: isolated },
             value: (u, v, si, idx) => def.fmt(idx == null ? lastValue(u.data[si]) : v),
           }))),
@@ -202,6 +211,7 @@
     }
   }
   function labelled(values, label) { values.label = label; return values; }
+  function modelled(values, model) { values.label = model; values.model = true; return values; }
   function resizeCharts() {
     for (const kind of ["live", "history"]) {
       for (const state of Object.values(charts[kind])) {
@@ -225,7 +235,7 @@
       const totals = {};
       for (const p of points) for (const [m, v] of Object.entries(p[def.byModel] || {})) totals[m] = (totals[m] || 0) + (v || 0) + 1e-9;
       const models = Object.keys(totals).sort((a, b) => totals[b] - totals[a]).slice(0, 5);
-      for (const m of models) columns[m] = labelled(points.map((p) => { const v = (p[def.byModel] || {})[m]; return isNum(v) ? v : null; }), m);
+      for (const m of models) columns[m] = modelled(points.map((p) => { const v = (p[def.byModel] || {})[m]; return isNum(v) ? v : null; }), m);
       if (models.length) return columns;
     }
     for (const [key, label] of def.series) {
@@ -496,7 +506,7 @@
     const names = Object.keys(models).sort((a, b) =>
       (a === "other") - (b === "other") || total(models[b]) - total(models[a]) || (a < b ? -1 : 1));
     const columns = {};
-    for (const m of names) columns[m] = labelled(models[m].slice(0, keep), m);
+    for (const m of names) columns[m] = modelled(models[m].slice(0, keep), m);
     return columns;
   }
   function historyColumns(def, data, keep, unavailable) {
