@@ -119,3 +119,19 @@ def test_the_security_section_reaches_the_context(tmp_path: Path) -> None:
     with taddons.context() as tctx:
         start(tctx, LlamaConfig(context), command_line=(f"llama_config={path}",))
     assert context.security.access_token == TOKEN
+
+
+def test_a_reloaded_script_keeps_what_is_in_effect(tmp_path: Path) -> None:
+    """mitmdump loads an edited script again: new addons, the options as they were."""
+    path = config_file(tmp_path, "proxy:\n  max_queue: 7\n  max_concurrency: 3\n")
+    with taddons.context() as tctx:
+        script = start(tctx, *addons(ProxyContext())[:2],
+                       command_line=(f"llama_config={path}", "max_queue=9"))
+        running(tctx, script)
+        tctx.master.addons.remove(script)
+        context = ProxyContext()
+        config, limits, _ = addons(context)
+        start(tctx, config, limits)
+        assert (tctx.options.max_queue, tctx.options.max_concurrency) == (9, 3)
+    assert (limits.admission.max_queue, limits.admission.max_concurrency) == (9, 3)
+    assert context.settings["max_concurrency"] == 3
