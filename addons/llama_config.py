@@ -10,7 +10,8 @@ the mitmproxy way and ``ctx.options`` shows what is in effect.
 Composed first: its ``load()`` sees which options the command line gives before the addons
 that declare them take those values (``options.declare``). A new ``llama_config`` while the
 proxy runs applies the new file and environment again to every option but those the command
-line gave.
+line gave. (After mitmdump reloads the edited script, the options keep what was in effect;
+the command line's values are then no longer told apart from the others.)
 """
 
 from __future__ import annotations
@@ -37,9 +38,13 @@ class LlamaConfig:
         self.context = context
         self.command_line: frozenset[str] = frozenset()  # options given with --set
         self.resolved = False
+        self.reloaded = False
         self.started = False  # mitmproxy's running hook came: a bad setting is refused, not fatal
 
     def load(self, loader: Loader) -> None:
+        # mitmdump loads the script again when the file changes: the options are there already
+        # and hold what is in effect, the command line's values included.
+        self.reloaded = "llama_config" in loader.master.options
         loader.add_option(
             "llama_config", str, "", "YAML configuration file (default config/llama-metrics.yml)."
         )
@@ -58,7 +63,9 @@ class LlamaConfig:
             security = load_security(config=path)
         old = self.context.settings, self.context.security
         self.context.settings, self.context.security = proxy, security
-        self.resolved = True
+        first, self.resolved = not self.resolved, True
+        if first and self.reloaded:
+            return
         changes: dict[str, Any] = {}
         for name in sorted(options.OPTION_KEYS - self.command_line):
             value = options.option_value(name, proxy[name])

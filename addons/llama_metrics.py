@@ -26,28 +26,34 @@ from addons.resource_poll import ResourcePoll
 from addons.routes import ModelLabels
 from addons.tap import TrafficTap
 
-context = ProxyContext()
-admission = Admission()
-tap = TrafficTap(
-    context.metrics, ModelLabels(is_known=context.is_known),
-    on_record=context.publish, admission=admission,
-)
 
-addons = [
-    # First: it resolves the file and the environment into the options of all the others.
-    LlamaConfig(context),
-    Listen(context),
-    ErrorPages(),
-    # Subscribed in this order: /requests sees a request before the history writer queues it.
-    Exporter(context),
-    History(context),
-    AdmissionLimits(context, admission),
-    InventoryPoll(context),
-    ResourcePoll(context),
-    # The recorder sees each request as its client sent it, before the tap changes it; the
-    # access check refuses in requestheaders after the tap's (which makes the state it
-    # marks) and before the tap's request hook, so a refused request is never queued.
-    CassetteRecorder(context.registry, tap=tap),
-    tap,
-    AccessControl(context),
-]
+def compose() -> list[object]:
+    """The addons, in hook order, sharing one context. (A function: mitmproxy would take any
+    module-level name that is a hook's for a hook of this script.)"""
+    context = ProxyContext()
+    admission = Admission()
+    tap = TrafficTap(
+        context.metrics, ModelLabels(is_known=context.is_known),
+        on_record=context.publish, admission=admission,
+    )
+    return [
+        # First: it resolves the file and the environment into the options of all the others.
+        LlamaConfig(context),
+        Listen(context),
+        ErrorPages(),
+        # Subscribed in this order: /requests sees a request before the history writer.
+        Exporter(context),
+        History(context),
+        AdmissionLimits(context, admission),
+        InventoryPoll(context),
+        ResourcePoll(context),
+        # The recorder sees each request as its client sent it, before the tap changes it;
+        # the access check refuses in requestheaders after the tap's (which makes the state
+        # it marks) and before the tap's request hook, so a refused request is never queued.
+        CassetteRecorder(context.registry, tap=tap),
+        tap,
+        AccessControl(context),
+    ]
+
+
+addons = compose()

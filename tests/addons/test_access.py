@@ -83,3 +83,15 @@ def test_accepted_loses_the_header_and_may_stream() -> None:
         addon.requestheaders(flow)
     assert flow.response is None and flow.request.stream
     assert "authorization" not in flow.request.headers
+
+
+def test_a_new_configuration_brings_its_token() -> None:
+    """The token is the context's (LlamaConfig resolves it); a new llama_config, a new token."""
+    context = ProxyContext()
+    access = AccessControl(context)
+    assert not access.security.access_token
+    context.security = Security(TOKEN)
+    access.configure({"max_queue"})
+    assert not access.security.access_token  # only a new configuration changes it
+    access.configure({"llama_config"})
+    assert access.security.access_token == TOKEN
