@@ -20,14 +20,9 @@ import pytest
 import yaml
 
 from ollama_sim import SimServer
-from tests.reliability.stack import (
-    DASHBOARD_READY,
-    HEALTHD_READY,
-    Service,
-    dashboard_args,
-    start_proxy,
-)
+from tests.reliability.stack import start_proxy
 from tests.support.ports import free_port
+from tests.support.processes import DASHBOARD_READY, HEALTHD_READY, Service, dashboard_args
 
 pytestmark = [
     pytest.mark.e2e,

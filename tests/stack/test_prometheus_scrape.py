@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -36,8 +35,9 @@ from tests.stack.tools import (
     load_yaml,
     tool,
 )
+from tests.support import waits
 from tests.support.ports import free_port
-from tests.support.processes import Proxy, run_proxy
+from tests.support.processes import Proxy, run_proxy, terminate
 from tests.support.sim import sim_fixture
 
 pytestmark = pytest.mark.e2e
@@ -88,14 +88,12 @@ class Prometheus:
     def poll(self, check: Callable[[], bool], timeout: float = 15.0) -> bool:
         """Ask until ``check()`` holds (True) or ``timeout`` passes (False). Nothing crosses
         the process boundary to wait on, so this asks the HTTP API again every 50 ms."""
-        deadline = time.monotonic() + timeout
-        while not check():
+        def asked() -> bool:
             if self.process.poll() is not None:
                 raise AssertionError(f"prometheus exited ({self.process.returncode}):\n{self.log}")
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
+            return check()
+
+        return waits.poll(asked, bool, timeout)
 
     def ready(self) -> bool:
         try:
@@ -105,12 +103,7 @@ class Prometheus:
             return False
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process, timeout=15)
         self._log.close()
 
 

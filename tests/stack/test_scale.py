@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, closing
@@ -31,7 +30,8 @@ from scripts import nginx_front, supervise
 from tests.stack.test_prometheus_scrape import Prometheus
 from tests.stack.tools import ALERTS_YML, PROMETHEUS_YML, load_yaml, tool
 from tests.support.ports import free_port
-from tests.support.processes import Proxy, run_proxy
+from tests.support.processes import Proxy, run_proxy, terminate
+from tests.support.waits import poll, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -56,12 +56,12 @@ class Nginx:
         self.log = directory / "nginx.log"
         with self.log.open("w") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while not self._accepts():  # nginx prints nothing when ready: its port answering is
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError(f"nginx did not start:\n{self.log.read_text()}")
-            time.sleep(0.02)
+        # nginx prints nothing when ready: its port answering is the sign.
+        up = poll(lambda: self.process.poll() is None and self._accepts(),
+                  lambda accepts: accepts or self.process.poll() is not None, 20, 0.02)
+        if not up:
+            self.stop()
+            raise AssertionError(f"nginx did not start:\n{self.log.read_text()}")
 
     @property
     def url(self) -> str:
@@ -72,12 +72,7 @@ class Nginx:
             return s.connect_ex(("127.0.0.1", self.port)) == 0
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process, timeout=15)
 
 
 class Stack:
@@ -147,20 +142,11 @@ def traffic(stack: Stack) -> dict[str, float]:
             "generated": sum(r["eval_count"] for r in reports)}
 
 
-def wait_until(check: Any, timeout: float = 15.0) -> bool:
-    """Poll another process's state (no event crosses the boundary) until ``check()``."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 def test_both_proxies_serve_and_their_counters_sum_to_what_the_simulator_served(
     stack: Stack, traffic: dict[str, float]
 ) -> None:
-    assert wait_until(lambda: sum(stack.served()) >= traffic["requests"])
+    wait_until(lambda: sum(stack.served()) >= traffic["requests"], "every request counted",
+               timeout=15)
     served = stack.served()
     assert sum(served) == traffic["requests"] and min(served) > 0, served
     assert stack.summed("prompt_tokens_total") == traffic["prompt"]
@@ -278,7 +264,8 @@ def totals(models: list[dict[str, Any]]) -> tuple[int, int, int]:
 def test_prometheus_and_the_dashboard_show_both_proxies_as_one(
     stack: Stack, traffic: dict[str, float], prometheus: Prometheus
 ) -> None:
-    assert wait_until(lambda: sum(stack.served()) >= traffic["requests"])
+    wait_until(lambda: sum(stack.served()) >= traffic["requests"], "every request counted",
+               timeout=15)
     expected = (int(stack.summed("requests_total")), int(stack.summed("prompt_tokens_total")),
                 int(stack.summed("generated_tokens_total")))
     assert expected[1] >= traffic["prompt"] and expected[2] >= traffic["generated"], expected
@@ -297,7 +284,7 @@ def test_prometheus_and_the_dashboard_show_both_proxies_as_one(
         with closing(history.connect_readonly(stack.history_db)) as conn:
             return bool(history.totals(conn, 0)["requests"] >= expected[0])
 
-    assert wait_until(history_complete), "history rows missing"
+    wait_until(history_complete, "every request in the history", timeout=15)
 
     urls = ",".join(p.metrics_url for p in stack.proxies)
     common = {"proxy_metrics_url": urls, "history_path": str(stack.history_db)}
