@@ -21,16 +21,15 @@ from typing import Any
 
 import ollama
 import pytest
-import yaml
 
 from dashboard import create_app
 from llama_core.history import readers as history
 from ollama_sim import SimServer
 from scripts import nginx_front, supervise
-from tests.stack.test_prometheus_scrape import Prometheus
-from tests.stack.tools import ALERTS_YML, PROMETHEUS_YML, load_yaml, tool
-from tests.support.ports import free_port
+from tests.stack.tools import scrape_config, tool
+from tests.support.ports import free_port, refusing_port
 from tests.support.processes import Proxy, run_proxy, terminate
+from tests.support.prometheus import Prometheus, run_prometheus
 from tests.support.waits import poll, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -193,40 +192,17 @@ def test_a_large_image_body_passes_and_no_proxy_gives_an_ollama_shaped_error(
     # answer 413 with an HTML page instead.
     assert outcome(stack.nginx.url) == outcome(stack.sim.url)
 
-    closed = Nginx(tmp_path / "nginx", [f"127.0.0.1:{free_port()}"])
-    try:
-        with ollama.Client(host=closed.url) as client, pytest.raises(ollama.ResponseError) as e:
-            client.chat(model=MODEL, messages=[{"role": "user", "content": "anyone?"}])
-    finally:
-        closed.stop()
+    with refusing_port() as nobody:
+        closed = Nginx(tmp_path / "nginx", [f"127.0.0.1:{nobody}"])
+        try:
+            with ollama.Client(host=closed.url) as client, pytest.raises(
+                ollama.ResponseError
+            ) as e:
+                client.chat(model=MODEL, messages=[{"role": "user", "content": "anyone?"}])
+        finally:
+            closed.stop()
     assert e.value.status_code == 502
     assert e.value.error == "no llama-metrics proxy behind nginx answered"
-
-
-def scrape_config(tmp: Path, proxies: list[Proxy], own_port: int) -> Path:
-    """config/prometheus.yml with one proxy target per proxy, as its comment says to add
-    them (same instance, a ``proxy`` label each), on this test's ports, scraping every 1 s."""
-    config = load_yaml(PROMETHEUS_YML)
-    config["global"].update(scrape_interval="1s", evaluation_interval="1s")
-    for job in config["scrape_configs"]:
-        if job["job_name"] == "llama-metrics-proxy":
-            shipped = job["static_configs"]
-            assert [s["labels"] for s in shipped] == [{"instance": "local"}], "config changed"
-            job["static_configs"] = [
-                {"targets": [f"127.0.0.1:{p.metrics_port}"],
-                 "labels": {"instance": "local", "proxy": str(i)}}
-                for i, p in enumerate(proxies, 1)]
-        else:
-            port = own_port if job["job_name"] == "prometheus" else free_port()
-            for static in job["static_configs"]:
-                static["targets"] = [f"127.0.0.1:{port}"]
-    for manager in config["alerting"]["alertmanagers"]:
-        for static in manager["static_configs"]:
-            static["targets"] = [f"127.0.0.1:{free_port()}"]
-    path = tmp / "prometheus.yml"
-    path.write_text(yaml.safe_dump(config))
-    (tmp / "alerts.yml").write_text(ALERTS_YML.read_text())
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -234,13 +210,9 @@ def prometheus(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     binary = tool("prometheus", "prometheus")
     tmp = tmp_path_factory.mktemp("prometheus-scale")
     port = free_port()
-    server = Prometheus(binary, scrape_config(tmp, stack.proxies, port), tmp / "data", port,
-                        tmp / "prometheus.log")
-    try:
-        assert server.poll(server.ready, timeout=20), f"prometheus not ready:\n{server.log}"
+    config = scrape_config(tmp, [p.metrics_port for p in stack.proxies], port)
+    with run_prometheus(binary, config, tmp, port) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def dashboard_numbers(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

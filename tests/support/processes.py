@@ -58,14 +58,34 @@ def stop_process(process: subprocess.Popen[str], output: LogReader,
     output.close()
 
 
-class Proxy:
-    """A running ``mitmdump -s addons/llama_metrics.py``; ports are whatever it bound."""
+class Child:
+    """A started process and its output; ``stop()`` ends both."""
+
+    stop_timeout = 10.0
 
     def __init__(self, process: subprocess.Popen[str]) -> None:
         assert process.stdout is not None
         self.process = process
-        self.headers: dict[str, str] = {}  # for /metrics: the access token, when one is set
         self.output = LogReader(process.stdout)
+
+    @property
+    def lines(self) -> list[str]:
+        return self.output.lines
+
+    @property
+    def log(self) -> str:
+        return self.output.text
+
+    def stop(self) -> None:
+        stop_process(self.process, self.output, self.stop_timeout)
+
+
+class Proxy(Child):
+    """A running ``mitmdump -s addons/llama_metrics.py``; ports are whatever it bound."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        super().__init__(process)
+        self.headers: dict[str, str] = {}  # for /metrics: the access token, when one is set
         self.port = 0
         self.metrics_port = 0
 
@@ -77,9 +97,6 @@ class Proxy:
             raise RuntimeError("mitmdump did not start:\n" + self.log)
         self.port, self.metrics_port = int(listening[1][1]), int(metrics[1][1])
 
-    def stop(self) -> None:
-        stop_process(self.process, self.output)
-
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
@@ -87,14 +104,6 @@ class Proxy:
     @property
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}"
-
-    @property
-    def lines(self) -> list[str]:
-        return self.output.lines
-
-    @property
-    def log(self) -> str:
-        return self.output.text
 
     def scrape(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         """Every sample of /metrics, keyed by name and sorted labels."""
@@ -170,23 +179,15 @@ def run_proxy(upstream: str, *extra: str, env: dict[str, str] | None = None, por
         proxy.stop()
 
 
-class Service:
+class Service(Child):
     """``python -m dashboard`` or ``python -m healthd``, ready once it logs where it listens."""
 
+    stop_timeout = 15.0
+
     def __init__(self, args: list[str], ready: str, env: dict[str, str] | None = None) -> None:
-        self.process = spawn([sys.executable, "-m", *args], env)
-        assert self.process.stdout is not None
-        self.output = LogReader(self.process.stdout)
+        super().__init__(spawn([sys.executable, "-m", *args], env))
         self.url = ""
         self._ready = ready
-
-    @property
-    def lines(self) -> list[str]:
-        return self.output.lines
-
-    @property
-    def log(self) -> str:
-        return self.output.text
 
     def wait_ready(self, timeout: float = 30) -> None:
         """Until the ``ready`` line names its URL; RuntimeError with its log if it ends first."""
@@ -194,9 +195,6 @@ class Service:
         if found is None:
             raise RuntimeError(f"{self.process.args!r} did not start:\n{self.log}")
         self.url = found[1][1].rstrip("/")
-
-    def stop(self) -> None:
-        stop_process(self.process, self.output, timeout=15)
 
     def get(self, path: str) -> tuple[int, Any]:
         """Status and JSON body of a GET; an error status is an answer too."""
