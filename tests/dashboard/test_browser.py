@@ -12,13 +12,8 @@ recover by themselves. (The README's screenshots come from scripts/screenshots.p
 from __future__ import annotations
 
 import json
-import re
-import subprocess
-import sys
-import threading
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +21,7 @@ import pytest
 
 from llama_core import catalogue
 from ollama_sim import SimServer
-from tests.support.processes import Proxy, run_proxy, stop_process
+from tests.support.processes import Proxy, Service, run_dashboard, run_proxy
 
 pytestmark = [
     pytest.mark.e2e,
@@ -34,7 +29,6 @@ pytestmark = [
                        reason="needs Debian's chromium (apt-get install chromium)"),
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
 XSS = "<img src=x onerror=window.__xss=1>"
 XSS_LABEL = XSS + ":latest"  # Ollama's spelling, as the proxy labels it
 CHROMIUM = "/usr/bin/chromium"
@@ -43,45 +37,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-sync"]
 
 sync_api = pytest.importorskip("playwright.sync_api")
-
-
-class Dashboard:
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        self.process = process
-        self.lines: list[str] = []
-        self.url = ""
-        self._ready = threading.Event()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-            if m := re.match(r"dashboard on (http://127\.0\.0\.1:\d+/)", line):
-                self.url = m.group(1)
-                self._ready.set()
-        self._ready.set()
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        if not self._ready.wait(timeout) or not self.url:
-            raise RuntimeError("dashboard did not start:\n" + "".join(self.lines))
-
-
-@contextmanager
-def run_dashboard(*args: str, env: dict[str, str]) -> Iterator[Dashboard]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dashboard", "--port", "0", *args], cwd=ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "PYTHONUNBUFFERED": "1",
-             "LLAMA_METRICS_CONFIG": str(ROOT / "config" / "llama-metrics.yml"), **env},
-    )
-    dashboard = Dashboard(process)
-    try:
-        dashboard.wait_ready()
-        yield dashboard
-    finally:
-        stop_process(process, dashboard._reader, timeout=15)
 
 
 def chat(proxy: Proxy, model: str, **headers: str) -> int:
@@ -98,7 +53,7 @@ def chat(proxy: Proxy, model: str, **headers: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Proxy, Dashboard]]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Proxy, Service]]:
     history = tmp_path_factory.mktemp("browser") / "history.db"
     sim = SimServer(port=0, tokens=8, seed=5, models=("llama3.2:latest",
                                                                   "qwen3:latest", XSS))
@@ -117,7 +72,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Proxy
         sim.stop()
 
 
-def test_the_page_live(stack: tuple[Any, Proxy, Dashboard]) -> None:
+def test_the_page_live(stack: tuple[Any, Proxy, Service]) -> None:
     sim, proxy, dashboard = stack
     for model, headers in (("llama3.2", {}), ("qwen3", {"X-Sim-Tokens": "30"}),
                            ("llama3.2", {"X-Sim-Fault": "status:500"})):

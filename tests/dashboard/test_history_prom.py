@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,7 +29,7 @@ from dashboard.http_client import Client
 from dashboard.snapshot import SERIES
 from dashboard.windows import WINDOWS, SourceError
 from tests.dashboard.conftest import FakeProxy
-from tests.support.ports import free_port
+from tests.support.prometheus import Prometheus, run_prometheus
 
 NOW = 1_790_006_400.0 + 3.0
 
@@ -168,20 +166,11 @@ class _Quiet(WSGIRequestHandler):
         pass
 
 
-def scrapes_stored(base: str, count: int, timeout: float = 30.0) -> None:
+def scrapes_stored(prometheus: Prometheus, count: int) -> None:
     """Ask until Prometheus has stored ``count`` scrapes: no event crosses from it."""
-    deadline = time.monotonic() + timeout
-    query = f"{base}/api/v1/query?query=count_over_time(up%5B1m%5D)"
-    while True:
-        try:
-            with urllib.request.urlopen(query, timeout=2) as r:
-                result = json.load(r)["data"]["result"]
-            if result and float(result[0]["value"][1]) >= count:
-                return
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, f"prometheus stored no {count} scrapes in time"
-        time.sleep(0.1)
+    stored = prometheus.poll(
+        lambda: (prometheus.value("count_over_time(up[1m])") or 0) >= count, timeout=30)
+    assert stored, f"prometheus stored no {count} scrapes in time"
 
 
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus is not installed")
@@ -190,38 +179,32 @@ def test_queries_run_on_a_real_prometheus(tmp_path: Path, fake_proxy: FakeProxy)
     exporter: WSGIServer = make_server("127.0.0.1", 0, make_wsgi_app(fake_proxy.registry),
                                        handler_class=_Quiet)
     threading.Thread(target=exporter.serve_forever, args=(0.05,), daemon=True).start()
-    port = free_port()
     (tmp_path / "prometheus.yml").write_text(
         "global: {scrape_interval: 500ms}\nscrape_configs:\n  - job_name: proxy\n"
         f"    static_configs: [{{targets: ['127.0.0.1:{exporter.server_port}']}}]\n")
-    process = subprocess.Popen(
-        ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
-         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+    binary = str(shutil.which("prometheus"))
     try:
-        source = PrometheusHistory(base, client=Client(), timeout=5)
-        for i in range(5):  # counts are exact, also for a series born inside the window
-            fake_proxy.observe(model="llama3.2:latest", ttft_s=0.2 + i, duration_s=2.0,
-                               generated_tokens=10, tokens_per_second=30.0)
-            if i == 0:
-                scrapes_stored(base, 2)
-        scrapes_stored(base, 4)
-        answer = source.history(WINDOWS["15m"], time.time())
-        assert any(v is not None for v in answer["series"]["cpu_percent"])
-        assert any(v is not None for v in answer["series"]["requests_per_second"])
-        by_model = answer["by_model"]
-        assert any(v for v in by_model["tokens_by_model"]["llama3.2:latest"])
-        assert any(v is not None for v in by_model["ttft_p95_by_model"]["llama3.2:latest"])
-        rows = source.models(WINDOWS["15m"], time.time())
-        assert [r["model"] for r in rows] == ["llama3.2:latest"]
-        assert rows[0]["requests"] == 5 and rows[0]["ttft_p95"] is not None
-        assert rows[0]["generated_tokens"] == 50
-        assert rows[0]["tokens_per_second"] == pytest.approx(30.0)
-        assert source.baseline_tps(time.time() - 600, time.time()) == {
-            "llama3.2:latest": pytest.approx(30.0)}
+        with run_prometheus(binary, tmp_path / "prometheus.yml", tmp_path) as prometheus:
+            source = PrometheusHistory(prometheus.url, client=Client(), timeout=5)
+            for i in range(5):  # counts are exact, also for a series born inside the window
+                fake_proxy.observe(model="llama3.2:latest", ttft_s=0.2 + i, duration_s=2.0,
+                                   generated_tokens=10, tokens_per_second=30.0)
+                if i == 0:
+                    scrapes_stored(prometheus, 2)
+            scrapes_stored(prometheus, 4)
+            answer = source.history(WINDOWS["15m"], time.time())
+            assert any(v is not None for v in answer["series"]["cpu_percent"])
+            assert any(v is not None for v in answer["series"]["requests_per_second"])
+            by_model = answer["by_model"]
+            assert any(v for v in by_model["tokens_by_model"]["llama3.2:latest"])
+            assert any(v is not None for v in by_model["ttft_p95_by_model"]["llama3.2:latest"])
+            rows = source.models(WINDOWS["15m"], time.time())
+            assert [r["model"] for r in rows] == ["llama3.2:latest"]
+            assert rows[0]["requests"] == 5 and rows[0]["ttft_p95"] is not None
+            assert rows[0]["generated_tokens"] == 50
+            assert rows[0]["tokens_per_second"] == pytest.approx(30.0)
+            assert source.baseline_tps(time.time() - 600, time.time()) == {
+                "llama3.2:latest": pytest.approx(30.0)}
     finally:
-        process.terminate()
-        process.wait(timeout=10)
         exporter.shutdown()
         exporter.server_close()

@@ -22,8 +22,10 @@ from llama_core.history.writer import HistoryWriter
 from llama_core.record import RequestRecord
 from ollama_sim import SimServer
 from tests.healthd.conftest import StubServer
-from tests.reliability.stack import HEALTHD_READY, Service, rows, start_proxy
+from tests.history_files import row_count
+from tests.reliability.stack import start_proxy
 from tests.support.ports import free_port
+from tests.support.processes import HEALTHD_READY, Service
 
 pytestmark = pytest.mark.e2e
 
@@ -79,7 +81,7 @@ def test_a_health_daemon_alone_leaves_the_client_series_empty(tmp_path: Path) ->
         assert internal is not None and internal >= 3
         assert {name: sample_total(proxy, name) or 0.0 for name in CLIENT_SERIES} == dict.fromkeys(
             CLIENT_SERIES, 0.0)
-        assert rows(history) == 0
+        assert row_count(history) == 0
 
 
 class Clients:

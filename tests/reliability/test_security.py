@@ -17,16 +17,14 @@ import json
 import os
 import re
 import socket
-import sqlite3
 import stat
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, closing
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +33,12 @@ import openai
 import pytest
 import simple_websocket
 
-from tests.reliability.stack import ENV as BASE_ENV
-from tests.reliability.stack import run_service
+from tests.history_files import row_count
 from tests.reliability.wire import family_delta, peak_rss_bytes, requests_total
 from tests.support.ports import free_port
-from tests.support.processes import MITMDUMP, ROOT, Proxy, run_proxy
+from tests.support.processes import ENV as BASE_ENV
+from tests.support.processes import MITMDUMP, ROOT, Proxy, run_proxy, run_service
+from tests.support.waits import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -95,17 +94,6 @@ def get(url: str, token: str | None = None, *, method: str = "GET",
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None
-
-
-def poll(condition: Callable[[], Any], what: str, timeout: float = 30) -> Any:
-    """Until ``condition()`` is truthy (state another process reaches on its own time)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if value := condition():
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not within {timeout} s: {what}")
-        time.sleep(0.05)
 
 
 def run_all(
@@ -216,7 +204,7 @@ def test_proxy_client_port_needs_the_token(sim: Any, guarded: dict[str, Any]) ->
     # of the request as it went upstream.
     status, _, _ = get(proxy.url + "/api/version", TOKEN, headers={"X-Probe": "kept-header"})
     assert status == 200
-    poll(lambda: "kept-header" in proxy.log, "the flow log line of /api/version")
+    proxy.output.wait_for("kept-header", 30)  # the flow log line of /api/version
     assert not re.search(r"^\s*authorization:", proxy.log, re.I | re.M), proxy.log
 
     with ollama.Client(host=proxy.url, headers={"Authorization": f"Bearer {TOKEN}"}) as chat:
@@ -239,7 +227,7 @@ def test_proxy_client_port_needs_the_token(sim: Any, guarded: dict[str, Any]) ->
             found[(m.group(1), key)] = found.get((m.group(1), key), 0) + float(m.group(3))
         return found if found.get(("requests", "401"), 0) >= 3 else None
 
-    found = poll(counted, "three 401s counted")
+    found = wait_until(counted, "three 401s counted")
     assert found[("errors", "unauthorized")] >= 3
     assert found[("requests", "200")] >= 2
 
@@ -323,7 +311,7 @@ def test_our_processes_send_each_other_the_token(guarded: dict[str, Any]) -> Non
         wanted = ("ollama", "proxy", "proxy_e2e", "dashboard")
         return report if all(checks.get(n, {}).get("status") == "ok" for n in wanted) else None
 
-    report = poll(checks_ok, "healthd's checks of the proxy and the dashboard pass")
+    report = wait_until(checks_ok, "healthd's checks of the proxy and the dashboard pass")
     assert report["status"] == "healthy"
 
     def dashboard_view() -> dict[str, Any] | None:
@@ -332,7 +320,7 @@ def test_our_processes_send_each_other_the_token(guarded: dict[str, Any]) -> Non
         healthy = status["healthd"]["status"] == "healthy"
         return snap if healthy and status["proxy"]["reachable"] else None
 
-    poll(dashboard_view, "the dashboard reads the proxy and healthd", timeout=40)
+    wait_until(dashboard_view, "the dashboard reads the proxy and healthd", timeout=40)
     _, _, rows = get(dash + "/api/requests", TOKEN)
     assert isinstance(json.loads(rows), dict | list)
     for name in ("proxy", "dashboard", "healthd"):
@@ -358,17 +346,6 @@ def send_marked(url: str, auth: str, prompt: str) -> None:
             assert any(chunk.choices for chunk in stream)
 
 
-def history_rows(path: Path) -> int:
-    if not path.exists():
-        return 0
-    # closing(): a connection's own ``with`` ends a transaction, not the connection.
-    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-        try:
-            return int(db.execute("SELECT count(*) FROM requests").fetchone()[0])
-        except sqlite3.OperationalError:
-            return 0
-
-
 def written(tmp: Path) -> dict[str, bytes]:
     return {str(p): p.read_bytes() for p in sorted(tmp.rglob("*")) if p.is_file()}
 
@@ -388,7 +365,7 @@ def test_secret_markers_reach_no_output(sim: Any, tmp_path: Path) -> None:
         health = stack.enter_context(healthd({}, health_port, upstream=sim.url, proxy=proxy,
                                              dashboard_url=dash.url))
         send_marked(proxy.url, auth, prompt)
-        poll(lambda: history_rows(db) >= 5, "five history rows")
+        wait_until(lambda: row_count(db) >= 5, "five history rows")
         assert stat.S_IMODE(os.stat(db).st_mode) == 0o600  # readable by its owner only
         for name, url in [
             ("proxy /metrics", proxy.metrics_url + "/metrics"),
@@ -424,6 +401,6 @@ def test_stored_prompts_are_found_the_same_way(sim: Any, tmp_path: Path) -> None
                    ) as proxy:
         with ollama.Client(host=proxy.url) as client:
             client.generate(model="llama3.2", prompt=prompt, stream=False)
-        poll(lambda: history_rows(db) >= 1, "one history row")
+        wait_until(lambda: row_count(db) >= 1, "one history row")
         files = written(tmp_path)
     assert any(prompt.encode() in data for data in files.values())
