@@ -6,7 +6,8 @@ import pytest
 
 from addons.tail_counts import Tail, trailing_counts
 
-EMBED_END = b'0.25,-0.125]],"total_duration":123456789,"load_duration":1234567,"prompt_eval_count":4096}'
+EMBED_END = (b'0.25,-0.125]],"total_duration":123456789,"load_duration":1234567,'
+             b'"prompt_eval_count":4096}')
 
 
 @pytest.mark.parametrize(
