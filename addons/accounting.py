@@ -66,12 +66,14 @@ class FlowState:
 
 
 def outcome(
-    st: FlowState, stats: StreamStats, response_status: int | None, ended_by: str | None
+    st: FlowState, stats: StreamStats, response_status: int | None, ended_by: str | None,
+    *, ended_early: bool = False,
 ) -> tuple[int, str | None]:
     """The status the client saw and the error type, from how the flow ended.
 
     ``response_status`` is the response's status (None: there was none); ``ended_by`` the
-    error the hook that ended the flow saw (None: it ended normally).
+    error the hook that ended the flow saw (None: it ended normally); ``ended_early``: the
+    stream ended cleanly without its last event (``Parser.ended_early``).
     """
     if response_status is not None:
         status = response_status
@@ -89,6 +91,10 @@ def outcome(
             error_type = "stream_error"
         elif stats.malformed:
             error_type = "malformed_response"
+        elif ended_early:
+            # Ollama's OpenAI, Anthropic and Responses writers swallow a mid-stream error:
+            # the stream just stops, without [DONE] / message_stop / response.completed.
+            error_type = "stream_error"
     return status, error_type
 
 
@@ -102,6 +108,7 @@ def account(
     estimates_tokens: bool,
     now: float,
     load_threshold_s: float,
+    ended_early: bool = False,
 ) -> RequestRecord:
     """The record of one finished flow. ``now`` is ``perf_counter()`` at its end.
 
@@ -109,7 +116,7 @@ def account(
     usage. Time to first token is measured for streamed answers only: a non-streamed answer
     arrives whole, and its wait is its duration.
     """
-    status, error_type = outcome(st, stats, response_status, ended_by)
+    status, error_type = outcome(st, stats, response_status, ended_by, ended_early=ended_early)
     usage = stats.usage
     reported = usage is not None and (
         usage.generated_tokens is not None or usage.prompt_tokens is not None
@@ -159,4 +166,5 @@ def account(
         response_bytes=response_bytes,
         prompt=st.prompt,
         response="".join(stats.text)[:MAX_STORED_TEXT] if stats.text is not None else None,
+        cached_prompt_tokens=usage.cached_prompt_tokens if usage is not None else None,
     )

@@ -69,6 +69,8 @@ class ProxyMetrics:
         self.generated_tokens = exposition.counter(c.GENERATED_TOKENS, registry)
         self.usage_estimated = exposition.counter(c.USAGE_ESTIMATED, registry)
         self.model_loads = exposition.counter(c.MODEL_LOADS, registry)
+        self.uncounted = exposition.counter(c.UNCOUNTED, registry)
+        self.cached_prompt_tokens = exposition.counter(c.CACHED_PROMPT_TOKENS, registry)
         self.request_duration = exposition.histogram(c.REQUEST_DURATION, registry)
         self.ttft = exposition.histogram(c.TTFT, registry)
         self.tpot = exposition.histogram(c.TPOT, registry)
@@ -114,6 +116,8 @@ class ProxyMetrics:
             self.request_generated_tokens.labels(label).observe(record.generated_tokens)
             if not record.usage_reported:
                 self.usage_estimated.labels(endpoint, label).inc()
+        if record.cached_prompt_tokens is not None:  # a 0 reported is a miss, and counts
+            self.cached_prompt_tokens.labels(label).inc(record.cached_prompt_tokens)
         if record.tokens_per_second is not None:
             self.tokens_per_second.labels(label).observe(record.tokens_per_second)
         if record.prompt_eval_duration_s is not None:

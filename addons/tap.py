@@ -25,11 +25,13 @@ from . import options
 from .accounting import MAX_STORED_TEXT, FlowState, account
 from .admission import Admission, QueueFull, parse_priority
 from .client_watcher import CLIENT_CHECK_S, ClientWatcher
+from .codings import CodingError, decode_all
 from .metrics import ProxyMetrics
+from .progress import PROGRESS_ENDPOINTS, progress_parser_for
 from .routes import ModelLabels
 from .stream_tap import StreamTap
 from .streams import Parser, PassthroughParser, StreamStats, parser_for
-from .usage import USAGE_ENDPOINTS, UsageEventFilter, wants_injected_usage, with_usage
+from .usage import USAGE_ENDPOINTS, UsageEventFilter, injected_body
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +47,12 @@ STREAM_REQUEST_BODY_OVER = 1024 * 1024
 
 
 def request_json(request: http.Request) -> Any:
-    if request.headers.get("content-encoding") or not request.raw_content:
+    if not request.raw_content:
         return None
-    try:
-        return json.loads(request.raw_content)
-    except ValueError:
+    try:  # Ollama decodes zstd bodies on /v1 (0.18.0 on): their model is read the same way
+        raw = decode_all(request.raw_content, request.headers.get("content-encoding", ""))
+        return json.loads(raw)
+    except ValueError:  # CodingError is one
         return None
 
 
@@ -197,13 +200,23 @@ class TrafficTap:
             st.model = canonical_model(model)[:200] if isinstance(model, str) else ""
             stream = body.get("stream")
             st.stream = stream is True or (stream is None and st.endpoint in NATIVE_STREAM_DEFAULT)
-            if st.endpoint in USAGE_ENDPOINTS and wants_injected_usage(body):
-                request.content = with_usage(body)
-                request.headers.pop("accept-encoding", None)  # the filter reads plain bytes
-                st.strip_usage = True
+            if st.endpoint in USAGE_ENDPOINTS:
+                self.inject_usage(request, st)
             if self.store_prompts:
                 st.prompt = prompt_text(body)
         st.label = self.labels.label(st.model)
+
+    @staticmethod
+    def inject_usage(request: http.Request, st: FlowState) -> None:
+        """Ask upstream for the usage a streaming client did not ask for (addons/usage.py)."""
+        raw = injected_body(request.raw_content or b"", request.headers.get("content-encoding", ""))
+        if raw is None:
+            return
+        request.raw_content = raw
+        if "transfer-encoding" not in request.headers:
+            request.headers["content-length"] = str(len(raw))
+        request.headers.pop("accept-encoding", None)  # the filter reads plain bytes
+        st.strip_usage = True
 
     def forwarded(self, st: FlowState) -> None:
         """The request leaves for the upstream now: the clock for time to first token starts."""
@@ -228,7 +241,12 @@ class TrafficTap:
                 capture_text=self.store_prompts,
             )
             if st.strip_usage and content_type.startswith("text/event-stream"):
-                usage_filter = UsageEventFilter()
+                usage_filter = self.usage_filter(flow)
+        elif st.endpoint in PROGRESS_ENDPOINTS and 200 <= response.status_code < 300:
+            parser = progress_parser_for(
+                response.headers.get("content-type", ""),
+                content_encoding=response.headers.get("content-encoding", ""),
+            )
         else:
             parser = PassthroughParser()
         label = st.label
@@ -239,6 +257,26 @@ class TrafficTap:
             keep_chunks=self.keep_chunks,
         )
         response.stream = st.tap
+
+    @staticmethod
+    def usage_filter(flow: http.HTTPFlow) -> UsageEventFilter | None:
+        """The filter that hides injected usage; it changes the length, and it sends an
+        encoded stream (from something between us and Ollama) decoded."""
+        response = flow.response
+        assert response is not None
+        encoding = response.headers.get("content-encoding", "")
+        try:
+            usage_filter = UsageEventFilter(encoding)
+        except CodingError:
+            logger.warning("cannot hide injected usage in a %r-encoded stream", encoding)
+            return None
+        if usage_filter.decodes:
+            response.headers.pop("content-encoding", None)
+        if "content-length" in response.headers:
+            del response.headers["content-length"]
+            if response.http_version == "HTTP/1.1":
+                response.headers["transfer-encoding"] = "chunked"
+        return usage_filter
 
     def response(self, flow: http.HTTPFlow) -> None:
         st = flow.metadata.get(KEY)
@@ -281,6 +319,9 @@ class TrafficTap:
                 ).inc()
                 return
             self.metrics.observe(record, st.label)
+            uncounted = st.tap.parser.stats.uncounted if st.tap is not None else None
+            if uncounted is not None:
+                self.metrics.uncounted.labels(record.endpoint, st.label, uncounted).inc()
             if self.on_record is not None:
                 self.on_record(record)
         except Exception:
@@ -304,6 +345,7 @@ class TrafficTap:
             estimates_tokens=tap is not None and tap.parser.estimates_tokens,
             now=now,
             load_threshold_s=self.load_threshold_s,
+            ended_early=ended_by is None and tap is not None and tap.parser.ended_early,
         )
 
     def release(self, st: FlowState) -> None:

@@ -18,7 +18,7 @@ from llama_core.catalogue import Series
 
 from . import history_charts
 from .http_client import Client, FetchError
-from .stats import ratio
+from .stats import cache_hit_share, ratio
 from .windows import SourceError, Window
 
 logger = logging.getLogger(__name__)
@@ -87,6 +87,7 @@ MODEL_QUERIES: dict[str, str] = {
     "ttft_count": f"sum by (model) (increase({C.TTFT.count}[{{w}}]))",
     "loads": _growth(C.MODEL_LOADS),
     "load_seconds": f"sum by (model) (increase({C.MODEL_LOAD_DURATION.sum}[{{w}}]))",
+    "cached_prompt_tokens": _growth(C.CACHED_PROMPT_TOKENS),
 }
 
 
@@ -218,6 +219,8 @@ class PrometheusHistory:
                 "ttft_seconds": got["ttft_seconds"].get(model, 0.0),
                 "loads": round(got["loads"].get(model, 0.0)),
                 "load_seconds": got["load_seconds"].get(model, 0.0),
+                "cache_hit_share": cache_hit_share(got["cached_prompt_tokens"],
+                                                   got["prompt_tokens"], model),
             })
         return rows
 

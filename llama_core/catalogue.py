@@ -132,6 +132,18 @@ USAGE_ESTIMATED = Series(
     "Requests whose output tokens the proxy counted from content chunks because Ollama sent no "
     "final report, by endpoint and model.",
     "requests", ("endpoint", "model"))
+# Counting what Ollama's answers hold (issue 15; addons/streams.py, addons/reports.py).
+UNCOUNTED = Series(
+    P + "uncounted_requests_total", "counter",
+    "Requests whose answer held tokens the proxy could not read, in no token series rather "
+    "than as 0, by endpoint, model and reason (body_too_large, content_encoding).",
+    "requests", ("endpoint", "model", "reason"))
+CACHED_PROMPT_TOKENS = Series(
+    P + "cached_prompt_tokens_total", "counter",
+    "Input tokens the server reported serving from its prompt cache, by model, from the "
+    "answers that report them.",
+    "tokens", ("model",))
+
 MODEL_LOADS = Series(
     P + "model_loads_total", "counter",
     "Requests that waited for Ollama to load their model, by model.",

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ollama_sim import clock, compressed
 from ollama_sim.encoding import VOCAB, embedding, go_json, rfc3339, words
 from ollama_sim.faults import Fault
 from ollama_sim.jobs import GENERATION, Job
@@ -50,8 +51,13 @@ class Inference:
         handler = self._generation if request.path in GENERATION else self._embeddings
         job = Job(request.path, "", fault, self._tokens, self._token_rate, self._ttft,
                   request.headers.get("X-Sim-Hold"), time.perf_counter_ns(), next(self._jobs))
+        clock.set_for(request)
         try:
             self._apply_headers(request, job)
+            coding = compressed.requested(request.headers)
+            if coding and coding not in compressed.CODINGS:
+                raise RequestError(400, f"{compressed.HEADER}: {coding!r} is not one of "
+                                        f"{', '.join(compressed.CODINGS)}")
             body = await read_json(request)
             job.model = str(body.get("model") or "")
             if not job.model:
@@ -91,6 +97,11 @@ class Inference:
             if not 0 <= value < math.inf:
                 raise RequestError(400, f"{header}: {raw!r} is not a number >= 0")
             setattr(job, attr, value)
+        cached = request.headers.get("X-Sim-Cached", "").strip()
+        if cached:
+            if not cached.isdigit():
+                raise RequestError(400, f"X-Sim-Cached: {cached!r} is not a number >= 0")
+            job.cached = int(cached)
 
     async def _generation(self, request: web.BaseRequest, job: Job, body: dict[str, Any],
                           info: ModelInfo, openai: bool) -> web.StreamResponse:
@@ -127,12 +138,16 @@ class Inference:
         model_json = go_json(job.model)
         wire: Wire
         if openai:
-            completion_id = f"{'chatcmpl' if chat else 'cmpl'}-{next(self._counter) % 1000}"
-            wire = (OpenAIChat if chat else OpenAICompletion)(model_json, completion_id)
+            number = next(self._counter) if clock.stopped() is None else clock.seconds()
+            completion_id = f"{'chatcmpl' if chat else 'cmpl'}-{number % 1000}"
+            options = body.get("stream_options") or {}
+            include_usage = job.stream and isinstance(options, dict) and bool(
+                options.get("include_usage"))
+            wire = (OpenAIChat if chat else OpenAICompletion)(
+                model_json, completion_id, include_usage)
         else:
+            include_usage = False
             wire = NativeChat(model_json) if chat else NativeGenerate(model_json)
-        options = body.get("stream_options") or {}
-        include_usage = openai and isinstance(options, dict) and options.get("include_usage")
         load_ns, job.loaded = await self._models.acquire(info)
         try:
             return await self._streamer.produce(request, job, wire, load_ns,
@@ -150,7 +165,7 @@ class Inference:
             _, job.loaded = await self._models.acquire(info)
             self._models.release(info, keep_alive)
             job.done_reason = "load"
-        head = {"model": job.model, "created_at": rfc3339(time.time_ns())}
+        head = {"model": job.model, "created_at": rfc3339(clock.time_ns())}
         if chat:
             return json_response({**head, "message": {"role": "assistant", "content": ""},
                                    "done_reason": job.done_reason, "done": True})
@@ -181,6 +196,8 @@ class Inference:
             self._models.release(info, keep_alive)
         if job.mode == "error_in_stream":
             raise RequestError(500, "simulated error_in_stream")
+        if job.fault is not None and job.fault.megabytes and vectors and not legacy:
+            return await self._big_embeddings(request, job, vectors[0], len(inputs), openai)
         if legacy:
             value: dict[str, Any] = {"embedding": vectors[0] if vectors else []}
         elif openai:
@@ -191,9 +208,35 @@ class Inference:
         else:
             value = {"model": job.model, "embeddings": vectors}
             if job.mode != "no_counts":
+                durations = clock.stopped() is None
                 value.update(total_duration=time.perf_counter_ns() - job.started_ns,
                              load_duration=load_ns, prompt_eval_count=job.prompt_eval_count)
+                if not durations:  # X-Sim-Clock: omitted, as Go omits a 0
+                    del value["total_duration"], value["load_duration"]
         text = go_json(value) + ("\n" if openai else "")
         return await self._streamer.send_body(
             request, job, text.encode(), OPENAI_JSON if openai else NATIVE_JSON,
             self._cutter(job))
+
+    async def _big_embeddings(self, request: web.BaseRequest, job: Job, vector: list[float],
+                              inputs: int, openai: bool) -> web.StreamResponse:
+        """``big_body:MB``: the one vector repeated until the body is MB mebibytes, as a batch
+        of thousands of inputs answers (LangChain's embed_documents sends them in one call),
+        the count at the very end: ``/api/embed`` ``...]],"prompt_eval_count":N}`` (0.6.0 to
+        0.32.15), ``/v1/embeddings`` ``...,"usage":{...}}\\n``."""
+        assert job.fault is not None
+        one = go_json(vector)
+        copies = max(job.fault.megabytes * (1 << 20) // (len(one) + 40), inputs)
+        job.prompt_eval_count = job.prompt_eval_count * copies // max(inputs, 1)
+        model = go_json(job.model)
+        n = job.prompt_eval_count
+        if openai:
+            items = ",".join(f'{{"object":"embedding","embedding":{one},"index":{i}}}'
+                             for i in range(copies))
+            text = (f'{{"object":"list","data":[{items}],"model":{model},'
+                    f'"usage":{{"prompt_tokens":{n},"total_tokens":{n}}}}}\n')
+        else:
+            text = f'{{"model":{model},"embeddings":[{",".join([one] * copies)}]'
+            text += f',"prompt_eval_count":{n}}}' if n else "}"  # Go: omitempty
+        return await self._streamer.send_body(
+            request, job, text.encode(), OPENAI_JSON if openai else NATIVE_JSON, None)

@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ollama_sim.compressed import decoded_request
 from ollama_sim.encoding import go_json
 
 NATIVE_JSON = "application/json; charset=utf-8"
@@ -58,6 +59,10 @@ def status_message(status: int) -> str:
 async def read_json(request: web.BaseRequest) -> dict[str, Any]:
     """The request body as a JSON object, or a 400 worded like Go's decoder."""
     raw = await request.read()
+    try:
+        raw = decoded_request(raw, request.headers.get("Content-Encoding", ""), request.path)
+    except ValueError as exc:
+        raise RequestError(400, str(exc)) from exc
     if not raw.strip():
         raise RequestError(400, "missing request body")
     try:

@@ -21,6 +21,8 @@ from ollama_sim.jobs import EMBEDDING, GENERATION
 from ollama_sim.metadata import Metadata
 from ollama_sim.models import DEFAULT_MODELS, Models
 from ollama_sim.observed import Holds, Observed
+from ollama_sim.progress import PATHS as PROGRESS_PATHS
+from ollama_sim.progress import Progress
 from ollama_sim.responses import (
     RequestError,
     error_response,
@@ -90,9 +92,11 @@ class SimServer:
             "/api/ps": (("GET",), metadata.ps),
             "/api/show": (("POST",), metadata.show),
             "/v1/models": (("GET",), metadata.v1_models),
+            **{path: (("POST",), self._progress_route) for path in PROGRESS_PATHS},
             **{path: (("POST",), self._inference.serve) for path in (*GENERATION, *EMBEDDING)},
         }
         self._v1_model, self._blob = metadata.v1_model, metadata.blob
+        self._progress = Progress(self._models)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.ServerRunner | None = None
@@ -154,7 +158,9 @@ class SimServer:
         self._loop = asyncio.get_running_loop()
         self._holds.new_loop()  # events and locks belong to one loop; a restart gets new ones
         self._models.new_locks()
-        server = _TrackingServer(self._dispatch, self, handler_cancellation=True, access_log=None)
+        # Bodies are read as Ollama reads them (ollama_sim/compressed.py), not as aiohttp would.
+        server = _TrackingServer(self._dispatch, self, handler_cancellation=True,
+                                 access_log=None, auto_decompress=False)
         self._runner = web.ServerRunner(server, shutdown_timeout=2.0)
         try:
             await self._runner.setup()
@@ -259,10 +265,15 @@ class SimServer:
         if fault is not None and fault.status and path != "/":
             return error_response(fault.status, status_message(fault.status), openai)
         try:
+            if path in PROGRESS_PATHS:
+                return await self._progress.serve(request, fault)
             response: web.StreamResponse = await handler(request)
         except RequestError as exc:
             return error_response(exc.status, exc.message, openai)
         return response
+
+    async def _progress_route(self, request: web.BaseRequest) -> web.StreamResponse:
+        return await self._progress.serve(request, None)  # _dispatch passes the fault
 
     async def _control(self, request: web.BaseRequest) -> web.StreamResponse:
         path, method = request.path, request.method

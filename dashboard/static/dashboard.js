@@ -320,6 +320,8 @@
       nameCell(r.model), fmtNumber(r.requests, 0), fmtNumber(r.prompt_tokens, 0),
       fmtNumber(r.generated_tokens, 0), fmtNumber(r.tokens_per_second),
       fmtSeconds(r.ttft_p95), fmtNumber(r.errors, 0),
+      // Only where the server reports cached prompt tokens (local Ollama does not).
+      isNum(r.cache_hit_share) ? (r.cache_hit_share * 100).toFixed(0) + " %" : "–",
     ], "no requests " + note);
   }
 
