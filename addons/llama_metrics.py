@@ -10,9 +10,12 @@ import sys
 # mitmproxy loads this file as a script, not as part of a package; the package itself is
 # installed (editable) in the venv by scripts/setup, so it imports like any other.
 from addons.service import MetricsProxy, repeated_options
+from addons.upstream import UpstreamGuard
 
 if _repeated := repeated_options(sys.argv[1:]):
     print(f"llama-metrics: option given more than once: {', '.join(_repeated)}", file=sys.stderr)
     raise SystemExit(2)
 
-addons = [MetricsProxy()]
+_proxy = MetricsProxy()
+# After the proxy's addons: its request hook sees a flow once admitted, ready to go upstream.
+addons = [_proxy, UpstreamGuard(_proxy.registry)]

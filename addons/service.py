@@ -92,7 +92,7 @@ class MetricsProxy:
         self.registry = CollectorRegistry()
         self.metrics = ProxyMetrics(self.registry, version=version())
         self.inventory: InventoryPoller | None = None
-        self.labels = ModelLabels(is_known=self.is_known)
+        self.labels = ModelLabels(is_known=self.is_known, listed_name=self.listed_name)
         self.recent: deque[RequestRecord] = deque(maxlen=MAX_RECENT)
         self.tap = TrafficTap(self.metrics, self.labels, on_record=self.record)
         # Refuses in requestheaders, after the tap's (which makes the state it marks), before
@@ -280,6 +280,9 @@ class MetricsProxy:
 
     def is_known(self, model: str) -> bool:
         return self.inventory is not None and self.inventory.is_known(model)
+
+    def listed_name(self, model: str) -> str | None:
+        return self.inventory.listed_name(model) if self.inventory is not None else None
 
     def health(self) -> dict[str, Any]:
         """The proxy is healthy when it serves; the upstream's state is reported beside it."""

@@ -16,17 +16,19 @@ from typing import Any
 from mitmproxy import http
 
 from llama_core import traffic
-from llama_core.endpoints import INFERENCE_ENDPOINTS, canonical_model, endpoint_template
+from llama_core.endpoints import INFERENCE_ENDPOINTS, endpoint_template
 from llama_core.record import RequestRecord
 
-from .accounting import MAX_STORED_TEXT, FlowState, account
+from .accounting import MAX_STORED_TEXT, FlowState, account, lifecycle_of
 from .admission import Admission, QueueFull, parse_priority
 from .client_watcher import CLIENT_CHECK_S, ClientWatcher
+from .lifecycle import expected_action
 from .metrics import ProxyMetrics
+from .request_body import append_field, go_view
 from .routes import ModelLabels
 from .stream_tap import StreamTap
 from .streams import Parser, PassthroughParser, StreamStats, parser_for
-from .usage import USAGE_ENDPOINTS, UsageEventFilter, wants_injected_usage, with_usage
+from .usage import USAGE_ENDPOINTS, UsageEventFilter, wants_injected_usage
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +42,25 @@ JSON_TYPE = "application/json; charset=utf-8"
 STREAM_REQUEST_BODY_OVER = 1024 * 1024
 
 
-def request_json(request: http.Request) -> Any:
+# Methods other than POST named in the count of requests to an inference endpoint that are
+# not inference (anything else a client sends is "other": the label stays bounded).
+NON_POST_METHODS = frozenset({"OPTIONS", "HEAD", "GET", "PUT", "PATCH", "DELETE"})
+
+
+def request_json(request: http.Request) -> dict[str, Any] | None:
+    """The request's body as Ollama's decoder reads it (``request_body.go_view``), or None."""
     if request.headers.get("content-encoding") or not request.raw_content:
         return None
-    try:
-        return json.loads(request.raw_content)
-    except ValueError:
-        return None
+    return go_view(request.raw_content)
+
+
+def unread_reason(request: http.Request) -> str | None:
+    """Why an inference request's body cannot be read as Ollama reads it; None if it can."""
+    if not request.raw_content:
+        return None  # nothing to read: Ollama answers "missing request body" itself
+    if request.headers.get("content-encoding"):
+        return "encoded"
+    return None if go_view(request.raw_content) is not None else "not_json"
 
 
 def prompt_text(body: dict) -> str | None:
@@ -160,21 +174,44 @@ class TrafficTap:
             st.request_bytes = len(request.raw_content or b"")
         if st.endpoint not in INFERENCE_ENDPOINTS:
             return
+        if request.method != "POST":  # Ollama routes only POST here; gin answers the rest
+            st.method = request.method if request.method in NON_POST_METHODS else "other"
+            return
         st.inference = True
         st.priority = parse_priority(request.headers.get("x-priority"))
         body = request_json(request)
+        if body is None and (reason := unread_reason(request)) is not None:
+            self.body_unread(st, reason)
         if isinstance(body, dict):
             model = body.get("model")
-            st.model = canonical_model(model)[:200] if isinstance(model, str) else ""
+            st.model = self.labels.canonical(model)[:200] if isinstance(model, str) else ""
             stream = body.get("stream")
             st.stream = stream is True or (stream is None and st.endpoint in NATIVE_STREAM_DEFAULT)
+            st.expected_action = expected_action(st.endpoint, body)
             if st.endpoint in USAGE_ENDPOINTS and wants_injected_usage(body):
-                request.content = with_usage(body)
-                request.headers.pop("accept-encoding", None)  # the filter reads plain bytes
-                st.strip_usage = True
+                self.inject_usage(request, st)
             if self.store_prompts:
                 st.prompt = prompt_text(body)
         st.label = self.labels.label(st.model)
+
+    def inject_usage(self, request: http.Request, st: FlowState) -> None:
+        """Ask upstream for usage by adding ``stream_options`` after what the client wrote.
+
+        The client's bytes are kept as they are (``request_body.append_field``): Go's
+        decoder lets the last key win and merges it into an earlier ``stream_options``.
+        """
+        spliced = append_field(request.raw_content or b"", "stream_options",
+                               {"include_usage": True})
+        if spliced is None:
+            self.body_unread(st, "not_rewritten")
+            return
+        request.content = spliced
+        request.headers.pop("accept-encoding", None)  # the filter reads plain bytes
+        st.strip_usage = True
+
+    def body_unread(self, st: FlowState, reason: str) -> None:
+        if st.internal is None:
+            self.metrics.body_unread.labels(st.endpoint, reason).inc()
 
     def forwarded(self, st: FlowState) -> None:
         """The request leaves for the upstream now: the clock for time to first token starts."""
@@ -251,7 +288,15 @@ class TrafficTap:
                     st.internal, record.endpoint, str(record.status)
                 ).inc()
                 return
-            self.metrics.observe(record, st.label)
+            if st.method is not None:  # a preflight or HEAD: not a request of the endpoint
+                self.metrics.non_post.labels(st.endpoint, st.method, str(record.status)).inc()
+                return
+            stats = st.tap.parser.stats if st.tap is not None else StreamStats()
+            action = lifecycle_of(st, stats, record.status, record.error_type)
+            if action is not None:
+                self.metrics.observe_lifecycle(record, st.label, action)
+            else:
+                self.metrics.observe(record, st.label)
             if self.on_record is not None:
                 self.on_record(record)
         except Exception:
