@@ -52,14 +52,21 @@ RECHECK_S = 0.25
 KEY = "llama_metrics"  # the tap's FlowState (addons/tap.py)
 
 
-def check(name: str, value: float) -> float:
-    """A value of one of our options, or OptionsError naming it."""
-    if not (isinstance(value, int | float) and math.isfinite(value)
-            and 0 <= value <= LIMITS[name]):
+def check(name: str, value: object) -> float:
+    """A value of one of our options as seconds, or OptionsError naming it.
+
+    mitmproxy's ``--set`` parses only str, int and bool options, so these seconds are
+    declared as text ("5", "0.5") and read here.
+    """
+    try:
+        seconds = float(str(value).strip())
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and 0 <= seconds <= LIMITS[name]):
         raise exceptions.OptionsError(
             f"{name}={value!r}: expected seconds from 0 to {LIMITS[name]:g} (0 = off)"
         )
-    return float(value)
+    return seconds
 
 
 def timeout_response(seconds: float) -> bytes:
@@ -105,18 +112,19 @@ class UpstreamGuard:
         self.retry_s = DEFAULTS[RETRY_OPTION]
         self.timeout_s = DEFAULTS[TIMEOUT_OPTION]
         self._held: dict[str, _Held] = {}
+        self._configured_once = False
         self._timers: dict[str, asyncio.TimerHandle] = {}  # flow id -> its timeout
 
     # -- options ---------------------------------------------------------------------------
 
     def load(self, loader: Loader) -> None:
         loader.add_option(
-            RETRY_OPTION, float, DEFAULTS[RETRY_OPTION],
+            RETRY_OPTION, str, f"{DEFAULTS[RETRY_OPTION]:g}",
             "Seconds a request waits for Ollama to accept connections (a restart) before its "
             "502; 0 = no wait.",
         )
         loader.add_option(
-            TIMEOUT_OPTION, float, DEFAULTS[TIMEOUT_OPTION],
+            TIMEOUT_OPTION, str, f"{DEFAULTS[TIMEOUT_OPTION]:g}",
             "Seconds the proxy waits for Ollama to begin an answer before a 504; 0 = no "
             "limit (Ollama has none).",
         )
@@ -124,15 +132,23 @@ class UpstreamGuard:
     def configure(self, updated: set[str]) -> None:
         if not updated & {RETRY_OPTION, TIMEOUT_OPTION, "llama_config"}:
             return
-        values = {name: getattr(ctx.options, name) for name in DEFAULTS}
+        values: dict[str, object] = {name: getattr(ctx.options, name) for name in DEFAULTS}
         configured = self._configured()
         for name, value in values.items():
             # The command line (--set) wins; an option left at its default takes the YAML
             # file's or the environment's value (llama_core.settings, which checked it).
-            if value == DEFAULTS[name] and name in configured:
+            if value == f"{DEFAULTS[name]:g}" and name in configured:
                 values[name] = configured[name]
-        self.retry_s = check(RETRY_OPTION, values[RETRY_OPTION])
-        self.timeout_s = check(TIMEOUT_OPTION, values[TIMEOUT_OPTION])
+        try:
+            retry_s = check(RETRY_OPTION, values[RETRY_OPTION])
+            timeout_s = check(TIMEOUT_OPTION, values[TIMEOUT_OPTION])
+        except exceptions.OptionsError as e:
+            if not self._configured_once:  # at start: refuse to run, as MetricsProxy does
+                logger.error("llama-metrics: %s", e)
+                raise SystemExit(2) from e
+            raise
+        self.retry_s, self.timeout_s = retry_s, timeout_s
+        self._configured_once = True
 
     @staticmethod
     def _configured() -> dict[str, Any]:
