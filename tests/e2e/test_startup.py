@@ -30,6 +30,11 @@ def start(*settings: str) -> subprocess.CompletedProcess[str]:
         (("max_concurrency=many",), "proxy.max_concurrency='many'"),
         (("history_path=", "history_path=/tmp/x.db"), "option given more than once: history_path"),
         (("metrics_port=0", "history_path=/proc/llama-metrics/history.db"), "history_path"),
+        (("metrics_port=0", "upstream_timeout_seconds=-1"), "upstream_timeout_seconds='-1'"),
+        (("metrics_port=0", "upstream_connect_retry_seconds=soon"),
+         "upstream_connect_retry_seconds='soon'"),
+        (("upstream_timeout_seconds=1", "upstream_timeout_seconds=2"),
+         "option given more than once: upstream_timeout_seconds"),
     ],
 )
 def test_bad_settings_stop_the_start(settings: tuple[str, ...], named: str) -> None:
