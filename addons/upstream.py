@@ -113,6 +113,9 @@ class UpstreamGuard:
         self.timeout_s = DEFAULTS[TIMEOUT_OPTION]
         self._held: dict[str, _Held] = {}
         self._configured_once = False
+        # Client connections of our own processes' requests (X-Llama-Metrics-Source): the
+        # health daemon's probe reports an outage as it is, so it never waits for Ollama.
+        self._no_wait: set[str] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}  # flow id -> its timeout
 
     # -- options ---------------------------------------------------------------------------
@@ -162,6 +165,8 @@ class UpstreamGuard:
 
     async def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         try:
+            if data.client.id in self._no_wait:  # our own probe: it measures, it does not wait
+                return
             if self.retry_s > 0 and data.server.address and not data.server.error:
                 await self.wait_until_accepting(data.server.address[:2], self.retry_s)
         except Exception:
@@ -208,6 +213,9 @@ class UpstreamGuard:
             if flow.response is not None or flow.error is not None or not flow.live:
                 return  # answered or cut by the proxy itself: nothing goes upstream
             self.hold_idle_limit(flow)
+            st = flow.metadata.get(KEY)
+            if st is not None and st.internal is not None:
+                self._no_wait.add(flow.client_conn.id)
             if self.timeout_s > 0:
                 self._arm(flow, self.timeout_s)
         except Exception:
@@ -217,15 +225,19 @@ class UpstreamGuard:
         self._disarm(flow)
 
     def response(self, flow: http.HTTPFlow) -> None:
-        self._disarm(flow)
-        self.release_idle_limit(flow)
+        self._done(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
+        self._done(flow)
+
+    def _done(self, flow: http.HTTPFlow) -> None:
         self._disarm(flow)
         self.release_idle_limit(flow)
+        self._no_wait.discard(flow.client_conn.id)
 
     def client_disconnected(self, client: Any) -> None:
         self._held.pop(getattr(client, "id", ""), None)  # its watchdog is gone with it
+        self._no_wait.discard(getattr(client, "id", ""))
 
     @staticmethod
     def _handler(flow: http.HTTPFlow) -> Any:
