@@ -84,3 +84,7 @@ class ProxyContext:
     def is_known(self, model: str) -> bool:
         """Whether the upstream has this model (by its last inventory poll)."""
         return self.inventory is not None and self.inventory.is_known(model)
+
+    def listed_name(self, model: str) -> str | None:
+        """The spelling the upstream's ``/api/tags`` lists for ``model``; None if unknown."""
+        return self.inventory.listed_name(model) if self.inventory is not None else None

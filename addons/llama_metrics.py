@@ -25,6 +25,7 @@ from addons.recorder import CassetteRecorder
 from addons.resource_poll import ResourcePoll
 from addons.routes import ModelLabels
 from addons.tap import TrafficTap
+from addons.upstream import UpstreamGuard
 
 
 def compose() -> list[object]:
@@ -33,7 +34,7 @@ def compose() -> list[object]:
     context = ProxyContext()
     admission = Admission()
     tap = TrafficTap(
-        context.metrics, ModelLabels(is_known=context.is_known),
+        context.metrics, ModelLabels(is_known=context.is_known, listed_name=context.listed_name),
         on_record=context.publish, admission=admission,
     )
     return [
@@ -53,6 +54,8 @@ def compose() -> list[object]:
         CassetteRecorder(context.registry, tap=tap),
         tap,
         AccessControl(context),
+        # Last: its request hook sees a flow once admitted, ready to go upstream.
+        UpstreamGuard(context.registry),
     ]
 
 

@@ -87,6 +87,11 @@ class ProxyMetrics:
         self.active = exposition.gauge(c.ACTIVE_REQUESTS, registry)
         self.internal_requests = exposition.counter(c.INTERNAL_REQUESTS, registry)
         self.history_dropped = exposition.counter(c.HISTORY_DROPPED, registry)
+        # Requests that run no model, and bodies not read as Ollama reads them (issue 15).
+        self.lifecycle = exposition.counter(c.MODEL_LIFECYCLE, registry)
+        self.lifecycle_duration = exposition.histogram(c.MODEL_LIFECYCLE_DURATION, registry)
+        self.non_post = exposition.counter(c.NON_POST_REQUESTS, registry)
+        self.body_unread = exposition.counter(c.REQUEST_BODY_UNREAD, registry)
         self.build_info = exposition.info(c.BUILD, registry, {
             "version": llama_core.version() if version is None else version,
             "python": platform.python_version(),
@@ -127,3 +132,20 @@ class ProxyMetrics:
             self.model_load_duration.labels(label).observe(record.load_duration_s)
         if record.tpot_s is not None:
             self.tpot.labels(label).observe(record.tpot_s)
+
+    def observe_lifecycle(self, record: RequestRecord, label: str, action: str) -> None:
+        """Count a request that only loaded or unloaded its model (``addons/lifecycle.py``).
+
+        It is a finished request of its endpoint (``requests_total``, sizes), but its
+        duration is a load's, not an answer's: it goes to the lifecycle histogram, never to
+        the request-duration, time-to-first-token or token series.
+        """
+        endpoint = record.endpoint
+        self.requests.labels(endpoint, label, str(record.status)).inc()
+        self.request_size.labels(endpoint).observe(record.request_bytes)
+        self.response_size.labels(endpoint).observe(record.response_bytes)
+        self.lifecycle.labels(label, action).inc()
+        self.lifecycle_duration.labels(label, action).observe(record.duration_s)
+        if record.loaded_model and record.load_duration_s is not None:
+            self.model_loads.labels(label).inc()
+            self.model_load_duration.labels(label).observe(record.load_duration_s)

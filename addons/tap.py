@@ -18,20 +18,22 @@ from mitmproxy import http
 from mitmproxy.addonmanager import Loader
 
 from llama_core import traffic
-from llama_core.endpoints import INFERENCE_ENDPOINTS, canonical_model, endpoint_template
+from llama_core.endpoints import INFERENCE_ENDPOINTS, endpoint_template
 from llama_core.record import RequestRecord
 
 from . import options
-from .accounting import MAX_STORED_TEXT, FlowState, account
+from .accounting import MAX_STORED_TEXT, FlowState, account, lifecycle_of
 from .admission import Admission, QueueFull, parse_priority
 from .client_watcher import CLIENT_CHECK_S, ClientWatcher
 from .codings import CodingError, decode_all
+from .lifecycle import expected_action
 from .metrics import ProxyMetrics
 from .progress import PROGRESS_ENDPOINTS, progress_parser_for
+from .request_body import go_view
 from .routes import ModelLabels
 from .stream_tap import StreamTap
 from .streams import Parser, PassthroughParser, StreamStats, parser_for
-from .usage import USAGE_ENDPOINTS, UsageEventFilter, injected_body
+from .usage import USAGE_ENDPOINTS, UsageEventFilter, injected_body, wants_injected_usage
 
 logger = logging.getLogger(__name__)
 
@@ -46,14 +48,35 @@ JSON_TYPE = "application/json; charset=utf-8"
 STREAM_REQUEST_BODY_OVER = 1024 * 1024
 
 
-def request_json(request: http.Request) -> Any:
+# Methods other than POST named in the count of requests to an inference endpoint that are
+# not inference (anything else a client sends is "other": the label stays bounded).
+NON_POST_METHODS = frozenset({"OPTIONS", "HEAD", "GET", "PUT", "PATCH", "DELETE"})
+
+
+def plain_body(request: http.Request) -> bytes | None:
+    """The request's body without its content coding (Ollama decodes zstd on /v1 from
+    0.18.0); None when the coding cannot be undone."""
+    try:
+        return decode_all(request.raw_content or b"", request.headers.get("content-encoding", ""))
+    except CodingError:
+        return None
+
+
+def request_json(request: http.Request) -> dict[str, Any] | None:
+    """The request's body as Ollama's decoder reads it (``request_body.go_view``), or None."""
     if not request.raw_content:
         return None
-    try:  # Ollama decodes zstd bodies on /v1 (0.18.0 on): their model is read the same way
-        raw = decode_all(request.raw_content, request.headers.get("content-encoding", ""))
-        return json.loads(raw)
-    except ValueError:  # CodingError is one
-        return None
+    return go_view(plain_body(request))
+
+
+def unread_reason(request: http.Request) -> str | None:
+    """Why an inference request's body cannot be read as Ollama reads it; None if it can."""
+    if not request.raw_content:
+        return None  # nothing to read: Ollama answers "missing request body" itself
+    plain = plain_body(request)
+    if plain is None:
+        return "encoded"
+    return None if go_view(plain) is not None else "not_json"
 
 
 def prompt_text(body: dict) -> str | None:
@@ -192,31 +215,45 @@ class TrafficTap:
             st.request_bytes = len(request.raw_content or b"")
         if st.endpoint not in INFERENCE_ENDPOINTS:
             return
+        if request.method != "POST":  # Ollama routes only POST here; gin answers the rest
+            st.method = request.method if request.method in NON_POST_METHODS else "other"
+            return
         st.inference = True
         st.priority = parse_priority(request.headers.get("x-priority"))
         body = request_json(request)
+        if body is None and (reason := unread_reason(request)) is not None:
+            self.body_unread(st, reason)
         if isinstance(body, dict):
             model = body.get("model")
-            st.model = canonical_model(model)[:200] if isinstance(model, str) else ""
+            st.model = self.labels.canonical(model)[:200] if isinstance(model, str) else ""
             stream = body.get("stream")
             st.stream = stream is True or (stream is None and st.endpoint in NATIVE_STREAM_DEFAULT)
-            if st.endpoint in USAGE_ENDPOINTS:
+            st.expected_action = expected_action(st.endpoint, body)
+            if st.endpoint in USAGE_ENDPOINTS and wants_injected_usage(body):
                 self.inject_usage(request, st)
             if self.store_prompts:
                 st.prompt = prompt_text(body)
         st.label = self.labels.label(st.model)
 
-    @staticmethod
-    def inject_usage(request: http.Request, st: FlowState) -> None:
-        """Ask upstream for the usage a streaming client did not ask for (addons/usage.py)."""
+    def inject_usage(self, request: http.Request, st: FlowState) -> None:
+        """Ask upstream for the usage a streaming client did not ask for (addons/usage.py).
+
+        Only bytes are inserted into what the client wrote (through its content coding);
+        a body that cannot be changed so goes unchanged, and is counted as not rewritten.
+        """
         raw = injected_body(request.raw_content or b"", request.headers.get("content-encoding", ""))
         if raw is None:
+            self.body_unread(st, "not_rewritten")
             return
         request.raw_content = raw
         if "transfer-encoding" not in request.headers:
             request.headers["content-length"] = str(len(raw))
         request.headers.pop("accept-encoding", None)  # the filter reads plain bytes
         st.strip_usage = True
+
+    def body_unread(self, st: FlowState, reason: str) -> None:
+        if st.internal is None:
+            self.metrics.body_unread.labels(st.endpoint, reason).inc()
 
     def forwarded(self, st: FlowState) -> None:
         """The request leaves for the upstream now: the clock for time to first token starts."""
@@ -318,7 +355,15 @@ class TrafficTap:
                     st.internal, record.endpoint, str(record.status)
                 ).inc()
                 return
-            self.metrics.observe(record, st.label)
+            if st.method is not None:  # a preflight or HEAD: not a request of the endpoint
+                self.metrics.non_post.labels(st.endpoint, st.method, str(record.status)).inc()
+                return
+            stats = st.tap.parser.stats if st.tap is not None else StreamStats()
+            action = lifecycle_of(st, stats, record.status, record.error_type)
+            if action is not None:
+                self.metrics.observe_lifecycle(record, st.label, action)
+            else:
+                self.metrics.observe(record, st.label)
             uncounted = st.tap.parser.stats.uncounted if st.tap is not None else None
             if uncounted is not None:
                 self.metrics.uncounted.labels(record.endpoint, st.label, uncounted).inc()

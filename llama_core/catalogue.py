@@ -221,6 +221,38 @@ RECORD_DROPPED = Series(
     "Interactions not written to the cassette because the queue was full or a write failed.",
     "interactions")
 
+# The proxy: requests that run no model (addons/lifecycle.py, addons/tap.py), bodies it could
+# not read as Ollama does, and its connection to Ollama (addons/upstream.py).
+MODEL_LIFECYCLE = Series(
+    P + "model_lifecycle_requests_total", "counter",
+    "Requests that only loaded or unloaded a model (no prompt, no messages, no input), by model "
+    "and action.",
+    "requests", ("model", "action"))
+MODEL_LIFECYCLE_DURATION = Series(
+    P + "model_lifecycle_duration_seconds", "histogram",
+    "Seconds from a load or unload request's arrival at the proxy to its answer, by model and "
+    "action.",
+    "seconds", ("model", "action"), DURATION_BUCKETS)
+NON_POST_REQUESTS = Series(
+    P + "non_post_requests_total", "counter",
+    "Requests to an inference endpoint with a method other than POST (CORS preflights, HEAD, "
+    "GET), which Ollama answers without a model, by endpoint, method and status.",
+    "requests", ("endpoint", "method", "status"))
+REQUEST_BODY_UNREAD = Series(
+    P + "request_body_unread_total", "counter",
+    "Inference requests forwarded with their body unchanged because the proxy could not read or "
+    "rewrite it as Ollama reads it, by endpoint and reason.",
+    "requests", ("endpoint", "reason"))
+UPSTREAM_CONNECT_RETRIES = Series(
+    P + "upstream_connect_retries_total", "counter",
+    "Connection attempts to Ollama repeated while it refused connections, before a request "
+    "went upstream.",
+    "attempts")
+UPSTREAM_CONNECT_WAITS = Series(
+    P + "upstream_connect_waits_total", "counter",
+    "Requests that waited for Ollama to accept connections, by outcome (connected or gave_up).",
+    "requests", ("outcome",))
+
 # The proxy: the Ollama behind it, polled in the background (addons/inventory.py).
 UPSTREAM_UP = Series(
     P + "upstream_up", "gauge",

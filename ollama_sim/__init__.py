@@ -60,6 +60,13 @@ tokens, as an OpenAI-compatible server may; local Ollama never does). /v1 reques
 ``Content-Encoding: zstd`` are read, as Ollama 0.18.0 on reads them. Control endpoints:
 ``GET /_sim/reports``, ``GET /_sim/connections`` (open client connections other than the
 asking one), ``POST /_sim/reset`` (clears reports and releases), ``POST /_sim/release/KEY``.
+
+Requests are read as Ollama's Go decoder reads them (``godecode``); the router answers CORS
+preflights, foreign origins and wrong methods as gin does (``gin``, ``--origins``); loads and
+unloads answer as ``server/routes.go`` does (``lifecycle``); ``--version`` picks the Ollama
+release whose behaviour to imitate where it changed (``versions``). ``SimServer.restart(S)``
+or ``POST /_sim/restart?down=S`` stops listening for S seconds, as a restarting Ollama does.
+docs/ollama-wire.md says which release does what.
 """
 
 from __future__ import annotations

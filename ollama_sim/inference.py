@@ -13,9 +13,10 @@ from typing import Any
 from aiohttp import web
 
 from ollama_sim import clock, compressed
-from ollama_sim.encoding import VOCAB, embedding, go_json, rfc3339, words
+from ollama_sim.encoding import VOCAB, embedding, go_json, words
 from ollama_sim.faults import Fault
 from ollama_sim.jobs import GENERATION, Job
+from ollama_sim.lifecycle import completion_answer, embed_answer, is_unload, native_answer
 from ollama_sim.models import ModelInfo, Models, parse_keep_alive
 from ollama_sim.native import NativeChat, NativeGenerate
 from ollama_sim.observed import Holds, Observed
@@ -25,11 +26,11 @@ from ollama_sim.responses import (
     OPENAI_JSON,
     RequestError,
     error_response,
-    json_response,
     read_json,
     status_message,
 )
 from ollama_sim.streaming import Streamer
+from ollama_sim.versions import Behaviour
 from ollama_sim.wire import Wire
 
 
@@ -37,8 +38,10 @@ class Inference:
     """Serves /api/generate, /api/chat, /api/embed(dings) and their /v1 twins from the models."""
 
     def __init__(self, *, models: Models, observed: Observed, holds: Holds, tokens: int,
-                 token_rate: float, ttft: float, keep_alive: float, seed: int) -> None:
+                 token_rate: float, ttft: float, keep_alive: float, seed: int,
+                 behaviour: Behaviour) -> None:
         self._models, self._observed = models, observed
+        self._behaviour = behaviour
         self._tokens, self._token_rate, self._ttft = tokens, token_rate, ttft
         self._keep_alive, self._seed = keep_alive, seed
         self._counter = itertools.count(1)
@@ -62,7 +65,9 @@ class Inference:
             job.model = str(body.get("model") or "")
             if not job.model:
                 raise RequestError(400, "model is required")
-            job.stream = bool(body.get("stream", not openai)) and request.path in GENERATION
+            stream = body.get("stream")  # null is absent: Go leaves the *bool nil
+            job.stream = (not openai if stream is None else bool(stream)) and (
+                request.path in GENERATION)
             if fault is not None and fault.status:
                 raise RequestError(fault.status, status_message(fault.status))
             info = self._models.resolve(job.model)
@@ -130,8 +135,8 @@ class Inference:
             system = str(body.get("system") or "")
             job.prompt_eval_count = words(text) + words(system) + (0 if body.get("raw") else 8)
             empty = not text
-        if empty and not openai:
-            return await self._load_only(job, info, chat, keep_alive)
+        if empty and not (openai and chat):  # /v1/completions with no prompt loads too
+            return await self._load_only(job, info, chat, body, openai, keep_alive)
         job.first = (zlib.crc32(text.encode()) + self._seed) % len(VOCAB)
         job.cap = cap if cap is not None and cap > 0 else None
         job.eval_count = 0
@@ -155,22 +160,20 @@ class Inference:
         finally:
             self._models.release(info, keep_alive)
 
-    async def _load_only(self, job: Job, info: ModelInfo, chat: bool,
-                         keep_alive: float) -> web.StreamResponse:
-        """An empty prompt loads (or with keep_alive 0 unloads) the model, as in Ollama."""
-        if keep_alive == 0:
+    async def _load_only(self, job: Job, info: ModelInfo, chat: bool, body: dict[str, Any],
+                         openai: bool, keep_alive: float) -> web.StreamResponse:
+        """An empty prompt loads (or with keep_alive 0 unloads) the model (``lifecycle``)."""
+        stream, job.stream = job.stream, False  # Ollama never streams these
+        if not openai and is_unload(body.get("keep_alive"), self._behaviour):
             self._models.unload(info)
             job.done_reason = "unload"
         else:
             _, job.loaded = await self._models.acquire(info)
             self._models.release(info, keep_alive)
             job.done_reason = "load"
-        head = {"model": job.model, "created_at": rfc3339(clock.time_ns())}
-        if chat:
-            return json_response({**head, "message": {"role": "assistant", "content": ""},
-                                   "done_reason": job.done_reason, "done": True})
-        return json_response({**head, "response": "", "done": True,
-                               "done_reason": job.done_reason})
+        if openai:
+            return completion_answer(job.model, f"cmpl-{next(self._counter) % 1000}", stream)
+        return native_answer(job.model, chat, job.done_reason, self._behaviour)
 
     def _cutter(self, job: Job) -> random.Random | None:
         """The seeded source of split positions, for the split fault only."""
@@ -179,13 +182,19 @@ class Inference:
     async def _embeddings(self, request: web.BaseRequest, job: Job, body: dict[str, Any],
                           info: ModelInfo, openai: bool) -> web.StreamResponse:
         legacy = request.path == "/api/embeddings"
-        raw = body.get("prompt" if legacy else "input", "")
+        raw = body.get("prompt" if legacy else "input")
+        raw = "" if raw is None else raw
         inputs = [raw] if isinstance(raw, str) else raw
         if not isinstance(inputs, list) or not all(isinstance(x, str) for x in inputs):
             raise RequestError(400, "invalid input type")
         job.prompt_eval_count = sum(words(text) for text in inputs)
         keep_alive = self._keep_alive if openai else parse_keep_alive(
             body.get("keep_alive"), self._keep_alive)
+        if not openai and raw in ("", []):  # no input: a load ([""] is one empty input)
+            _, job.loaded = await self._models.acquire(info)
+            self._models.release(info, keep_alive)
+            job.done_reason = "load"
+            return embed_answer(job.model, legacy)
         load_ns, job.loaded = await self._models.acquire(info)
         try:
             if job.ttft > 0:

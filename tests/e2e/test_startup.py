@@ -33,6 +33,11 @@ def start(*settings: str) -> subprocess.CompletedProcess[str]:
         (("load_threshold_seconds=-1",), "proxy.load_threshold_seconds='-1'"),
         (("metrics_port=0", "record_path=/proc/llama-metrics/r.jsonl"), "record_path"),
         (("metrics_port=0", "history_path=/proc/llama-metrics/history.db"), "history_path"),
+        (("metrics_port=0", "upstream_timeout_seconds=-1"), "upstream_timeout_seconds='-1'"),
+        (("metrics_port=0", "upstream_connect_retry_seconds=soon"),
+         "upstream_connect_retry_seconds='soon'"),
+        (("upstream_timeout_seconds=1", "upstream_timeout_seconds=2"),
+         "option given more than once: upstream_timeout_seconds"),
     ],
 )
 def test_bad_settings_stop_the_start(settings: tuple[str, ...], named: str) -> None:

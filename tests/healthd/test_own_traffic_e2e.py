@@ -154,7 +154,10 @@ def test_an_outage_with_clients_raises_the_ollama_alert_and_resolves_it_alone(
     sims = [SimServer(port=sim_port, tokens=8, seed=3).start()]
     with ExitStack() as cleanup:
         cleanup.callback(lambda: sims[-1].stop())
-        proxy = cleanup.enter_context(start_proxy(sims[0].url, f"history_path={history}"))
+        # Clients wait half a second for a restarting Ollama, then get their 502 (the outage
+        # here lasts until the alert fires, seconds).
+        proxy = cleanup.enter_context(start_proxy(sims[0].url, f"history_path={history}",
+                                                  "upstream_connect_retry_seconds=0.5"))
         config = healthd_config(
             tmp_path, sims[0].url, proxy, history, alert_after_checks=3,
             degradation_window_seconds=60, baseline_seconds=600, degradation_min_requests=20,
