@@ -34,7 +34,7 @@ class FlowState:
     __slots__ = (
         "started_at", "t_arrival", "t_forwarded", "t_headers", "endpoint", "inference", "model",
         "label", "priority", "stream", "strip_usage", "request_bytes", "queue_wait_s", "prompt",
-        "tap", "active", "finished", "admitted", "error_type", "internal",
+        "tap", "active", "finished", "admitted", "error_type", "internal", "client", "user",
     )
 
     def __deepcopy__(self, memo: dict) -> None:
@@ -63,6 +63,9 @@ class FlowState:
         self.error_type: str | None = None
         # Our own process's source (llama_core.traffic) when the request is ours, else None.
         self.internal: str | None = None
+        # Set by addons/access.py: the client the request authenticated as, and its user.
+        self.client: str | None = None
+        self.user: str | None = None
 
 
 def outcome(
@@ -159,4 +162,6 @@ def account(
         response_bytes=response_bytes,
         prompt=st.prompt,
         response="".join(stats.text)[:MAX_STORED_TEXT] if stats.text is not None else None,
+        client=st.client,
+        user=st.user,
     )

@@ -22,6 +22,7 @@ from llama_core.security import Security, load_security
 from . import errors
 from .access import AccessControl
 from .admission import AdmissionCollector
+from .clients import ClientBudgets
 from .exporter import MAX_RECENT, MetricsServer
 from .inventory import InventoryCollector, InventoryPoller
 from .metrics import ProxyMetrics
@@ -97,11 +98,13 @@ class MetricsProxy:
         self.tap = TrafficTap(self.metrics, self.labels, on_record=self.record)
         # Refuses in requestheaders, after the tap's (which makes the state it marks), before
         # the tap's request hook: a refused request is never queued nor forwarded.
-        self.access = AccessControl()
+        self.budgets = ClientBudgets()
+        self.access = AccessControl(clients=self.budgets.clients)
         self.recorder = CassetteRecorder(self.registry)
         # mitmproxy calls each hook on these in order: the recorder first sees each request as
-        # its client sent it, before the tap changes it.
-        self.addons: list[object] = [self.recorder, self.tap, self.access]
+        # its client sent it, before the tap changes it; the budgets after access named the
+        # client.
+        self.addons: list[object] = [self.recorder, self.tap, self.access, self.budgets]
         self.resources = ResourcePoller(ResourceSampler())
         self.registry.register(ResourceCollector(self.resources))
         self.registry.register(AdmissionCollector(self.tap.admission))
@@ -150,6 +153,7 @@ class MetricsProxy:
             new["history_path"], new["history_retention_days"]
         ):
             self.open_history(new)
+        self.apply_clients(security, new)
         endpoint = (new["metrics_host"], new["metrics_port"])
         if self.server is not None and (
             endpoint != (old["metrics_host"], old["metrics_port"]) or security != old_security
@@ -184,6 +188,16 @@ class MetricsProxy:
         if self.history is not None:
             logger.info("history in %s", self.history.path)
 
+    def apply_clients(self, security: Security, new: dict[str, Any]) -> None:
+        """The clients file and the day's use per client (addons/clients.py)."""
+        try:
+            self.budgets.apply(security, new["history_path"], self.history)
+        except settings.ConfigError as e:
+            if self.server is None:  # at start: refuse to run half-configured
+                logger.error("llama-metrics: %s", e)
+                raise SystemExit(2) from e
+            raise exceptions.OptionsError(str(e)) from e
+
     def open_recorder(self, path: str) -> None:
         """Record every finished flow to the cassette ``path`` (empty: stop recording)."""
         try:
@@ -201,6 +215,7 @@ class MetricsProxy:
         self.recent.append(record)
         if self.history is not None:
             self.history.submit(record)
+        self.budgets.observe(record)  # after the submit: a refresh then sees it in the file
 
     def recent_requests(self, limit: int) -> list[dict[str, Any]]:
         newest = list(reversed(self.recent.copy()))[:limit]  # copy(): atomic against appends
