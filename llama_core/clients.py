@@ -118,7 +118,9 @@ def _client(path: Path, name: Any, entry: Any) -> Client:
     if not isinstance(name, str) or not NAME.fullmatch(name) or name == ANONYMOUS:
         raise _bad(path, f"clients.{name}", NAME_ALLOWED, name)
     if not isinstance(entry, dict):
-        raise _bad(path, f"clients.{name}", "a mapping with token or token_sha256", entry)
+        # Not the value: a token written in the client's place would be shown.
+        raise _bad(path, f"clients.{name}", "a mapping with token or token_sha256",
+                   f"(a {type(entry).__name__})")
     unknown = sorted(str(k) for k in entry if k not in CLIENT_KEYS)
     if unknown:
         raise _bad(path, f"clients.{name}.{unknown[0]}",
