@@ -1,4 +1,4 @@
-"""llama_core/budgets.py: a client's tokens of the UTC day, from its own requests and the history."""
+"""llama_core/budgets.py: a client's tokens of the UTC day, from its requests and the history."""
 
 from __future__ import annotations
 
