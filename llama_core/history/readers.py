@@ -331,14 +331,14 @@ def rollup_series(
 # -- Clients and users (schema 4; a file not yet migrated has neither) ---------------------
 
 
-def _has_clients(conn: sqlite3.Connection) -> bool:
+def has_clients(conn: sqlite3.Connection) -> bool:
     return "client" in columns_of(conn)
 
 
 def client_tokens_since(conn: sqlite3.Connection, since_ts: float) -> dict[str, int]:
     """Prompt plus generated tokens per client of the requests that started at or after
     ``since_ts``: a day's use against the budgets. Empty for a file without clients."""
-    if not _has_clients(conn):
+    if not has_clients(conn):
         return {}
     sql = (
         "SELECT client, COALESCE(SUM(COALESCE(prompt_tokens, 0)"
@@ -359,7 +359,7 @@ def client_usage(
     (with ``by_user``; None: not recorded), ttft_le, requests, errors, prompt_tokens,
     generated_tokens. A file not yet migrated to schema 4 has no clients: no rows.
     """
-    if not _has_clients(conn):
+    if not has_clients(conn):
         return []
     ttft_le = bucket_index_sql("ttft_s", _checked_bounds(ttft_bounds))
     group = "client, user" if by_user else "client"
