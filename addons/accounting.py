@@ -36,7 +36,7 @@ class FlowState:
     __slots__ = (
         "started_at", "t_arrival", "t_forwarded", "t_headers", "endpoint", "inference", "model",
         "label", "priority", "stream", "strip_usage", "request_bytes", "queue_wait_s", "prompt",
-        "tap", "active", "finished", "admitted", "error_type", "internal",
+        "tap", "active", "finished", "admitted", "error_type", "internal", "client", "user",
         # Requests that are not generations (addons/lifecycle.py, item 2 and 6 of issue 15).
         "expected_action", "method",
     )
@@ -72,6 +72,9 @@ class FlowState:
         # The method of a request to an inference endpoint that is not a POST (a CORS
         # preflight, HEAD, GET): Ollama answers it without a model; counted apart.
         self.method: str | None = None
+        # Set by addons/access.py: the client the request authenticated as, and its user.
+        self.client: str | None = None
+        self.user: str | None = None
 
 
 def outcome(
@@ -177,6 +180,8 @@ def account(
         prompt=st.prompt,
         response="".join(stats.text)[:MAX_STORED_TEXT] if stats.text is not None else None,
         cached_prompt_tokens=usage.cached_prompt_tokens if usage is not None else None,
+        client=st.client,
+        user=st.user,
     )
     return record if action is None else as_lifecycle(record, action, load_threshold_s)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from addons.access import AccessControl
 from addons.admission import Admission
 from addons.admission_limits import AdmissionLimits
+from addons.clients import ClientBudgets
 from addons.context import ProxyContext
 from addons.error_pages import ErrorPages
 from addons.exporter import Exporter
@@ -37,14 +38,18 @@ def compose() -> list[object]:
         context.metrics, ModelLabels(is_known=context.is_known, listed_name=context.listed_name),
         on_record=context.publish, admission=admission,
     )
+    # Subscribed to the finished requests in this order: /requests sees a request before the
+    # history writer, which has it before the budgets refresh their day from the file.
+    exporter = Exporter(context)
+    history = History(context)
+    budgets = ClientBudgets(context, history)
     return [
         # First: it resolves the file and the environment into the options of all the others.
         LlamaConfig(context),
         Listen(context),
         ErrorPages(),
-        # Subscribed in this order: /requests sees a request before the history writer.
-        Exporter(context),
-        History(context),
+        exporter,
+        history,
         AdmissionLimits(context, admission),
         InventoryPoll(context),
         ResourcePoll(context),
@@ -53,7 +58,9 @@ def compose() -> list[object]:
         # it marks) and before the tap's request hook, so a refused request is never queued.
         CassetteRecorder(context.registry, tap=tap),
         tap,
-        AccessControl(context),
+        AccessControl(context, clients=budgets.clients),
+        # After the access check named the client: one over its day's budget gets 429.
+        budgets,
         # Last: its request hook sees a flow once admitted, ready to go upstream.
         UpstreamGuard(context.registry),
     ]

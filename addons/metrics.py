@@ -105,19 +105,20 @@ class ProxyMetrics:
         gaps are observed as they happen, not here.
         """
         endpoint = record.endpoint
-        self.requests.labels(endpoint, label, str(record.status)).inc()
+        client = record.client or ""  # bounded: configured names and "anonymous" only
+        self.requests.labels(endpoint, label, str(record.status), client).inc()
         if record.error_type:
-            self.errors.labels(endpoint, label, record.error_type).inc()
+            self.errors.labels(endpoint, label, record.error_type, client).inc()
         self.request_duration.labels(endpoint, label).observe(record.duration_s)
         self.request_size.labels(endpoint).observe(record.request_bytes)
         self.response_size.labels(endpoint).observe(record.response_bytes)
         if record.ttft_s is not None:
             self.ttft.labels(endpoint, label).observe(record.ttft_s)
         if record.prompt_tokens is not None:
-            self.prompt_tokens.labels(label).inc(record.prompt_tokens)
+            self.prompt_tokens.labels(label, client).inc(record.prompt_tokens)
             self.request_prompt_tokens.labels(label).observe(record.prompt_tokens)
         if record.generated_tokens is not None:
-            self.generated_tokens.labels(label).inc(record.generated_tokens)
+            self.generated_tokens.labels(label, client).inc(record.generated_tokens)
             self.request_generated_tokens.labels(label).observe(record.generated_tokens)
             if not record.usage_reported:
                 self.usage_estimated.labels(endpoint, label).inc()
@@ -141,7 +142,7 @@ class ProxyMetrics:
         the request-duration, time-to-first-token or token series.
         """
         endpoint = record.endpoint
-        self.requests.labels(endpoint, label, str(record.status)).inc()
+        self.requests.labels(endpoint, label, str(record.status), record.client or "").inc()
         self.request_size.labels(endpoint).observe(record.request_bytes)
         self.response_size.labels(endpoint).observe(record.response_bytes)
         self.lifecycle.labels(label, action).inc()

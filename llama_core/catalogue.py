@@ -105,28 +105,31 @@ API_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30
 
 P = PROXY_PREFIX
 BY_GPU = ("gpu", "name")
+# The ``client`` label of the request and token series: a name from security.clients_file,
+# "anonymous" (allow_anonymous), or "" (no clients file, or refused before it was known).
 
 # The proxy: request traffic (addons/metrics.py).
 REQUESTS = Series(
     P + "requests_total", "counter",
-    "Requests the proxy finished, by endpoint, model and HTTP status.",
-    "requests", ("endpoint", "model", "status"))
+    "Requests the proxy finished, by endpoint, model, HTTP status and client.",
+    "requests", ("endpoint", "model", "status", "client"))
 ERRORS = Series(
     P + "errors_total", "counter",
-    "Requests that failed, by endpoint, model and error type.",
-    "requests", ("endpoint", "model", "error_type"))
+    "Requests that failed, by endpoint, model, error type and client.",
+    "requests", ("endpoint", "model", "error_type", "client"))
 INTERNAL_REQUESTS = Series(
     P + "internal_requests_total", "counter",
     "Requests our own processes sent through the proxy, by source, endpoint and HTTP status.",
     "requests", ("source", "endpoint", "status"))
 PROMPT_TOKENS = Series(
     P + "prompt_tokens_total", "counter",
-    "Input tokens Ollama reported evaluating, by model.",
-    "tokens", ("model",))
+    "Input tokens Ollama reported evaluating, by model and client.",
+    "tokens", ("model", "client"))
 GENERATED_TOKENS = Series(
     P + "generated_tokens_total", "counter",
-    "Output tokens Ollama reported generating (or the proxy counted without a report), by model.",
-    "tokens", ("model",))
+    "Output tokens Ollama reported generating (or the proxy counted without a report), by model "
+    "and client.",
+    "tokens", ("model", "client"))
 USAGE_ESTIMATED = Series(
     P + "usage_estimated_total", "counter",
     "Requests whose output tokens the proxy counted from content chunks because Ollama sent no "

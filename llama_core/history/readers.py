@@ -372,3 +372,49 @@ def sample_buckets(
     finally:
         cursor.close()
     return out
+
+
+# -- Clients and users (schema 4; a file not yet migrated has neither) ---------------------
+
+
+def has_clients(conn: sqlite3.Connection) -> bool:
+    return "client" in columns_of(conn)
+
+
+def client_tokens_since(conn: sqlite3.Connection, since_ts: float) -> dict[str, int]:
+    """Prompt plus generated tokens per client of the requests that started at or after
+    ``since_ts``: a day's use against the budgets. Empty for a file without clients."""
+    if not has_clients(conn):
+        return {}
+    sql = (
+        "SELECT client, COALESCE(SUM(COALESCE(prompt_tokens, 0)"
+        " + COALESCE(generated_tokens, 0)), 0) AS tokens"
+        " FROM requests WHERE ts >= ? AND client IS NOT NULL GROUP BY client"
+    )
+    return {r["client"]: int(r["tokens"]) for r in _query(conn, sql, (since_ts,))}
+
+
+def client_usage(
+    conn: sqlite3.Connection, since_ts: float, until_ts: float, *,
+    ttft_bounds: tuple[float, ...], by_user: bool = False,
+) -> list[dict[str, Any]]:
+    """Requests that started in [since_ts, until_ts) counted by client (and user, with
+    ``by_user``) and TTFT bucket, as ``rollup_models`` counts them by model.
+
+    Rows: client (None: no client was identified: no clients file then, or refused), user
+    (with ``by_user``; None: not recorded), ttft_le, requests, errors, prompt_tokens,
+    generated_tokens. A file not yet migrated to schema 4 has no clients: no rows.
+    """
+    if not has_clients(conn):
+        return []
+    ttft_le = bucket_index_sql("ttft_s", _checked_bounds(ttft_bounds))
+    group = "client, user" if by_user else "client"
+    sql = (
+        f"SELECT {group},"
+        f" CASE WHEN ttft_s IS NULL THEN NULL ELSE {ttft_le} END AS ttft_le,"
+        " COUNT(*) AS requests, COUNT(error_type) AS errors,"
+        " COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens,"
+        " COALESCE(SUM(generated_tokens), 0) AS generated_tokens"
+        f" FROM requests WHERE ts >= ? AND ts < ? GROUP BY {group}, ttft_le"
+    )
+    return _query(conn, sql, (since_ts, until_ts))

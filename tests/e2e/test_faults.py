@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.reliability.wire import samples_delta
 from tests.support.ports import refusing_port
 from tests.support.processes import Proxy, run_proxy
 
@@ -26,8 +27,7 @@ def requests_total(samples: dict) -> float:
 
 
 def delta(before: dict, after: dict, name: str, **labels: str) -> float:
-    key = ("ollama_proxy_" + name, tuple(sorted(labels.items())))
-    return after.get(key, 0.0) - before.get(key, 0.0)
+    return samples_delta(before, after, name, **labels)  # client "" where the series has one
 
 
 @contextmanager

@@ -104,7 +104,8 @@ def test_marked_requests_are_counted_apart_and_never_reach_the_upstream_marked(
     samples = p.wait_counted(1)
     assert Upstream.seen[-1].get(traffic.HEADER.lower()) is None
     assert samples[("ollama_proxy_requests_total", (
-        ("endpoint", "/api/chat"), ("model", "llama3.2:latest"), ("status", "200")))] == 1
+        ("client", ""), ("endpoint", "/api/chat"), ("model", "llama3.2:latest"),
+        ("status", "200")))] == 1
     assert sum(v for (n, _), v in samples.items()
                if n == "ollama_proxy_internal_requests_total") == 3
     assert [r["model"] for r in recent(p)] == ["llama3.2:latest"]

@@ -94,7 +94,7 @@ def test_many_clients_priorities_and_leavers_end_with_everything_free(
         assert gauge(samples, "queue_depth", priority=p) == 0
     assert gauge(samples, "active_requests", model=LABEL) == 0
     cancelled = gauge(samples, "errors_total", endpoint="/api/generate", model=LABEL,
-                      error_type="client_cancelled")
+                      error_type="client_cancelled", client="")
     assert cancelled == 6  # five left while queued, one mid-stream
     for client in [*holders, *(c for group in waiting.values() for c in group)]:
         client.close()

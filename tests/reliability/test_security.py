@@ -9,10 +9,13 @@
 - Secret markers in Authorization headers and prompts, sent with the official clients
   through the stack at its default settings, appear in nothing the stack wrote or served;
   with ``store_prompts`` the prompt marker is in the history (so the search can fail).
+- Client keys of a clients file, on accepted, refused and over-budget requests with history,
+  cassette and header log on, are in nothing either (a recorded user is, as the control).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -404,3 +407,60 @@ def test_stored_prompts_are_found_the_same_way(sim: Any, tmp_path: Path) -> None
         wait_until(lambda: row_count(db) >= 1, "one history row")
         files = written(tmp_path)
     assert any(prompt.encode() in data for data in files.values())
+
+
+def test_client_tokens_reach_no_output(sim: Any, tmp_path: Path,
+                                       tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Client keys (one in the file as is, one only as its SHA-256), sent on accepted, refused
+    (401) and over-budget (429) requests, with the history, a cassette and mitmdump's header
+    log on: neither key is in anything the stack wrote or served."""
+    alice, bot = f"SECRET-CLIENT-{uuid.uuid4()}", f"SECRET-CLIENT-{uuid.uuid4()}"
+    unknown = f"SECRET-CLIENT-{uuid.uuid4()}"
+    keys = tmp_path_factory.mktemp("keys") / "clients.yml"  # outside what is searched
+    keys.write_text(f"clients:\n  alice:\n    token: {alice}\n  ci-bot:\n    token_sha256: "
+                    f"{hashlib.sha256(bot.encode()).hexdigest()}\n    daily_token_budget: 1\n")
+    db, cassette = tmp_path / "history.db", tmp_path / "cassette.jsonl"
+    env = {"LLAMA_METRICS_SECURITY_CLIENTS_FILE": str(keys),
+           "LLAMA_METRICS_SECURITY_CLIENT_USER_HEADER": "X-OpenWebUI-User-Name"}
+    outputs: dict[str, bytes] = {}
+    with ExitStack() as stack:
+        proxy = stack.enter_context(run_proxy(
+            sim.url, "--set", "flow_detail=2", "--set", f"history_path={db}",
+            "--set", f"record_path={cassette}", env=env))
+        dash = stack.enter_context(dashboard(
+            env, "--proxy-metrics", proxy.metrics_url, "--history", str(db),
+            "--healthd", f"http://127.0.0.1:{free_port()}"))
+        send_marked(proxy.url, alice, "hello")
+        body = json.dumps({"model": "llama3.2", "prompt": "hi", "stream": False}).encode()
+        answers = [get(proxy.url + "/api/generate", token, method="POST", data=body)
+                   for token in (bot, bot, unknown, None)]
+        assert [a[0] for a in answers] == [200, 429, 401, 401]
+        user = f"SECRET-USER-{uuid.uuid4()}"  # recorded on purpose: the search's control
+        assert get(proxy.url + "/api/generate", alice, method="POST", data=body,
+                   headers={"X-OpenWebUI-User-Name": user})[0] == 200
+        outputs.update({f"answer {i}": a[2] for i, a in enumerate(answers)})
+        wait_until(lambda: row_count(db) >= 10, "ten history rows")
+        for name, url in [("proxy /metrics", proxy.metrics_url + "/metrics"),
+                          ("proxy /requests", proxy.metrics_url + "/requests?limit=500"),
+                          ("dashboard /api/clients", dash.url + "/api/clients?window=1h"),
+                          ("dashboard /api/requests", dash.url + "/api/requests"),
+                          ("dashboard /api/snapshot", dash.url + "/api/snapshot")]:
+            status, _, served = get(url)
+            assert status == 200, (name, status, served)
+            outputs[name] = served
+        wait_until(lambda: cassette.exists() and cassette.read_bytes().count(b"\n") >= 10,
+                   "ten interactions in the cassette")
+        logs = {"proxy log": proxy.log, "dashboard log": dash.log}
+    assert b'"ci-bot"' in outputs["dashboard /api/clients"]  # the clients are there
+    assert b'client="alice"' in outputs["proxy /metrics"]
+    assert b"<redacted>" in cassette.read_bytes()  # the cassette saw the header, redacted
+    assert "POST" in logs["proxy log"]
+    assert not re.search(r"^\s*authorization:", logs["proxy log"], re.I | re.M)
+    outputs.update({name: text.encode() for name, text in logs.items()})
+    outputs.update(written(tmp_path))  # history (and -wal), the cassette
+    for marker in (alice, bot, unknown):
+        leaks = [name for name, data in outputs.items() if marker.encode() in data]
+        assert not leaks, f"a client token found in {leaks}"
+    # The positive control: the same search finds the user the history keeps by design.
+    assert [name for name, data in outputs.items() if user.encode() in data
+            and name.startswith(str(tmp_path))], "the user is not in the history"
