@@ -29,6 +29,7 @@ from mitmproxy import http
 from llama_core.clients import ANONYMOUS, Clients
 
 from .accounting import FlowState
+from .connections import abort_client
 from .context import ProxyContext
 from .tap import JSON_TYPE, KEY, STREAM_REQUEST_BODY_OVER, content_length
 
@@ -54,6 +55,12 @@ def user_of(value: str | None) -> str | None:
     return text or None
 
 
+def is_preflight(request: http.Request) -> bool:
+    """A CORS preflight: ``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``."""
+    return (request.method == "OPTIONS" and "origin" in request.headers
+            and "access-control-request-method" in request.headers)
+
+
 class AccessControl:
     def __init__(
         self, context: ProxyContext, clients: Callable[[], Clients | None] | None = None
@@ -68,6 +75,12 @@ class AccessControl:
             self.security = self.context.security
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if is_preflight(flow.request):
+            # A browser sends a CORS preflight without credentials before the request that
+            # carries them; refusing it would stop every browser client. Ollama answers it
+            # with its CORS headers only (gin-contrib/cors), nothing a token guards.
+            flow.request.headers.pop("authorization", None)
+            return
         st = flow.metadata.get(KEY)
         clients = self.clients()
         if clients is None:
@@ -123,6 +136,7 @@ class AccessControl:
             logger.info("refused without its body (no valid token): %s %s",
                         flow.request.method, flow.request.path)
             flow.kill()
+            abort_client(flow)  # kill() alone leaves the socket open (lazy connections)
             return
         flow.response = http.Response.make(
             401,

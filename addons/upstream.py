@@ -15,9 +15,10 @@ Three behaviours, each with its option:
   begin its answer. When it passes, the client gets a 504 with an Ollama-shaped error body
   and the request is counted with error type ``timeout``.
 
-mitmproxy offers no hook for the last two, so they work on its connection handler (the
-``proxyserver`` addon's ``connections``, each with its ``timeout_watchdog`` and
-``transports``): mitmproxy is pinned, and the end-to-end tests fail if that changes.
+mitmproxy offers no hook for the last two, so they work on its connection handler
+(``connections.py``: the ``proxyserver`` addon's ``connections``, each with its
+``timeout_watchdog`` and ``transports``): mitmproxy is pinned, and the end-to-end tests fail
+if that changes.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import logging
 import time
 from typing import Any
 
-from mitmproxy import ctx, http
+from mitmproxy import http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import events, server_hooks
 from prometheus_client import CollectorRegistry
@@ -36,6 +37,7 @@ from prometheus_client import CollectorRegistry
 from llama_core import catalogue, exposition
 
 from . import options
+from .connections import handler_of
 
 logger = logging.getLogger(__name__)
 
@@ -205,9 +207,7 @@ class UpstreamGuard:
 
     @staticmethod
     def _handler(flow: http.HTTPFlow) -> Any:
-        proxyserver = ctx.master.addons.get("proxyserver")
-        connections = getattr(proxyserver, "connections", {})
-        return connections.get(flow.client_conn.id)
+        return handler_of(flow)
 
     def hold_idle_limit(self, flow: http.HTTPFlow) -> None:
         handler = self._handler(flow)

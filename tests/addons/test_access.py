@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from mitmproxy import http
 from prometheus_client import CollectorRegistry
 
 from addons.access import AccessControl
+from addons.clients import ClientBudgets
 from addons.context import ProxyContext
 from addons.metrics import ProxyMetrics
 from addons.routes import ModelLabels
@@ -95,3 +98,27 @@ def test_a_new_configuration_brings_its_token() -> None:
     assert not access.security.access_token  # only a new configuration changes it
     access.configure({"llama_config"})
     assert access.security.access_token == TOKEN
+
+
+@pytest.mark.parametrize("clients", [False, True])
+def test_a_cors_preflight_passes_without_a_token(tmp_path: Path, clients: bool) -> None:
+    """Browsers send no credentials on a preflight: it goes to Ollama, which answers it."""
+    security = Security(TOKEN)
+    if clients:
+        path = tmp_path / "clients.yml"
+        path.write_text('clients:\n  alice:\n    token: "' + "a" * 20 + '"\n')
+        security = Security(TOKEN, clients_file=str(path))
+    budgets = ClientBudgets()
+    budgets.apply(security, "", None)
+    access = AccessControl(ProxyContext(security=security), clients=budgets.clients)
+    preflight = make_flow("/api/chat", b"", {
+        "Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST",
+        "Authorization": "Bearer " + TOKEN})
+    preflight.request.method = "OPTIONS"
+    access.requestheaders(preflight)
+    assert preflight.response is None and preflight.error is None
+    assert "authorization" not in preflight.request.headers  # never forwarded
+    plain = make_flow("/api/chat", b"", {"Origin": "http://localhost:3000"})
+    plain.request.method = "OPTIONS"  # not a preflight: no Access-Control-Request-Method
+    access.requestheaders(plain)
+    assert plain.response is not None and plain.response.status_code == 401
