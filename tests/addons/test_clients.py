@@ -8,12 +8,15 @@ import time
 from pathlib import Path
 
 import pytest
-from mitmproxy import http
+from mitmproxy import exceptions, http
+from mitmproxy.test import taddons
 from prometheus_client import CollectorRegistry
 
 from addons.access import AccessControl
 from addons.clients import ClientBudgets
 from addons.context import ProxyContext
+from addons.history import History
+from addons.llama_config import LlamaConfig
 from addons.metrics import ProxyMetrics
 from addons.routes import ModelLabels
 from addons.tap import KEY, TrafficTap
@@ -24,6 +27,7 @@ from llama_core.security import Security
 from llama_core.settings import ConfigError
 from tests.addons.test_tap import make_flow, value
 from tests.history_files import write_history
+from tests.support.addons import done, running, start
 
 ALICE = "alice-token-0123456789"
 BOT = "ci-bot-token-9876543210"
@@ -212,3 +216,49 @@ def test_a_bad_clients_file_is_a_config_error(tmp_path: Path) -> None:
     path.write_text("clients:\n  x: {token: short}\n")
     with pytest.raises(ConfigError, match="security.clients_file: clients.x.token"):
         ClientBudgets().apply(Security(clients_file=str(path)), "", None)
+
+
+def test_the_addon_follows_the_resolved_configuration(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As mitmdump runs it: the clients file of the configuration at start, a new file when
+    ``llama_config`` changes, a bad one refused (exit 2 at start, OptionsError later)."""
+    good, bad = tmp_path / "clients.yml", tmp_path / "bad-clients.yml"
+    good.write_text(CLIENTS)
+    bad.write_text("clients:\n  x: {token: short}\n")
+    configs = {}
+    for name, clients in (("good", good), ("bad", bad), ("none", None)):
+        configs[name] = tmp_path / f"llama-{name}.yml"
+        section = f"security:\n  clients_file: {clients}\n" if clients else "security: {}\n"
+        configs[name].write_text(section + "proxy:\n  history_path: ''\n")
+    context = ProxyContext()
+    history = History(context)
+    budgets = ClientBudgets(context, history)
+    with taddons.context() as tctx:
+        script = start(tctx, LlamaConfig(context), history, budgets,
+                       command_line=(f"llama_config={configs['good']}",))
+        running(tctx, script)
+        clients = budgets.clients()
+        assert clients is not None
+        assert [c.name for c in clients.clients] == ["alice", "ci-bot"]
+        with pytest.raises(exceptions.OptionsError, match="clients_file"):
+            tctx.options.llama_config = str(configs["bad"])
+        assert budgets.clients() is clients  # the last good clients stay in force
+        tctx.options.llama_config = str(configs["none"])
+        assert budgets.clients() is None
+        done(tctx, script)
+    assert budgets._thread is None
+
+
+def test_a_bad_clients_file_stops_the_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = tmp_path / "bad-clients.yml"
+    bad.write_text("clients:\n  x: {token: short}\n")
+    config = tmp_path / "llama.yml"
+    config.write_text(f"security:\n  clients_file: {bad}\n")
+    context = ProxyContext()
+    with taddons.context() as tctx, pytest.raises(SystemExit):
+        start(tctx, LlamaConfig(context), History(context), ClientBudgets(context),
+              command_line=(f"llama_config={config}", "history_path="))
+    assert "clients.x.token" in caplog.text
