@@ -101,6 +101,7 @@ class UpstreamGuard:
         # health daemon's probe reports an outage as it is, so it never waits for Ollama.
         self._no_wait: set[str] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}  # flow id -> its timeout
+        self._outage = False  # the last wait gave up: said once, until Ollama accepts again
 
     # -- options ---------------------------------------------------------------------------
 
@@ -155,10 +156,13 @@ class UpstreamGuard:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     self.waits.labels("gave_up").inc()
-                    logger.warning("upstream %s:%s still refuses connections after %.1f s: %s",
-                                   *address, budget, e)
+                    # Once an outage: every request waits and gives up while it lasts.
+                    log = logger.debug if self._outage else logger.warning
+                    log("upstream %s:%s still refuses connections after %.1f s: %s; clients "
+                        "get 502 until it accepts again", *address, budget, e)
+                    self._outage = True
                     return False
-                if attempts == 0:
+                if attempts == 0 and not self._outage:
                     logger.info("upstream %s:%s refuses connections (%s); waiting up to %.1f s",
                                 *address, e, budget)
                 attempts += 1
@@ -169,7 +173,9 @@ class UpstreamGuard:
             writer.close()
             if attempts:
                 self.waits.labels("connected").inc()
+            if attempts or self._outage:
                 logger.info("upstream %s:%s accepts connections again", *address)
+            self._outage = False
             return True
 
     # -- in flight: no idle cut, and the optional timeout ----------------------------------

@@ -9,6 +9,10 @@ header.
 Every ``--busy`` seconds it pauses for ``--quiet`` seconds (and says so on stderr): the
 dashboard's narrative is skipped while the proxy is busy, so a quiet spell is when it can be
 tried, and the charts show what an idle minute looks like.
+
+With ``--clients FILE`` (the demo's clients file) each request carries one client's key, as
+its clients would send it (``Authorization: Bearer``): mostly the chat front end, with the
+signed-in user's name in Open WebUI's header, then a CI job and a notebook.
 """
 
 from __future__ import annotations
@@ -22,11 +26,17 @@ import sys
 from typing import Any
 
 import aiohttp
+import yaml
 
 from llama_core.security import load_security
 from llama_core.settings import ConfigError
 
 logger = logging.getLogger("demo-traffic")
+
+# Who sends how much of the traffic, and the users of the chat front end.
+CLIENT_WEIGHTS = {"open-webui": 5, "ci-bot": 3, "notebook": 2}
+USERS = ["sam.k", "ana", "lee"]
+USER_HEADER = "X-OpenWebUI-User-Name"
 
 PROMPTS = ["Why is the sky blue?", "Write a haiku about llamas.", "Explain TCP slow start.",
            "What is a monad?", "Summarise the plot of Hamlet in two sentences."]
@@ -53,8 +63,30 @@ def pick(rng: random.Random) -> tuple[str, dict[str, Any], dict[str, str]]:
     return "/v1/chat/completions", body, headers
 
 
-async def one(session: aiohttp.ClientSession, url: str, rng: random.Random) -> None:
+def client_keys(path: str) -> dict[str, str]:
+    """Client name -> its key, from a clients file whose clients have a plain ``token``."""
+    with open(path, encoding="utf-8") as f:
+        data = yaml.safe_load(f) or {}
+    clients = data.get("clients") or {}
+    return {name: str(entry["token"]) for name, entry in clients.items()
+            if isinstance(entry, dict) and entry.get("token")}
+
+
+def as_client(rng: random.Random, keys: dict[str, str]) -> dict[str, str]:
+    """The headers of one client's request: its key, and for the chat front end its user."""
+    names = list(keys)
+    name = rng.choices(names, [CLIENT_WEIGHTS.get(n, 1) for n in names])[0]
+    headers = {"Authorization": f"Bearer {keys[name]}"}
+    if name == "open-webui":
+        headers[USER_HEADER] = rng.choice(USERS)
+    return headers
+
+
+async def one(session: aiohttp.ClientSession, url: str, rng: random.Random,
+              keys: dict[str, str] | None = None) -> None:
     path, body, headers = pick(rng)
+    if keys:
+        headers.update(as_client(rng, keys))
     try:
         async with session.post(url + path, json=body, headers=headers) as response:
             async for _ in response.content.iter_any():
@@ -65,7 +97,7 @@ async def one(session: aiohttp.ClientSession, url: str, rng: random.Random) -> N
 
 async def run(url: str, rate: float, concurrency: int, seed: int,
               headers: dict[str, str] | None = None, busy: float = 0.0,
-              quiet: float = 0.0) -> None:
+              quiet: float = 0.0, keys: dict[str, str] | None = None) -> None:
     rng = random.Random(seed)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -78,7 +110,7 @@ async def run(url: str, rate: float, concurrency: int, seed: int,
 
         async def guarded() -> None:
             async with slots:
-                await one(session, url, rng)
+                await one(session, url, rng, keys)
 
         loop_started = loop.time()
         while not stop.is_set():
@@ -114,17 +146,26 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quiet", type=float, default=45.0,
                         help="seconds of no traffic in each quiet spell")
     parser.add_argument("--config", help="YAML configuration (its security.access_token, "
-                        "when set, is sent to the proxy)")
+                        "when set, is sent to the proxy unless --clients is given)")
+    parser.add_argument("--clients", help="a clients file: each request carries one "
+                        "client's key instead")
     args = parser.parse_args(argv)
     if args.rate <= 0 or args.concurrency < 1 or args.busy < 0 or args.quiet < 0:
         parser.error("--rate must be > 0, --concurrency >= 1, --busy and --quiet >= 0")
+    keys: dict[str, str] | None = None
     try:
         headers = load_security(config=args.config).headers()
-    except ConfigError as e:
+        if args.clients:
+            keys = client_keys(args.clients)
+            headers = {}  # a client's key, never the access token: that marks our own
+    except (ConfigError, OSError, KeyError, yaml.YAMLError) as e:
         print(f"demo-traffic: {e}", file=sys.stderr)
         return 2
+    if args.clients and not keys:
+        print(f"demo-traffic: no client with a plain token in {args.clients}", file=sys.stderr)
+        return 2
     asyncio.run(run(args.url.rstrip("/"), args.rate, args.concurrency, args.seed, headers,
-                    busy=args.busy, quiet=args.quiet))
+                    busy=args.busy, quiet=args.quiet, keys=keys))
     return 0
 
 

@@ -20,8 +20,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
+
+from scripts import demo_dir  # noqa: E402
 
 logger = logging.getLogger("screenshots")
 
@@ -64,13 +67,15 @@ def wait_for(url: str, timeout: float) -> None:
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
+        except urllib.error.HTTPError:
+            return  # it answers (401 until the browser has the demo's token)
         except OSError:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{url} did not answer in {timeout:.0f} s") from None
             time.sleep(0.5)
 
 
-def shoot(url: str, out: Path) -> list[str]:
+def shoot(url: str, out: Path, token: str) -> list[str]:
     from playwright.sync_api import sync_playwright
 
     problems: list[str] = []
@@ -86,7 +91,7 @@ def shoot(url: str, out: Path) -> list[str]:
             for name, (width, height) in VIEWPORTS.items():
                 page = browser.new_page(viewport={"width": width, "height": height})
                 page.on("console", console)
-                page.goto(url)
+                page.goto(f"{url}?token={token}")  # the demo's token, once: then a cookie
                 # The demo is minutes old: its last 15 min is what the history has.
                 page.click("button[data-window='15m']")
                 page.wait_for_function(
@@ -139,7 +144,8 @@ def main(argv: list[str]) -> int:
                   flush=True)
             time.sleep(args.warmup)  # the traffic itself is what is waited for
             with tempfile.TemporaryDirectory(dir=tmp) as staging:
-                problems = shoot(url, Path(staging))
+                token = (Path(tmp) / "demo" / demo_dir.TOKEN_NAME).read_text().strip()
+                problems = shoot(url, Path(staging), token)
                 if problems:
                     print("screenshots: not written:\n  " + "\n  ".join(problems),
                           file=sys.stderr)

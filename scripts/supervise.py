@@ -50,10 +50,11 @@ MAX_PROXIES = 64
 BIN = Path(PYTHON).parent
 
 
-def upstream_up(health_url: str) -> bool | None:
+def upstream_up(health_url: str, headers: dict[str, str] | None = None) -> bool | None:
     """Whether the proxy last reached Ollama, from its /health; None when it cannot say."""
     try:
-        with urllib.request.urlopen(health_url, timeout=2) as response:
+        request = urllib.request.Request(health_url, headers=headers or {})
+        with urllib.request.urlopen(request, timeout=2) as response:
             value = json.load(response).get("upstream_up")
     except (OSError, ValueError, AttributeError):
         return None
@@ -61,11 +62,12 @@ def upstream_up(health_url: str) -> bool | None:
 
 
 def watch_upstream(health_url: str, upstream: str, stop: threading.Event,
-                   demo: bool) -> None:
-    """One line each time Ollama goes down or comes back, as the proxy sees it."""
+                   demo: bool, headers: dict[str, str] | None = None) -> None:
+    """One line each time Ollama goes down or comes back, as the proxy sees it (``headers``:
+    the access token, when the parts have one)."""
     state: bool | None = None
     while not stop.wait(1.0):
-        up = upstream_up(health_url)
+        up = upstream_up(health_url, headers)
         if up is None or up == state:
             continue
         if up and state is not None:
@@ -256,10 +258,11 @@ def run(args: argparse.Namespace, launch: Launch, proxy: dict, upstream: str,
     demo = [sim] if sim is not None else []
     traffic: list[Part] = []
     if sim is not None:
+        clients = Path(launch.config or "").parent / demo_dir.CLIENTS_NAME
         traffic.append(launch.part("traffic", [
             PYTHON, "scripts/demo_traffic.py", "--url",
             f"http://{hostport(proxy['listen_host'], proxy['listen_port'])}",
-            *launch.config_args], "", ""))
+            *launch.config_args, "--clients", str(clients)], "", ""))
     for part in [*demo, *parts, *traffic]:
         rotate(part.log_path)
 
@@ -279,8 +282,9 @@ def run(args: argparse.Namespace, launch: Launch, proxy: dict, upstream: str,
         for part in traffic:
             part.start()
             running.append(part)
+        token = load_security(config=launch.config, env={**os.environ, **launch.env}).headers()
         threading.Thread(target=watch_upstream, args=(parts[0].ready_url, upstream, stop,
-                                                      sim is not None),
+                                                      sim is not None, token),
                          daemon=True, name="upstream watch").start()
         summary(launch, [*demo, *parts, *traffic], sim, urls, args.sim_restart)
         return supervise(running, sim, stop, toggle, args.sim_restart)
@@ -303,7 +307,7 @@ def summary(launch: Launch, parts: list[Part], sim: Part | None, urls: dict[str,
         dashboard_port = split_host_port(urls["dashboard"])[1]
         for line in demo_dir.hints(Path(shown_path(Path(launch.config))),
                                    sim.ready_url.rstrip("/"), dashboard_port, python,
-                                   os.getpid(), sim_restart):
+                                   os.getpid(), sim_restart, urls["dashboard"]):
             print(line, flush=True)
     print(flush=True)
 

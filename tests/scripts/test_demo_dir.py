@@ -7,6 +7,8 @@ from pathlib import Path
 from dashboard.settings import DASHBOARD_KEYS
 from healthd.config import HEALTHD_KEYS
 from llama_core import settings
+from llama_core.clients import ClientsFile
+from llama_core.security import load_security
 from scripts import demo_dir
 
 SIM = "http://127.0.0.1:40000"
@@ -51,3 +53,20 @@ def test_the_variables_outrank_the_users_own(tmp_path: Path) -> None:
     healthd = settings.load("healthd", keys=HEALTHD_KEYS, config=str(written), env=env)
     assert proxy["history_path"] == str(demo / "history.db") and proxy["upstream"] == SIM
     assert healthd["state_path"] == str(demo / "healthd-state.json")
+
+
+def test_the_demo_has_clients_and_a_token_of_its_own(tmp_path: Path) -> None:
+    demo = tmp_path / "demo"
+    written = demo_dir.write_config(demo, str(user_config(tmp_path)), SIM, env={})
+    security = load_security(config=str(written), env={})
+    assert len(security.access_token) >= 16
+    assert security.clients_file == str(demo / "clients.yml")
+    assert security.client_user_header == "X-OpenWebUI-User-Name"
+    clients = ClientsFile(security.clients_file, access_token=security.access_token).clients
+    assert [c.name for c in clients.clients] == list(demo_dir.CLIENTS)
+    assert clients.budget("ci-bot") == demo_dir.CLIENTS["ci-bot"]
+    for name in ("clients.yml", "access-token", "llama-metrics.yml"):
+        assert (demo / name).stat().st_mode & 0o077 == 0, name  # they hold keys
+    # A second run keeps the keys: a browser that has the token goes on working.
+    again = demo_dir.write_config(demo, str(user_config(tmp_path)), SIM, env={})
+    assert load_security(config=str(again), env={}).access_token == security.access_token

@@ -75,17 +75,24 @@ def test_the_demo_stack_keeps_to_its_own_directory_and_outlives_the_simulator(
         assert up.poll() is None
         children = psutil.Process(up.pid).children(recursive=True)
         assert len(children) >= 5  # simulator, proxy, dashboard, healthd, traffic
+        # The demo has clients, so its parts share an access token of their own; the
+        # terminal shows the dashboard's address with it.
+        token = (demo / "access-token").read_text().strip()
+        auth = {"Authorization": f"Bearer {token}"}
         for url in (f"http://127.0.0.1:{ports[1]}/health", f"http://127.0.0.1:{ports[2]}/",
                     f"http://127.0.0.1:{ports[3]}/health/live"):
-            with urllib.request.urlopen(url, timeout=10) as r:
+            request = urllib.request.Request(url, headers=auth)
+            with urllib.request.urlopen(request, timeout=10) as r:
                 assert r.status == 200
         out.wait_for(f"-m healthd check --config {demo / 'llama-metrics.yml'}", 5, ready)
+        out.wait_for(f"http://127.0.0.1:{ports[2]}/?token={token}", 5, ready)
 
         # The simulator stops: an outage the stack reports, not the end of the stack.
         up.send_signal(signal.SIGUSR1)
         down = out.wait_for("is down: clients get 502", 30, ready)
         assert up.poll() is None
-        with urllib.request.urlopen(f"http://127.0.0.1:{ports[1]}/health", timeout=10) as r:
+        health = urllib.request.Request(f"http://127.0.0.1:{ports[1]}/health", headers=auth)
+        with urllib.request.urlopen(health, timeout=10) as r:
             assert json.load(r)["upstream_up"] is False
         out.wait_for("alert firing: ollama", 30, ready)  # the health daemon saw it
         up.send_signal(signal.SIGUSR1)
