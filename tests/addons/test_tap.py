@@ -24,16 +24,6 @@ from tests.addons.test_streams import random_splits
 
 
 @pytest.fixture
-def registry() -> CollectorRegistry:
-    return CollectorRegistry()
-
-
-@pytest.fixture
-def records() -> list[RequestRecord]:
-    return []
-
-
-@pytest.fixture
 def tap(registry: CollectorRegistry, records: list[RequestRecord]) -> TrafficTap:
     return TrafficTap(ProxyMetrics(registry), ModelLabels(), on_record=records.append)
 

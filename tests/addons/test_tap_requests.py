@@ -27,16 +27,6 @@ def listed(name: str) -> str | None:
 
 
 @pytest.fixture
-def registry() -> CollectorRegistry:
-    return CollectorRegistry()
-
-
-@pytest.fixture
-def records() -> list[RequestRecord]:
-    return []
-
-
-@pytest.fixture
 def tap(registry: CollectorRegistry, records: list[RequestRecord]) -> TrafficTap:
     labels = ModelLabels(is_known=lambda m: listed(m) is not None, listed_name=listed)
     return TrafficTap(ProxyMetrics(registry), labels, on_record=records.append)
