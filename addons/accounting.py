@@ -18,6 +18,8 @@ from llama_core.record import RequestRecord
 from .streams import StreamStats
 
 if TYPE_CHECKING:
+    from llama_core.energy_ledger import RequestEnergy
+
     from .stream_tap import StreamTap
 
 logger = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ class FlowState:
         "started_at", "t_arrival", "t_forwarded", "t_headers", "endpoint", "inference", "model",
         "label", "priority", "stream", "strip_usage", "request_bytes", "queue_wait_s", "prompt",
         "tap", "active", "finished", "admitted", "error_type", "internal",
+        "energy",
     )
 
     def __deepcopy__(self, memo: dict) -> None:
@@ -63,6 +66,8 @@ class FlowState:
         self.error_type: str | None = None
         # Our own process's source (llama_core.traffic) when the request is ours, else None.
         self.internal: str | None = None
+        # The energy ledger's handle while a client request is in flight (addons/tap.py).
+        self.energy: RequestEnergy | None = None
 
 
 def outcome(

@@ -8,12 +8,14 @@ sample to Prometheus, so a scrape never waits for psutil or NVML.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from prometheus_client.core import GaugeMetricFamily
 
 from llama_core import catalogue, exposition
+from llama_core.energy_ledger import EnergyLedger
 from llama_core.sampler import ResourceSample, ResourceSampler
 
 from .polling import Poller
@@ -22,17 +24,30 @@ logger = logging.getLogger(__name__)
 
 
 class ResourcePoller(Poller):
-    """Calls ``sampler.sample()`` every ``interval`` seconds on a daemon thread."""
+    """Calls ``sampler.sample()`` every ``interval`` seconds on a daemon thread.
+
+    Each sample's GPU readings also go to ``energy`` (the energy ledger), stamped with the
+    moment they were read (``clock``, ``perf_counter`` unless a test scripts it).
+    """
 
     thread_name = "resource-poller"
 
-    def __init__(self, sampler: ResourceSampler, *, interval: float = 5.0) -> None:
+    def __init__(
+        self, sampler: ResourceSampler, *, interval: float = 5.0,
+        energy: EnergyLedger | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         super().__init__(interval=interval)
         self.sampler = sampler
+        self.energy = energy
+        self.clock = clock
         self.last: ResourceSample | None = None
 
     def _poll(self) -> None:
         self.last = self.sampler.sample()
+        if self.energy is not None:
+            # The GPUs are read last in sample(): this is their moment, to a millisecond.
+            self.energy.poll(self.clock(), self.last.gpus)
 
     def stop(self, join_timeout: float = 5.0) -> None:
         """Stop the thread (at once, even mid-interval) and close the sampler."""

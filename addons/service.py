@@ -13,6 +13,7 @@ from mitmproxy.addonmanager import Loader
 from prometheus_client import CollectorRegistry
 
 from llama_core import settings
+from llama_core.energy_ledger import EnergyLedger
 from llama_core.history import schema as history
 from llama_core.history import writer as history_writer
 from llama_core.record import RequestRecord
@@ -22,6 +23,7 @@ from llama_core.security import Security, load_security
 from . import errors
 from .access import AccessControl
 from .admission import AdmissionCollector
+from .energy import EnergyCollector
 from .exporter import MAX_RECENT, MetricsServer
 from .inventory import InventoryCollector, InventoryPoller
 from .metrics import ProxyMetrics
@@ -94,7 +96,9 @@ class MetricsProxy:
         self.inventory: InventoryPoller | None = None
         self.labels = ModelLabels(is_known=self.is_known)
         self.recent: deque[RequestRecord] = deque(maxlen=MAX_RECENT)
-        self.tap = TrafficTap(self.metrics, self.labels, on_record=self.record)
+        self.energy = EnergyLedger()  # GPU joules shared among requests (docs/energy.md)
+        self.tap = TrafficTap(self.metrics, self.labels, on_record=self.recent.append,
+                              energy=self.energy, on_complete=self.record)
         # Refuses in requestheaders, after the tap's (which makes the state it marks), before
         # the tap's request hook: a refused request is never queued nor forwarded.
         self.access = AccessControl()
@@ -102,8 +106,9 @@ class MetricsProxy:
         # mitmproxy calls each hook on these in order: the recorder first sees each request as
         # its client sent it, before the tap changes it.
         self.addons: list[object] = [self.recorder, self.tap, self.access]
-        self.resources = ResourcePoller(ResourceSampler())
+        self.resources = ResourcePoller(ResourceSampler(), energy=self.energy)
         self.registry.register(ResourceCollector(self.resources))
+        self.registry.register(EnergyCollector(self.energy))
         self.registry.register(AdmissionCollector(self.tap.admission))
         self.settings: dict[str, Any] = {}
         self.server: MetricsServer | None = None
@@ -197,8 +202,11 @@ class MetricsProxy:
         self.tap.keep_chunks = self.recorder.writer is not None
 
     def record(self, record: RequestRecord) -> None:
-        """Every finished request: kept for /requests, and written to the history."""
-        self.recent.append(record)
+        """Every finished request, once its energy is known, is written to the history.
+
+        /requests has it from its end on (``recent``); its ``energy_j`` fills in there when
+        the next resource poll completes it.
+        """
         if self.history is not None:
             self.history.submit(record)
 
@@ -269,6 +277,7 @@ class MetricsProxy:
 
     def done(self) -> None:
         self.stop_server()
+        self.energy.close()  # the rows still waiting for a poll go to the history now
         self.close_history()
         self.recorder.close()
         if self.inventory is not None:

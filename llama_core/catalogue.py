@@ -278,6 +278,24 @@ GPU_POWER = Series(
     "GPU power draw in watts, by GPU index and name.",
     "watts", BY_GPU)
 
+# The proxy: GPU energy and what of it requests used (llama_core/energy.py, energy_ledger.py,
+# addons/energy.py). ENERGY_LABELS is the label set of attributed joules: per-client
+# attribution adds "client" here and in addons/tap.py's ledger labels, nowhere else.
+ENERGY_LABELS = ("model",)
+GPU_ENERGY = Series(
+    P + "gpu_energy_joules_total", "counter",
+    "Joules each GPU used since the proxy started, read from its energy counter or integrated "
+    "from power draw, by GPU index, name and source.",
+    "joules", (*BY_GPU, "source"))
+GPU_IDLE_ENERGY = Series(
+    P + "gpu_idle_energy_joules_total", "counter",
+    "Joules each GPU used while no client request was in flight, by GPU index and name.",
+    "joules", BY_GPU)
+ENERGY = Series(
+    P + "energy_joules_total", "counter",
+    "Joules of GPU energy attributed to client requests while they were in flight, by model.",
+    "joules", ENERGY_LABELS)
+
 D = DASHBOARD_PREFIX
 
 # The dashboard's own (dashboard/selfmetrics.py).

@@ -1,0 +1,134 @@
+"""addons/energy.py and the ledger's wiring: the fake NVML's counter through the poller and tap."""
+
+from __future__ import annotations
+
+import time
+
+from mitmproxy.test import taddons, tutils
+from prometheus_client import CollectorRegistry, generate_latest
+
+from addons.energy import EnergyCollector
+from addons.metrics import ProxyMetrics
+from addons.resources import ResourcePoller
+from addons.routes import ModelLabels
+from addons.tap import TrafficTap
+from llama_core.energy_ledger import EnergyLedger
+from llama_core.record import RequestRecord
+from llama_core.sampler import GpuSample, ResourceSampler
+from tests.addons.test_resources import FakeNvml, FakePsutil
+from tests.addons.test_tap import make_flow, start
+
+H100 = "NVIDIA H100 80GB HBM3"
+RTX = "NVIDIA GeForce RTX 4090"
+
+
+def value(registry: CollectorRegistry, name: str, /, **labels: str) -> float | None:
+    return registry.get_sample_value(f"ollama_proxy_{name}", labels)
+
+
+def energy_series(registry: CollectorRegistry) -> list[str]:
+    text = generate_latest(registry).decode()
+    return sorted({line.split()[2] for line in text.splitlines()
+                   if line.startswith("# TYPE ") and "energy" in line})
+
+
+def poller_with(nvml: FakeNvml) -> tuple[ResourcePoller, EnergyLedger, CollectorRegistry]:
+    """A poller whose polls happen at 0, 5, 10 ... seconds."""
+    ledger = EnergyLedger()
+    times = iter(range(0, 10_000, 5))
+    poller = ResourcePoller(ResourceSampler(psutil_module=FakePsutil(), nvml=nvml), energy=ledger,
+                            clock=lambda: float(next(times)))
+    registry = CollectorRegistry()
+    registry.register(EnergyCollector(ledger))
+    return poller, ledger, registry
+
+
+def test_the_counter_and_the_integrated_gpu_are_exported_with_their_source() -> None:
+    # GPU 0 has NVML's counter (mJ); GPU 1 has none, only power draw (mW).
+    nvml = FakeNvml(energy_mj={0: [5_000_000, 5_600_000, 6_100_000]},
+                    power_mw={0: [300_000], 1: [100_000, 100_000, 140_000]})
+    poller, ledger, registry = poller_with(nvml)
+    poller.poll_once()
+    assert energy_series(registry) == []  # a baseline, no interval yet
+    poller.poll_once()
+    poller.poll_once()
+    assert value(registry, "gpu_energy_joules_total", gpu="0", name=H100,
+                 source="counter") == 1100.0
+    integrated = value(registry, "gpu_energy_joules_total", gpu="1", name=RTX,
+                       source="integrated")
+    assert integrated == 100.0 * 5 + (100.0 + 140.0) / 2 * 5
+    assert value(registry, "gpu_idle_energy_joules_total", gpu="0", name=H100) == 1100.0
+    assert value(registry, "gpu_idle_energy_joules_total", gpu="1", name=RTX) == integrated
+    assert energy_series(registry) == [
+        "ollama_proxy_gpu_energy_joules_total", "ollama_proxy_gpu_idle_energy_joules_total"]
+    assert ledger.totals().attributed == {}
+
+
+def test_no_gpu_no_energy_series() -> None:
+    poller, _, registry = poller_with(FakeNvml(init_error="Driver Not Loaded"))
+    for _ in range(3):
+        poller.poll_once()
+    assert energy_series(registry) == []
+    assert list(registry.collect()) == []
+
+
+def gpu(joules: float) -> list[GpuSample]:
+    return [GpuSample(index=0, name=H100, energy_joules=joules)]
+
+
+def test_a_streamed_request_through_the_tap_gets_its_joules_at_the_next_poll() -> None:
+    ledger = EnergyLedger()
+    registry = CollectorRegistry()
+    registry.register(EnergyCollector(ledger))
+    finished: list[RequestRecord] = []
+    completed: list[RequestRecord] = []
+    tap = TrafficTap(ProxyMetrics(registry), ModelLabels(), on_record=finished.append,
+                     energy=ledger, on_complete=completed.append)
+    lines = [b'{"model":"llama3.2","message":{"role":"assistant","content":"%d"},"done":false}\n'
+             % i for i in range(4)]
+    final = (b'{"model":"llama3.2","message":{"role":"assistant","content":""},"done":true,'
+             b'"eval_count":4,"prompt_eval_count":3}\n')
+    # The tap stamps flows with the real perf_counter; the polls are put 10 s apart after it,
+    # so the joules per interval stay within what a GPU can draw.
+    t0 = time.perf_counter()
+    ledger.poll(t0, gpu(100.0))
+    with taddons.context(tap):
+        flow = make_flow("/api/chat", {"model": "llama3.2", "messages": []})
+        start(tap, flow)
+        other = make_flow("/api/chat", {"model": "qwen3", "messages": []})
+        start(tap, other)  # in flight, but no tokens in the first interval
+        flow.response = tutils.tresp(status_code=200, content=None)
+        flow.response.headers["content-type"] = "application/x-ndjson"
+        tap.responseheaders(flow)
+        stream = flow.response.stream
+        assert callable(stream)
+        for line in lines[:3]:
+            stream(line)
+        ledger.poll(t0 + 10.0, gpu(400.0))  # 300 J: llama3.2's 3 tokens, qwen3's 0
+        stream(lines[3])
+        stream(final)
+        stream(b"")
+        tap.response(flow)
+        assert [r.model for r in finished] == ["llama3.2:latest"]
+        assert finished[0].energy_j is None and completed == []  # waits for the poll
+        tap.error(other)  # qwen3 is cut off; still in flight until now
+        ledger.poll(t0 + 20.0, gpu(500.0))  # 100 J: llama3.2's 1 token, qwen3's 0
+    assert [(r.model, r.energy_j) for r in completed] == [
+        ("llama3.2:latest", 400.0), ("qwen3:latest", 0.0)]
+    assert finished[0] is completed[0]  # /requests shows the same record, now with its joules
+    assert value(registry, "energy_joules_total", model="llama3.2:latest") == 400.0
+    assert value(registry, "energy_joules_total", model="qwen3:latest") == 0.0
+    assert value(registry, "gpu_idle_energy_joules_total", gpu="0", name=H100) == 0.0
+    assert ledger.pending == 0
+
+
+def test_without_a_ledger_the_record_is_complete_at_once() -> None:
+    completed: list[RequestRecord] = []
+    tap = TrafficTap(ProxyMetrics(CollectorRegistry()), ModelLabels(),
+                     on_complete=completed.append)
+    with taddons.context(tap):
+        flow = make_flow("/api/tags", b"")
+        start(tap, flow)
+        flow.response = tutils.tresp(status_code=200, content=b"{}")
+        tap.response(flow)
+    assert [(r.endpoint, r.energy_j) for r in completed] == [("/api/tags", None)]
