@@ -326,3 +326,22 @@ def rollup_series(
         row["ttft_hist"] = [row.pop(name) for name in ttft]
         row["duration_hist"] = [row.pop(name) for name in duration]
     return found
+
+
+def energy_by_day(conn: sqlite3.Connection, since_ts: float, until_ts: float
+                  ) -> list[dict[str, Any]]:
+    """GPU joules attributed to requests per UTC day and model, from rows that carry them.
+
+    Rows: day (epoch seconds of its UTC midnight), model, requests, joules (the sum of
+    ``energy_j``) and generated_tokens (of those rows), for ``since_ts <= ts < until_ts``.
+    Rows without ``energy_j`` (no GPU metered) are left out; a file before schema 4 has none.
+    """
+    if "energy_j" not in columns_of(conn):
+        return []
+    sql = (
+        "SELECT CAST(ts / 86400 AS INTEGER) * 86400 AS day, model, COUNT(*) AS requests,"
+        " SUM(energy_j) AS joules, COALESCE(SUM(generated_tokens), 0) AS generated_tokens"
+        " FROM requests WHERE energy_j IS NOT NULL AND ts >= ? AND ts < ?"
+        " GROUP BY day, model ORDER BY day, model"
+    )
+    return _query(conn, sql, (since_ts, until_ts))
