@@ -69,6 +69,8 @@ class ProxyMetrics:
         self.generated_tokens = exposition.counter(c.GENERATED_TOKENS, registry)
         self.usage_estimated = exposition.counter(c.USAGE_ESTIMATED, registry)
         self.model_loads = exposition.counter(c.MODEL_LOADS, registry)
+        self.uncounted = exposition.counter(c.UNCOUNTED, registry)
+        self.cached_prompt_tokens = exposition.counter(c.CACHED_PROMPT_TOKENS, registry)
         self.request_duration = exposition.histogram(c.REQUEST_DURATION, registry)
         self.ttft = exposition.histogram(c.TTFT, registry)
         self.tpot = exposition.histogram(c.TPOT, registry)
@@ -85,6 +87,11 @@ class ProxyMetrics:
         self.active = exposition.gauge(c.ACTIVE_REQUESTS, registry)
         self.internal_requests = exposition.counter(c.INTERNAL_REQUESTS, registry)
         self.history_dropped = exposition.counter(c.HISTORY_DROPPED, registry)
+        # Requests that run no model, and bodies not read as Ollama reads them (issue 15).
+        self.lifecycle = exposition.counter(c.MODEL_LIFECYCLE, registry)
+        self.lifecycle_duration = exposition.histogram(c.MODEL_LIFECYCLE_DURATION, registry)
+        self.non_post = exposition.counter(c.NON_POST_REQUESTS, registry)
+        self.body_unread = exposition.counter(c.REQUEST_BODY_UNREAD, registry)
         self.build_info = exposition.info(c.BUILD, registry, {
             "version": llama_core.version() if version is None else version,
             "python": platform.python_version(),
@@ -98,22 +105,25 @@ class ProxyMetrics:
         gaps are observed as they happen, not here.
         """
         endpoint = record.endpoint
-        self.requests.labels(endpoint, label, str(record.status)).inc()
+        client = record.client or ""  # bounded: configured names and "anonymous" only
+        self.requests.labels(endpoint, label, str(record.status), client).inc()
         if record.error_type:
-            self.errors.labels(endpoint, label, record.error_type).inc()
+            self.errors.labels(endpoint, label, record.error_type, client).inc()
         self.request_duration.labels(endpoint, label).observe(record.duration_s)
         self.request_size.labels(endpoint).observe(record.request_bytes)
         self.response_size.labels(endpoint).observe(record.response_bytes)
         if record.ttft_s is not None:
             self.ttft.labels(endpoint, label).observe(record.ttft_s)
         if record.prompt_tokens is not None:
-            self.prompt_tokens.labels(label).inc(record.prompt_tokens)
+            self.prompt_tokens.labels(label, client).inc(record.prompt_tokens)
             self.request_prompt_tokens.labels(label).observe(record.prompt_tokens)
         if record.generated_tokens is not None:
-            self.generated_tokens.labels(label).inc(record.generated_tokens)
+            self.generated_tokens.labels(label, client).inc(record.generated_tokens)
             self.request_generated_tokens.labels(label).observe(record.generated_tokens)
             if not record.usage_reported:
                 self.usage_estimated.labels(endpoint, label).inc()
+        if record.cached_prompt_tokens is not None:  # a 0 reported is a miss, and counts
+            self.cached_prompt_tokens.labels(label).inc(record.cached_prompt_tokens)
         if record.tokens_per_second is not None:
             self.tokens_per_second.labels(label).observe(record.tokens_per_second)
         if record.prompt_eval_duration_s is not None:
@@ -123,3 +133,20 @@ class ProxyMetrics:
             self.model_load_duration.labels(label).observe(record.load_duration_s)
         if record.tpot_s is not None:
             self.tpot.labels(label).observe(record.tpot_s)
+
+    def observe_lifecycle(self, record: RequestRecord, label: str, action: str) -> None:
+        """Count a request that only loaded or unloaded its model (``addons/lifecycle.py``).
+
+        It is a finished request of its endpoint (``requests_total``, sizes), but its
+        duration is a load's, not an answer's: it goes to the lifecycle histogram, never to
+        the request-duration, time-to-first-token or token series.
+        """
+        endpoint = record.endpoint
+        self.requests.labels(endpoint, label, str(record.status), record.client or "").inc()
+        self.request_size.labels(endpoint).observe(record.request_bytes)
+        self.response_size.labels(endpoint).observe(record.response_bytes)
+        self.lifecycle.labels(label, action).inc()
+        self.lifecycle_duration.labels(label, action).observe(record.duration_s)
+        if record.loaded_model and record.load_duration_s is not None:
+            self.model_loads.labels(label).inc()
+            self.model_load_duration.labels(label).observe(record.load_duration_s)

@@ -1,21 +1,20 @@
 """Machine resources (host, Ollama processes, NVIDIA GPUs), sampled in the background.
 
 ``llama_core.sampler.ResourceSampler.sample()`` reads the host and the GPUs;
-``ResourcePoller`` calls it on a daemon thread; ``ResourceCollector`` exposes the last
-sample to Prometheus, so a scrape never waits for psutil or NVML.
+``ResourcePoller`` calls it on a daemon thread and hands each sample to ``on_sample`` (the
+proxy: to the history writer's queue); ``ResourceCollector`` exposes the last sample to
+Prometheus, so a scrape never waits for psutil or NVML.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from prometheus_client.core import GaugeMetricFamily
 
 from llama_core import catalogue, exposition
-from llama_core.energy_ledger import EnergyLedger
 from llama_core.sampler import ResourceSample, ResourceSampler
 
 from .polling import Poller
@@ -26,28 +25,26 @@ logger = logging.getLogger(__name__)
 class ResourcePoller(Poller):
     """Calls ``sampler.sample()`` every ``interval`` seconds on a daemon thread.
 
-    Each sample's GPU readings also go to ``energy`` (the energy ledger), stamped with the
-    moment they were read (``clock``, ``perf_counter`` unless a test scripts it).
+    ``on_sample`` gets every sample on that thread; it must not block (the history writer's
+    ``submit_sample`` queues it). A failing callback is logged and the sample still kept.
     """
 
     thread_name = "resource-poller"
 
-    def __init__(
-        self, sampler: ResourceSampler, *, interval: float = 5.0,
-        energy: EnergyLedger | None = None,
-        clock: Callable[[], float] = time.perf_counter,
-    ) -> None:
+    def __init__(self, sampler: ResourceSampler, *, interval: float = 5.0,
+                 on_sample: Callable[[ResourceSample], None] | None = None) -> None:
         super().__init__(interval=interval)
         self.sampler = sampler
-        self.energy = energy
-        self.clock = clock
+        self.on_sample = on_sample
         self.last: ResourceSample | None = None
 
     def _poll(self) -> None:
-        self.last = self.sampler.sample()
-        if self.energy is not None:
-            # The GPUs are read last in sample(): this is their moment, to a millisecond.
-            self.energy.poll(self.clock(), self.last.gpus)
+        self.last = sample = self.sampler.sample()
+        if self.on_sample is not None:
+            try:
+                self.on_sample(sample)
+            except Exception:
+                logger.exception("resource sample: on_sample callback failed")
 
     def stop(self, join_timeout: float = 5.0) -> None:
         """Stop the thread (at once, even mid-interval) and close the sampler."""

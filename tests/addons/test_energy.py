@@ -36,8 +36,8 @@ def poller_with(nvml: FakeNvml) -> tuple[ResourcePoller, EnergyLedger, Collector
     """A poller whose polls happen at 0, 5, 10 ... seconds."""
     ledger = EnergyLedger()
     times = iter(range(0, 10_000, 5))
-    poller = ResourcePoller(ResourceSampler(psutil_module=FakePsutil(), nvml=nvml), energy=ledger,
-                            clock=lambda: float(next(times)))
+    poller = ResourcePoller(ResourceSampler(psutil_module=FakePsutil(), nvml=nvml),
+                            on_sample=lambda s: ledger.poll(float(next(times)), s.gpus))
     registry = CollectorRegistry()
     registry.register(EnergyCollector(ledger))
     return poller, ledger, registry

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from functools import cache
 
 from prometheus_client import CollectorRegistry
@@ -22,6 +23,7 @@ from addons.inventory import InventoryCollector, InventoryPoller
 from addons.metrics import ProxyMetrics
 from addons.recorder import CassetteRecorder
 from addons.resources import ResourceCollector, ResourcePoller
+from addons.upstream import UpstreamGuard
 from addons.upstream_client import Request, Response, UpstreamClient
 from llama_core import catalogue
 from llama_core.catalogue import Series
@@ -80,7 +82,7 @@ def exported() -> CollectorRegistry:
     energy.start(("llama3.2:latest",), lambda: 5, 0.0)  # in flight: attributed joules
     resources = ResourcePoller(
         ResourceSampler(psutil_module=FakePsutil(procs=ollama_procs()), nvml=FakeNvml()),
-        energy=energy,
+        on_sample=lambda sample: energy.poll(time.perf_counter(), sample.gpus),
     )
     resources.poll_once()
     resources.poll_once()  # the Ollama process's CPU (and a GPU's energy) need a second reading
@@ -89,6 +91,7 @@ def exported() -> CollectorRegistry:
 
     registry.register(AdmissionCollector(Admission()))
     CassetteRecorder(registry)  # ollama_proxy_record_dropped_total
+    UpstreamGuard(registry).waits.labels("connected").inc()  # ollama_proxy_upstream_connect_*
     return registry
 
 
