@@ -269,8 +269,10 @@ class TrafficTap:
             self.metrics.active.labels(st.label).inc()
             st.active = True
             if self.energy is not None:
-                st.energy = self.energy.start((st.label,), lambda: tokens_so_far(st),
-                                              st.t_forwarded)
+                # Labelled as generated_tokens_total is (addons/metrics.py), so that joules
+                # per token divides like by like; the client was named in requestheaders.
+                st.energy = self.energy.start((st.label, st.client or ""),
+                                              lambda: tokens_so_far(st), st.t_forwarded)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         st = flow.metadata.get(KEY)

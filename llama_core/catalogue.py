@@ -326,9 +326,10 @@ GPU_POWER = Series(
     "watts", BY_GPU)
 
 # The proxy: GPU energy and what of it requests used (llama_core/energy.py, energy_ledger.py,
-# addons/energy.py). ENERGY_LABELS is the label set of attributed joules: per-client
-# attribution adds "client" here and in addons/tap.py's ledger labels, nowhere else.
-ENERGY_LABELS = ("model",)
+# addons/energy.py). ENERGY_LABELS is the label set of attributed joules, the same model and
+# client as generated_tokens_total, so that joules per token is one division by either; the
+# ledger's labels are made in addons/tap.py ``forwarded`` in this order.
+ENERGY_LABELS = ("model", "client")
 GPU_ENERGY = Series(
     P + "gpu_energy_joules_total", "counter",
     "Joules each GPU used since the proxy started, read from its energy counter or integrated "
@@ -340,7 +341,8 @@ GPU_IDLE_ENERGY = Series(
     "joules", BY_GPU)
 ENERGY = Series(
     P + "energy_joules_total", "counter",
-    "Joules of GPU energy attributed to client requests while they were in flight, by model.",
+    "Joules of GPU energy attributed to client requests while they were in flight, by model and "
+    "client.",
     "joules", ENERGY_LABELS)
 
 D = DASHBOARD_PREFIX

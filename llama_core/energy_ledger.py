@@ -28,7 +28,7 @@ from .sampler import GpuSample
 
 logger = logging.getLogger(__name__)
 
-Labels = tuple[str, ...]  # the label values of catalogue.ENERGY (model, for now)
+Labels = tuple[str, ...]  # the label values of catalogue.ENERGY: model, client
 Done = Callable[[float | None], object]
 
 

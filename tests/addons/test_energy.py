@@ -3,27 +3,38 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from mitmproxy.test import taddons, tutils
 from prometheus_client import CollectorRegistry, generate_latest
 
+from addons.access import AccessControl
+from addons.clients import ClientBudgets
+from addons.context import ProxyContext
 from addons.energy import EnergyCollector
 from addons.metrics import ProxyMetrics
 from addons.resources import ResourcePoller
 from addons.routes import ModelLabels
 from addons.tap import TrafficTap
+from llama_core import catalogue
 from llama_core.energy_ledger import EnergyLedger
 from llama_core.record import RequestRecord
 from llama_core.sampler import GpuSample, ResourceSampler
+from llama_core.security import Security
+from tests.addons.test_clients import ALICE, BOT, CLIENTS, bearer
 from tests.addons.test_resources import FakeNvml, FakePsutil
-from tests.addons.test_tap import make_flow, start
+from tests.addons.test_tap import make_flow, respond, start
 
 H100 = "NVIDIA H100 80GB HBM3"
 RTX = "NVIDIA GeForce RTX 4090"
 
 
 def value(registry: CollectorRegistry, name: str, /, **labels: str) -> float | None:
-    return registry.get_sample_value(f"ollama_proxy_{name}", labels)
+    """A sample's value, None when absent; ``client`` is "" unless given, where there is one."""
+    full = f"ollama_proxy_{name}"
+    if "client" in catalogue.BY_NAME[full].labels:
+        labels = {"client": "", **labels}
+    return registry.get_sample_value(full, labels)
 
 
 def energy_series(registry: CollectorRegistry) -> list[str]:
@@ -132,3 +143,46 @@ def test_without_a_ledger_the_record_is_complete_at_once() -> None:
         flow.response = tutils.tresp(status_code=200, content=b"{}")
         tap.response(flow)
     assert [(r.endpoint, r.energy_j) for r in completed] == [("/api/tags", None)]
+
+
+def chat_lines(tokens: int) -> list[bytes]:
+    lines = [b'{"model":"llama3.2","message":{"role":"assistant","content":"%d"},"done":false}\n'
+             % i for i in range(tokens)]
+    return [*lines, b'{"model":"llama3.2","message":{"role":"assistant","content":""},'
+            b'"done":true,"eval_count":%d,"prompt_eval_count":3}\n' % tokens]
+
+
+def test_joules_are_attributed_by_client_as_tokens_are_counted(tmp_path: Path) -> None:
+    """energy_joules_total has generated_tokens_total's model and client: J/token divides."""
+    clients_file = tmp_path / "clients.yml"
+    clients_file.write_text(CLIENTS)
+    security = Security(clients_file=str(clients_file), allow_anonymous=True)
+    ledger = EnergyLedger()
+    registry = CollectorRegistry()
+    registry.register(EnergyCollector(ledger))
+    completed: list[RequestRecord] = []
+    tap = TrafficTap(ProxyMetrics(registry), ModelLabels(), energy=ledger,
+                     on_complete=completed.append)
+    budgets = ClientBudgets()
+    budgets.apply(security, "", None)
+    access = AccessControl(ProxyContext(security=security), clients=budgets.clients)
+    t0 = time.perf_counter()
+    ledger.poll(t0, gpu(100.0))
+    with taddons.context(tap):
+        # alice 6 tokens, ci-bot 3, an anonymous client 1, all in one interval of 500 J.
+        for headers, tokens in ((bearer(ALICE), 6), (bearer(BOT), 3), ({}, 1)):
+            flow = make_flow("/api/chat", {"model": "llama3.2", "messages": []}, headers)
+            for addon in (tap, access, budgets):
+                addon.requestheaders(flow)
+            tap.request(flow)
+            assert flow.response is None  # forwarded
+            respond(tap, flow, 200, "application/x-ndjson", chat_lines(tokens))
+        ledger.poll(t0 + 10.0, gpu(600.0))
+    assert sorted((r.client, r.energy_j) for r in completed) == [
+        ("alice", 300.0), ("anonymous", 50.0), ("ci-bot", 150.0)]
+    model = "llama3.2:latest"
+    for client, joules, tokens in (("alice", 300.0, 6), ("ci-bot", 150.0, 3),
+                                   ("anonymous", 50.0, 1)):
+        assert value(registry, "energy_joules_total", model=model, client=client) == joules
+        assert value(registry, "generated_tokens_total", model=model, client=client) == tokens
+    assert value(registry, "energy_joules_total", model=model) is None  # no client "" here

@@ -72,7 +72,7 @@ def test_a_streamed_chat_gets_the_fake_gpus_joules(sim: Any, tmp_path: Path) -> 
 
     gpu_total = sample("gpu_energy_joules_total", **GPU, source="counter")
     idle = sample("gpu_idle_energy_joules_total", **GPU)
-    attributed = sample("energy_joules_total", model="llama3.2:latest")
+    attributed = sample("energy_joules_total", model="llama3.2:latest", client="")
     # Every joule the GPU counted went to the request or to idle, nowhere else.
     assert gpu_total == pytest.approx(idle + attributed)
     assert idle > 0  # the polls before the request

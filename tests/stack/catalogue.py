@@ -79,7 +79,7 @@ def exported() -> CollectorRegistry:
     registry.register(InventoryCollector(poller))
 
     energy = EnergyLedger()
-    energy.start(("llama3.2:latest",), lambda: 5, 0.0)  # in flight: attributed joules
+    energy.start(("llama3.2:latest", ""), lambda: 5, 0.0)  # in flight: attributed joules
     resources = ResourcePoller(
         ResourceSampler(psutil_module=FakePsutil(procs=ollama_procs()), nvml=FakeNvml()),
         on_sample=lambda sample: energy.poll(time.perf_counter(), sample.gpus),
