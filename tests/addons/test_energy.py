@@ -11,7 +11,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from addons.access import AccessControl
 from addons.clients import ClientBudgets
 from addons.context import ProxyContext
-from addons.energy import EnergyCollector
+from addons.energy import Energy, EnergyCollector
+from addons.history import History
 from addons.metrics import ProxyMetrics
 from addons.resources import ResourcePoller
 from addons.routes import ModelLabels
@@ -19,11 +20,12 @@ from addons.tap import TrafficTap
 from llama_core import catalogue
 from llama_core.energy_ledger import EnergyLedger
 from llama_core.record import RequestRecord
-from llama_core.sampler import GpuSample, ResourceSampler
+from llama_core.sampler import GpuSample, ResourceSample, ResourceSampler
 from llama_core.security import Security
 from tests.addons.test_clients import ALICE, BOT, CLIENTS, bearer
 from tests.addons.test_resources import FakeNvml, FakePsutil
 from tests.addons.test_tap import make_flow, respond, start
+from tests.support import addons
 
 H100 = "NVIDIA H100 80GB HBM3"
 RTX = "NVIDIA GeForce RTX 4090"
@@ -186,3 +188,60 @@ def test_joules_are_attributed_by_client_as_tokens_are_counted(tmp_path: Path) -
         assert value(registry, "energy_joules_total", model=model, client=client) == joules
         assert value(registry, "generated_tokens_total", model=model, client=client) == tokens
     assert value(registry, "energy_joules_total", model=model) is None  # no client "" here
+
+
+def machine(joules: float | None) -> ResourceSample:
+    gpus = [] if joules is None else gpu(joules)
+    return ResourceSample(cpu_percent=1.0, memory_used_bytes=1, memory_total_bytes=2, gpus=gpus)
+
+
+def test_the_addon_feeds_the_ledger_from_each_sample_and_closes_it_in_done() -> None:
+    """Energy in mitmproxy's test context: samples from the context, stamped by its clock."""
+    context = ProxyContext()
+    moments = iter([0.0, 10.0, 20.0])
+    energy = Energy(context, clock=lambda: next(moments))
+    got: list[float | None] = []
+    with taddons.context() as tctx:
+        script = addons.start(tctx, energy)
+        addons.running(tctx, script)
+        context.publish_sample(machine(100.0))  # at 0 s: the baseline
+        assert energy_series(context.registry) == []
+        request = context.energy.start(("llama3.2:latest", "alice"), lambda: 4, 1.0)
+        context.publish_sample(machine(400.0))  # at 10 s: 300 J, all the request's
+        context.energy.finish(request, 12.0, got.append)
+        assert got == [] and context.energy.pending == 1  # waits for the poll after its end
+        addons.done(tctx, script)
+    # done() completed it with what was known: its share of 10-12 s is lost with the stop.
+    assert got == [300.0] and context.energy.pending == 0
+    assert value(context.registry, "energy_joules_total", model="llama3.2:latest",
+                 client="alice") == 300.0
+    assert value(context.registry, "gpu_idle_energy_joules_total", gpu="0", name=H100) == 0.0
+    # Closed: a request that ends now is completed at once, and no sample is taken any more.
+    late = context.energy.start(("llama3.2:latest", "alice"), lambda: 1, 13.0)
+    context.energy.finish(late, 14.0, got.append)
+    assert got == [300.0, None]
+
+
+def test_the_addon_without_a_gpu_exports_nothing_and_completes_at_once() -> None:
+    context = ProxyContext()
+    energy = Energy(context, clock=iter([0.0, 5.0, 10.0]).__next__)
+    got: list[float | None] = []
+    with taddons.context() as tctx:
+        script = addons.start(tctx, energy)
+        addons.running(tctx, script)
+        context.publish_sample(machine(None))
+        request = context.energy.start(("m:latest", ""), lambda: 3, 1.0)
+        context.publish_sample(machine(None))
+        context.energy.finish(request, 6.0, got.append)
+        assert got == [None]  # no meter: nothing to wait for
+        addons.done(tctx, script)
+    assert energy_series(context.registry) == []
+
+
+def test_the_energy_addon_comes_before_the_history() -> None:
+    """Its done() hands the rows still waiting for a poll on before the history file closes."""
+    from addons.llama_metrics import compose  # the script composes its addons on import
+
+
+    kinds = [type(addon) for addon in compose()]
+    assert kinds.index(Energy) < kinds.index(History)
