@@ -1,8 +1,11 @@
 """Energy numbers for the page: joules per token and watt-hours per day by model, idle vs active.
 
-Pure functions. ``live`` reads one scrape of the proxies' /metrics (the counters since each
-proxy started); ``per_day`` and ``per_model`` read the history rows' ``energy_j`` summed per
-UTC day and model (``llama_core.history.readers.energy_by_day``).
+Pure functions. ``live`` reads scrapes of the proxies' /metrics (the counters since each
+proxy started, and their growth over the recent window as watts); ``per_day`` and
+``per_model`` read the history rows' ``energy_j`` summed per UTC day and model
+(``llama_core.history.readers.energy_by_day``), and ``window`` adds what the GPUs used in
+all over the window, integrated from the power samples the history keeps, so that idle
+energy is what of it no request was given.
 """
 
 from __future__ import annotations
@@ -24,8 +27,36 @@ JOULES_PER_WH = 3600.0
 DAY = 86400.0
 
 
-def live(samples: Samples | None) -> dict[str, Any]:
-    """Since the proxy started: GPU, idle and attributed joules, and joules per token by model.
+def _shares(joules: dict[str, float], tokens: dict[str, float], key: str
+            ) -> list[dict[str, Any]]:
+    return [
+        {key: name, "joules": value, "generated_tokens": tokens.get(name, 0.0),
+         "joules_per_token": ratio(value, tokens.get(name))}
+        for name, value in sorted(joules.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
+
+
+def _growth(older: Samples | None, newer: Samples, name: str) -> float:
+    return math.fsum(promtext.counter_delta(older, newer, name).values())
+
+
+def average_watts(older: Samples | None, newer: Samples, seconds: float
+                  ) -> dict[str, Any] | None:
+    """GPU, idle and active watts from the counters' growth between two scrapes."""
+    if older is None or not seconds > 0 or promtext.total(older, C.GPU_ENERGY.name) is None:
+        return None
+    gpu = _growth(older, newer, C.GPU_ENERGY.name)
+    idle = _growth(older, newer, C.GPU_IDLE_ENERGY.name)
+    active = _growth(older, newer, C.ENERGY.name)
+    return {"seconds": seconds, "gpu_w": gpu / seconds, "idle_w": idle / seconds,
+            "active_w": active / seconds}
+
+
+def live(samples: Samples | None, older: Samples | None = None, seconds: float = 0.0
+         ) -> dict[str, Any]:
+    """Since the proxy started: GPU, idle and attributed joules, joules per token by model
+    (and by client, where clients are named); the power draw now, and the average watts
+    between ``older`` and ``samples``, ``seconds`` apart.
 
     ``metered`` is False without a GPU the proxy can meter (the energy series are absent).
     Joules per token divides a model's attributed joules by its generated tokens, as the
@@ -34,17 +65,21 @@ def live(samples: Samples | None) -> dict[str, Any]:
     gpu = None if samples is None else promtext.total(samples, C.GPU_ENERGY.name)
     if samples is None or gpu is None:
         return {"metered": False, "gpu_j": None, "idle_j": None, "active_j": None,
-                "models": []}
+                "power_w": None, "average": None, "models": [], "clients": []}
     idle = promtext.total(samples, C.GPU_IDLE_ENERGY.name) or 0.0
     by_model = promtext.by_label(samples, C.ENERGY.name, "model")
+    by_client = promtext.by_label(samples, C.ENERGY.name, "client")
     tokens = promtext.by_label(samples, C.GENERATED_TOKENS.name, "model")
-    models = [
-        {"model": model, "joules": joules, "generated_tokens": tokens.get(model, 0.0),
-         "joules_per_token": ratio(joules, tokens.get(model))}
-        for model, joules in sorted(by_model.items(), key=lambda kv: -kv[1])
-    ]
-    return {"metered": True, "gpu_j": gpu, "idle_j": idle,
-            "active_j": math.fsum(by_model.values()), "models": models}
+    client_tokens = promtext.by_label(samples, C.GENERATED_TOKENS.name, "client")
+    return {
+        "metered": True, "gpu_j": gpu, "idle_j": idle, "active_j": math.fsum(by_model.values()),
+        "power_w": promtext.total(samples, C.GPU_POWER.name),
+        "average": average_watts(older, samples, seconds),
+        "models": _shares(by_model, tokens, "model"),
+        # Only where a clients file names them: else every request is client "".
+        "clients": (_shares(by_client, client_tokens, "client")
+                    if by_client.keys() - {""} else []),
+    }
 
 
 def per_day(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -71,5 +106,34 @@ def per_model(rows: list[dict[str, Any]], seconds: float) -> list[dict[str, Any]
         {"model": model, "requests": s["requests"], "joules": s["joules"],
          "generated_tokens": s["tokens"], "joules_per_token": ratio(s["joules"], s["tokens"]),
          "wh_per_day": None if days is None else s["joules"] / JOULES_PER_WH / days}
-        for model, s in sorted(sums.items(), key=lambda kv: -kv[1]["joules"])
+        for model, s in sorted(sums.items(), key=lambda kv: (-kv[1]["joules"], kv[0]))
     ]
+
+
+def window(rows: list[dict[str, Any]], gpus: list[dict[str, Any]], seconds: float
+           ) -> dict[str, Any]:
+    """A history window: per model and per day from ``energy_by_day`` ``rows``, and idle
+    against active from ``gpus`` (``gpu_energy_sampled``: each GPU's joules from its power
+    samples).
+
+    Active is the requests' own joules (from the energy counter, as attributed); the GPUs'
+    total is an estimate from one power reading every 15 s, so idle (total less active) is
+    one too, and never below zero. ``metered`` is False when the window has neither.
+    """
+    active = math.fsum(row["joules"] for row in rows)
+    sampled = [g for g in gpus if g["seconds"] > 0]
+    gpu_j = math.fsum(g["joules"] for g in sampled) if sampled else None
+    covered = max((g["seconds"] for g in sampled), default=0.0)
+    return {
+        "metered": bool(rows or sampled),
+        "active_j": active if rows or sampled else None,
+        "gpu_j": gpu_j,
+        "idle_j": None if gpu_j is None else max(0.0, gpu_j - active),
+        "sampled_seconds": covered,
+        "gpus": [{"gpu": str(g["gpu"]), "name": g["name"], "joules": g["joules"],
+                  "seconds": g["seconds"]} for g in sampled],
+        "wh_per_day": None if not seconds > 0 or not (rows or sampled) else (
+            (gpu_j if gpu_j is not None else active) / JOULES_PER_WH / (seconds / DAY)),
+        "models": per_model(rows, seconds),
+        "days": per_day(rows),
+    }

@@ -23,7 +23,7 @@ from llama_core.history.rollup import (
     ROLLUP_TTFT_BOUNDS,
     bucket_index_sql,
 )
-from llama_core.history.samples import GPU_BUCKET, HOST_BUCKET, SAMPLE_INTERVAL_S
+from llama_core.history.samples import GPU_BUCKET, GPU_ENERGY, HOST_BUCKET, SAMPLE_INTERVAL_S
 from llama_core.history.schema import (
     BOOL_COLUMNS,
     LEGACY_LOADED_SQL,
@@ -437,3 +437,17 @@ def energy_by_day(conn: sqlite3.Connection, since_ts: float, until_ts: float
         " GROUP BY day, model ORDER BY day, model"
     )
     return _query(conn, sql, (since_ts, until_ts))
+
+
+def gpu_energy_sampled(conn: sqlite3.Connection, since_ts: float, until_ts: float,
+                       max_gap_s: float = 2.5 * SAMPLE_INTERVAL_S) -> list[dict[str, Any]]:
+    """Each GPU's joules over [since_ts, until_ts) integrated from its kept power samples.
+
+    Rows: gpu, name, samples, joules, seconds (the time the joules cover: gaps over
+    ``max_gap_s`` between two samples are left out). An estimate: the samples are one power
+    reading every ``SAMPLE_INTERVAL_S``, not the energy counter (docs/energy.md). No rows
+    without GPU samples with a power reading, or in a file of a schema before 5.
+    """
+    if not has_samples(conn):
+        return []
+    return _query(conn, GPU_ENERGY, {"lo": since_ts, "hi": until_ts, "gap": max_gap_s})
