@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 C = catalogue
 JOULES_PER_WH = 3600.0
 DAY = 86400.0
+# The proxy polls its GPUs every 5 s by default: under three polls apart, the counters' growth
+# is one or two polls' worth and the watts jump between 0 and double.
+MIN_AVERAGE_S = 15.0
 
 
 def _shares(joules: dict[str, float], tokens: dict[str, float], key: str
@@ -42,8 +45,10 @@ def _growth(older: Samples | None, newer: Samples, name: str) -> float:
 
 def average_watts(older: Samples | None, newer: Samples, seconds: float
                   ) -> dict[str, Any] | None:
-    """GPU, idle and active watts from the counters' growth between two scrapes."""
-    if older is None or not seconds > 0 or promtext.total(older, C.GPU_ENERGY.name) is None:
+    """GPU, idle and active watts from the counters' growth between two scrapes (None when
+    they are under ``MIN_AVERAGE_S`` apart, or the older one has no energy series)."""
+    if (older is None or not seconds >= MIN_AVERAGE_S
+            or promtext.total(older, C.GPU_ENERGY.name) is None):
         return None
     gpu = _growth(older, newer, C.GPU_ENERGY.name)
     idle = _growth(older, newer, C.GPU_IDLE_ENERGY.name)
@@ -58,21 +63,24 @@ def live(samples: Samples | None, older: Samples | None = None, seconds: float =
     (and by client, where clients are named); the power draw now, and the average watts
     between ``older`` and ``samples``, ``seconds`` apart.
 
-    ``metered`` is False without a GPU the proxy can meter (the energy series are absent).
+    ``metered`` is False without a GPU the proxy can meter (the energy series are absent);
+    ``sources`` names how the GPUs' joules were measured (``counter``, ``integrated``).
     Joules per token divides a model's attributed joules by its generated tokens, as the
     PromQL in docs/energy.md does.
     """
     gpu = None if samples is None else promtext.total(samples, C.GPU_ENERGY.name)
     if samples is None or gpu is None:
-        return {"metered": False, "gpu_j": None, "idle_j": None, "active_j": None,
-                "power_w": None, "average": None, "models": [], "clients": []}
+        return {"metered": False, "sources": [], "gpu_j": None, "idle_j": None,
+                "active_j": None, "power_w": None, "average": None, "models": [], "clients": []}
     idle = promtext.total(samples, C.GPU_IDLE_ENERGY.name) or 0.0
     by_model = promtext.by_label(samples, C.ENERGY.name, "model")
     by_client = promtext.by_label(samples, C.ENERGY.name, "client")
     tokens = promtext.by_label(samples, C.GENERATED_TOKENS.name, "model")
     client_tokens = promtext.by_label(samples, C.GENERATED_TOKENS.name, "client")
     return {
-        "metered": True, "gpu_j": gpu, "idle_j": idle, "active_j": math.fsum(by_model.values()),
+        "metered": True,
+        "sources": sorted(promtext.by_label(samples, C.GPU_ENERGY.name, "source")),
+        "gpu_j": gpu, "idle_j": idle, "active_j": math.fsum(by_model.values()),
         "power_w": promtext.total(samples, C.GPU_POWER.name),
         "average": average_watts(older, samples, seconds),
         "models": _shares(by_model, tokens, "model"),
@@ -118,22 +126,29 @@ def window(rows: list[dict[str, Any]], gpus: list[dict[str, Any]], seconds: floa
 
     Active is the requests' own joules (from the energy counter, as attributed); the GPUs'
     total is an estimate from one power reading every 15 s, so idle (total less active) is
-    one too, and never below zero. ``metered`` is False when the window has neither.
+    one too, and never below zero. Per day divides by the time the samples cover when there
+    are any (the proxy may have run for only part of the window: what it did not see is not
+    zero), else by the window. ``metered`` is False when the window has neither.
     """
-    active = math.fsum(row["joules"] for row in rows)
+    metered = bool(rows or any(g["seconds"] > 0 for g in gpus))
     sampled = [g for g in gpus if g["seconds"] > 0]
+    active = math.fsum(row["joules"] for row in rows)
     gpu_j = math.fsum(g["joules"] for g in sampled) if sampled else None
     covered = max((g["seconds"] for g in sampled), default=0.0)
+    per_day_s = min(covered, seconds) if covered > 0 else seconds
+    total = gpu_j if gpu_j is not None else active
     return {
-        "metered": bool(rows or sampled),
-        "active_j": active if rows or sampled else None,
+        "metered": metered,
+        "active_j": active if metered else None,
         "gpu_j": gpu_j,
         "idle_j": None if gpu_j is None else max(0.0, gpu_j - active),
         "sampled_seconds": covered,
+        "per_day_seconds": per_day_s,
         "gpus": [{"gpu": str(g["gpu"]), "name": g["name"], "joules": g["joules"],
                   "seconds": g["seconds"]} for g in sampled],
-        "wh_per_day": None if not seconds > 0 or not (rows or sampled) else (
-            (gpu_j if gpu_j is not None else active) / JOULES_PER_WH / (seconds / DAY)),
-        "models": per_model(rows, seconds),
-        "days": per_day(rows),
+        "wh_per_day": (total / JOULES_PER_WH / (per_day_s / DAY)
+                       if metered and per_day_s > 0 else None),
+        "models": per_model(rows, per_day_s),
+        # Newest day first, and within a day the model that used the most.
+        "days": sorted(per_day(rows), key=lambda d: (-d["day"], -d["joules"], d["model"])),
     }

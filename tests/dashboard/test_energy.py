@@ -56,7 +56,7 @@ class Metered:
 def test_no_gpu_is_not_metered_and_has_no_numbers() -> None:
     for samples in (None, Metered().scrape()):
         assert energy.live(samples) == {
-            "metered": False, "gpu_j": None, "idle_j": None, "active_j": None,
+            "metered": False, "sources": [], "gpu_j": None, "idle_j": None, "active_j": None,
             "power_w": None, "average": None, "models": [], "clients": []}
 
 
@@ -68,8 +68,8 @@ def test_live_joules_per_token_by_model_and_watts_between_scrapes() -> None:
     proxy.request("big:latest", "", 30)
     proxy.request("small:latest", "", 10)
     proxy.poll(2000.0, watts=250.0)  # shared 3:1 by tokens
-    got = energy.live(proxy.scrape(), older, 10.0)
-    assert got["metered"] is True
+    got = energy.live(proxy.scrape(), older, 20.0)
+    assert got["metered"] is True and got["sources"] == ["counter"]
     assert (got["gpu_j"], got["idle_j"], got["active_j"]) == (2500.0, 500.0, 2000.0)
     assert got["power_w"] == 250.0
     assert got["models"] == [
@@ -78,11 +78,11 @@ def test_live_joules_per_token_by_model_and_watts_between_scrapes() -> None:
         {"model": "small:latest", "joules": 500.0, "generated_tokens": 10.0,
          "joules_per_token": 50.0},
     ]
-    assert got["average"] == {"seconds": 10.0, "gpu_w": 200.0, "idle_w": 0.0, "active_w": 200.0}
+    assert got["average"] == {"seconds": 20.0, "gpu_w": 100.0, "idle_w": 0.0, "active_w": 100.0}
     assert got["clients"] == []  # no clients file: every request is client ""
-    # Without an older scrape (or no time between them) there is no average.
+    # Without an older scrape, or one too recent for the polls to show, there is no average.
     assert energy.live(proxy.scrape())["average"] is None
-    assert energy.live(proxy.scrape(), older, 0.0)["average"] is None
+    assert energy.live(proxy.scrape(), older, energy.MIN_AVERAGE_S - 1)["average"] is None
 
 
 def test_live_by_client_where_clients_are_named() -> None:
@@ -124,10 +124,14 @@ def test_a_window_idle_is_the_sampled_total_less_the_requests() -> None:
     got = energy.window(rows(), gpus, 2 * DAY)  # type: ignore[arg-type]
     assert got["metered"] is True
     assert (got["gpu_j"], got["active_j"], got["idle_j"]) == (36000.0, 11160.0, 24840.0)
-    assert got["sampled_seconds"] == 7200.0
+    assert got["sampled_seconds"] == got["per_day_seconds"] == 7200.0
     assert [g["gpu"] for g in got["gpus"]] == ["0"]  # one sample covers no time
-    assert got["wh_per_day"] == 5.0
-    assert [m["model"] for m in got["models"]] == ["a", "b"] and len(got["days"]) == 3
+    # Per day over the two hours the samples cover, not the two days of the window: the
+    # proxy saw only those.
+    assert got["wh_per_day"] == pytest.approx(10.0 * 12)
+    assert [(m["model"], m["wh_per_day"]) for m in got["models"]] == [
+        ("a", pytest.approx(3.0 * 12)), ("b", pytest.approx(0.1 * 12))]
+    assert [(d["day"], d["model"]) for d in got["days"]] == [(DAY, "a"), (0.0, "a"), (0.0, "b")]
 
 
 def test_a_window_never_has_negative_idle_and_says_when_nothing_was_metered() -> None:

@@ -118,7 +118,8 @@ def test_live_and_a_windows_energy(tmp_path: Path, clock: Clock) -> None:
     assert history["window"] == "1h" and history["source"] == "sqlite"
     assert [(m["model"], m["joules"], m["joules_per_token"]) for m in history["models"]] == [
         ("llama3.2:latest", 200.0, 0.5), ("qwen3:latest", 100.0, 2.0)]
-    assert history["models"][0]["wh_per_day"] == pytest.approx(200.0 / 3600 * 24)
+    # Per day over the 40 minutes the samples cover.
+    assert history["models"][0]["wh_per_day"] == pytest.approx(200.0 / 3600 * 36)
     # 40 minutes at 100 W, from the samples; the requests' 300 J of it are active.
     assert history["gpu_j"] == pytest.approx(240_000.0)
     assert history["active_j"] == 300.0
