@@ -128,7 +128,7 @@
     tile("energy-power", watts(live.power_w), live.metered ? "now" : "proxy not metering now");
     tile("energy-average", average ? watts(average.gpu_w) : "–", average
       ? "last " + span(average.seconds) + ": " + watts(average.active_w) + " active, " + watts(average.idle_w) + " idle"
-      : "after 15 s of scrapes");
+      : "after half a minute of scrapes");
     const tokens = (live.models || []).reduce((sum, m) => sum + (m.generated_tokens || 0), 0);
     tile("energy-per-token", perToken(tokens > 0 ? live.active_j / tokens : null),
       "all models, since the proxy started");

@@ -62,13 +62,14 @@ def test_no_gpu_is_not_metered_and_has_no_numbers() -> None:
 
 def test_live_joules_per_token_by_model_and_watts_between_scrapes() -> None:
     proxy = Metered()
+    before = proxy.scrape()  # the proxy has not metered an interval yet: no energy series
     proxy.poll(0.0)  # the baseline
     proxy.poll(500.0, watts=50.0)  # 10 s with nothing in flight: idle
     older = proxy.scrape()
     proxy.request("big:latest", "", 30)
     proxy.request("small:latest", "", 10)
     proxy.poll(2000.0, watts=250.0)  # shared 3:1 by tokens
-    got = energy.live(proxy.scrape(), older, 20.0)
+    got = energy.live(proxy.scrape(), older, 40.0)
     assert got["metered"] is True and got["sources"] == ["counter"]
     assert (got["gpu_j"], got["idle_j"], got["active_j"]) == (2500.0, 500.0, 2000.0)
     assert got["power_w"] == 250.0
@@ -78,8 +79,11 @@ def test_live_joules_per_token_by_model_and_watts_between_scrapes() -> None:
         {"model": "small:latest", "joules": 500.0, "generated_tokens": 10.0,
          "joules_per_token": 50.0},
     ]
-    assert got["average"] == {"seconds": 20.0, "gpu_w": 100.0, "idle_w": 0.0, "active_w": 100.0}
+    assert got["average"] == {"seconds": 40.0, "gpu_w": 50.0, "idle_w": 0.0, "active_w": 50.0}
     assert got["clients"] == []  # no clients file: every request is client ""
+    # From a scrape before the first interval, the counters grew from zero.
+    assert energy.live(proxy.scrape(), before, 30.0)["average"] == {
+        "seconds": 30.0, "gpu_w": 2500.0 / 30, "idle_w": 500.0 / 30, "active_w": 2000.0 / 30}
     # Without an older scrape, or one too recent for the polls to show, there is no average.
     assert energy.live(proxy.scrape())["average"] is None
     assert energy.live(proxy.scrape(), older, energy.MIN_AVERAGE_S - 1)["average"] is None

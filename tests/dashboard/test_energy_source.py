@@ -102,18 +102,18 @@ def test_live_and_a_windows_energy(tmp_path: Path, clock: Clock) -> None:
         assert live["reachable"] is True and live["average"] is None  # one scrape yet
         assert (live["gpu_j"], live["idle_j"], live["active_j"]) == (1000.0, 1000.0, 0.0)
         assert live["power_w"] == 100.0
-        # Fifteen seconds later, another scrape: requests ran, the average is in watts.
+        # Forty seconds later, another scrape: requests ran, the average is in watts.
         fake.generate("llama3.2:latest", 40)
         fake.poll(2000.0, watts=200.0)
-        clock.now += 20
+        clock.now += 40
         client.application.extensions["llama_metrics"].live.tick()
         status, body = get(client)
         assert body["history"] is None and body["history_error"] is None  # no window asked
         live = body["live"]
         assert live["models"] == [{"model": "llama3.2:latest", "joules": 2000.0,
                                    "generated_tokens": 40.0, "joules_per_token": 50.0}]
-        assert live["average"] == {"seconds": 20.0, "gpu_w": 100.0, "idle_w": 0.0,
-                                   "active_w": 100.0}
+        assert live["average"] == {"seconds": 40.0, "gpu_w": 50.0, "idle_w": 0.0,
+                                   "active_w": 50.0}
 
     assert history["window"] == "1h" and history["source"] == "sqlite"
     assert [(m["model"], m["joules"], m["joules_per_token"]) for m in history["models"]] == [
