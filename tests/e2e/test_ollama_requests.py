@@ -248,7 +248,8 @@ def test_every_spelling_of_a_model_is_the_listed_name(sim: SimServer, proxy: Pro
                          model=LABEL, status="200") == len(names)
     grown = {lab for (n, lab), v in after.items() if n == "ollama_proxy_requests_total"
              and v != before.get((n, lab), 0.0)}
-    assert grown == {(("endpoint", "/api/generate"), ("model", LABEL), ("status", "200"))}
+    assert grown == {(("client", ""), ("endpoint", "/api/generate"), ("model", LABEL),
+                      ("status", "200"))}
 
 
 # -- 5. long silences ---------------------------------------------------------------------------
@@ -266,7 +267,7 @@ def test_a_long_silence_is_not_cut_while_an_idle_connection_is(sim: SimServer) -
         assert normalize(through.body) == normalize(direct.body)
         samples = proxy.wait_counted(1)
         assert samples.get(("ollama_proxy_errors_total", (
-            ("endpoint", "/api/generate"), ("error_type", "client_cancelled"),
+            ("client", ""), ("endpoint", "/api/generate"), ("error_type", "client_cancelled"),
             ("model", LABEL))), 0) == 0
         # The limit still closes a connection with nothing in flight.
         idle = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
@@ -287,7 +288,7 @@ def test_the_upstream_timeout_answers_an_ollama_shaped_504(sim: SimServer) -> No
         assert answer.status == 504 and answer.content_type == "application/json; charset=utf-8"
         assert "upstream_timeout_seconds" in answer.json()["error"]
         samples = proxy.wait_counted(1)
-        key = ("ollama_proxy_errors_total", (("endpoint", "/api/generate"),
+        key = ("ollama_proxy_errors_total", (("client", ""), ("endpoint", "/api/generate"),
                                              ("error_type", "timeout"), ("model", LABEL)))
         assert samples[key] == 1
         [report] = sim.wait_for_reports(1, timeout=10)
@@ -334,5 +335,5 @@ def test_past_the_budget_the_client_gets_its_502() -> None:
         assert samples[("ollama_proxy_upstream_connect_waits_total",
                         (("outcome", "gave_up"),))] == 1
         assert samples[("ollama_proxy_errors_total", (
-            ("endpoint", "/api/generate"), ("error_type", "upstream_unreachable"),
+            ("client", ""), ("endpoint", "/api/generate"), ("error_type", "upstream_unreachable"),
             ("model", LABEL)))] == 1
