@@ -20,6 +20,8 @@ from .lifecycle import LOAD, action_of
 from .streams import StreamStats
 
 if TYPE_CHECKING:
+    from llama_core.energy_ledger import RequestEnergy
+
     from .stream_tap import StreamTap
 
 logger = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ class FlowState:
         "tap", "active", "finished", "admitted", "error_type", "internal", "client", "user",
         # Requests that are not generations (addons/lifecycle.py, item 2 and 6 of issue 15).
         "expected_action", "method",
+        "energy",
     )
 
     def __deepcopy__(self, memo: dict) -> None:
@@ -75,6 +78,8 @@ class FlowState:
         # Set by addons/access.py: the client the request authenticated as, and its user.
         self.client: str | None = None
         self.user: str | None = None
+        # The energy ledger's handle while a client request is in flight (addons/tap.py).
+        self.energy: RequestEnergy | None = None
 
 
 def outcome(

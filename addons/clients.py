@@ -65,7 +65,7 @@ class ClientBudgets:
         self._thread: threading.Thread | None = None
         if context is not None:
             # Subscribed after the History addon: a refresh then finds the record in the file.
-            context.subscribe(self.observe)
+            context.subscribe_completed(self.observe)
 
     def configure(self, updated: set[str]) -> None:
         if self.context is None or not updated & {"llama_config", "history_path"}:

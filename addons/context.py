@@ -4,8 +4,9 @@
 Each addon owns its options and its background work; the context carries only what several
 of them read: the Prometheus registry every collector is in, the request metrics, the
 resolved ``proxy`` and ``security`` sections (``LlamaConfig`` keeps them), the upstream's
-inventory (``InventoryPoll`` keeps it) and the finished requests, which the tap publishes and
-the history writer and ``/requests`` take.
+inventory (``InventoryPoll`` keeps it), the energy ledger (``Energy`` feeds it), and the
+finished requests, which the tap publishes twice: as soon as each ends (``/requests`` takes
+it then) and once its energy is known (``completed``: the history writer and the budgets).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 import llama_core
 from llama_core import settings
+from llama_core.energy_ledger import EnergyLedger
 from llama_core.record import RequestRecord
 from llama_core.sampler import ResourceSample
 from llama_core.security import Security
@@ -53,7 +55,10 @@ class ProxyContext:
         self.settings: dict[str, Any] = {k.name: k.default for k in settings.PROXY_KEYS}
         self.security = security if security is not None else Security()
         self.inventory: InventoryPoller | None = None
+        # GPU joules shared among the requests in flight (docs/energy.md).
+        self.energy = EnergyLedger()
         self._listeners: list[Callable[[RequestRecord], object]] = []
+        self._completed_listeners: list[Callable[[RequestRecord], object]] = []
         self._sample_listeners: list[Callable[[ResourceSample], object]] = []
 
     def subscribe(self, listener: Callable[[RequestRecord], object]) -> None:
@@ -67,6 +72,20 @@ class ProxyContext:
                 listener(record)
             except Exception:
                 logger.exception("a listener of finished requests failed on %s %s",
+                                 record.endpoint, record.model)
+
+    def subscribe_completed(self, listener: Callable[[RequestRecord], object]) -> None:
+        """Call ``listener`` with every finished client request once its ``energy_j`` is known
+        (at once without a metered GPU; else after the next resource poll), in order."""
+        self._completed_listeners.append(listener)
+
+    def publish_completed(self, record: RequestRecord) -> None:
+        """A finished request with its energy, for every listener (any thread)."""
+        for listener in self._completed_listeners:
+            try:
+                listener(record)
+            except Exception:
+                logger.exception("a listener of completed requests failed on %s %s",
                                  record.endpoint, record.model)
 
     def subscribe_samples(self, listener: Callable[[ResourceSample], object]) -> None:

@@ -34,7 +34,7 @@ class History:
         self.writer: writer.HistoryWriter | None = None
         self.opened: tuple[str, float] | None = None  # (path, retention days) of ``writer``
         self.started = False
-        context.subscribe(self.submit)
+        context.subscribe_completed(self.submit)
         context.subscribe_samples(self.sampled)
 
     def load(self, loader: Loader) -> None:

@@ -16,6 +16,7 @@ from addons.admission import Admission
 from addons.admission_limits import AdmissionLimits
 from addons.clients import ClientBudgets
 from addons.context import ProxyContext
+from addons.energy import Energy
 from addons.error_pages import ErrorPages
 from addons.exporter import Exporter
 from addons.history import History
@@ -37,9 +38,10 @@ def compose() -> list[object]:
     tap = TrafficTap(
         context.metrics, ModelLabels(is_known=context.is_known, listed_name=context.listed_name),
         on_record=context.publish, admission=admission,
+        energy=context.energy, on_complete=context.publish_completed,
     )
-    # Subscribed to the finished requests in this order: /requests sees a request before the
-    # history writer, which has it before the budgets refresh their day from the file.
+    # /requests has a request when it ends; the history writer, and after it the budgets
+    # (which refresh their day from the file), once its energy is known.
     exporter = Exporter(context)
     history = History(context)
     budgets = ClientBudgets(context, history)
@@ -49,6 +51,8 @@ def compose() -> list[object]:
         Listen(context),
         ErrorPages(),
         exporter,
+        # Before the history: its done() hands the requests still waiting for a poll on.
+        Energy(context),
         history,
         AdmissionLimits(context, admission),
         InventoryPoll(context),

@@ -19,6 +19,7 @@ from mitmproxy.addonmanager import Loader
 
 from llama_core import traffic
 from llama_core.endpoints import INFERENCE_ENDPOINTS, endpoint_template
+from llama_core.energy_ledger import EnergyLedger
 from llama_core.record import RequestRecord
 
 from . import options
@@ -100,13 +101,19 @@ class TrafficTap:
         store_prompts: bool = False,
         on_record: Callable[[RequestRecord], object] | None = None,
         admission: Admission | None = None,
+        energy: EnergyLedger | None = None,
+        on_complete: Callable[[RequestRecord], object] | None = None,
     ) -> None:
         self.metrics = metrics
         self.labels = labels
         self.admission = admission or Admission()
         self.load_threshold_s = load_threshold_s
         self.store_prompts = store_prompts
-        self.on_record = on_record
+        self.on_record = on_record  # every record, as soon as its flow ends
+        # Every record once its energy_j is known: at once without a metered GPU, else after
+        # the next resource poll shares out the interval it ended in (llama_core.energy_ledger).
+        self.on_complete = on_complete
+        self.energy = energy
         self.keep_chunks = False  # the cassette recorder wants each chunk the client got
         self.queued_clients = ClientWatcher(CLIENT_CHECK_S)
         self.started = False
@@ -261,6 +268,11 @@ class TrafficTap:
         if st.internal is None:  # our own requests are never in the client series
             self.metrics.active.labels(st.label).inc()
             st.active = True
+            if self.energy is not None:
+                # Labelled as generated_tokens_total is (addons/metrics.py), so that joules
+                # per token divides like by like; the client was named in requestheaders.
+                st.energy = self.energy.start((st.label, st.client or ""),
+                                              lambda: tokens_so_far(st), st.t_forwarded)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         st = flow.metadata.get(KEY)
@@ -369,6 +381,7 @@ class TrafficTap:
                 self.metrics.uncounted.labels(record.endpoint, st.label, uncounted).inc()
             if self.on_record is not None:
                 self.on_record(record)
+            self.complete_energy(st, record, now)
         except Exception:
             logger.exception("could not account for %s %s", flow.request.method, st.endpoint)
         finally:
@@ -393,13 +406,39 @@ class TrafficTap:
             ended_early=ended_by is None and tap is not None and tap.parser.ended_early,
         )
 
+    def complete_energy(self, st: FlowState, record: RequestRecord, now: float) -> None:
+        """Hand the record on once its energy is known (at once when there is no ledger)."""
+        handle, st.energy = st.energy, None
+        if handle is None or self.energy is None:
+            self.completed(record, None)
+            return
+        self.energy.finish(handle, now, lambda joules: self.completed(record, joules))
+
+    def completed(self, record: RequestRecord, joules: float | None) -> None:
+        """Called on the event loop, or on the resource poller's thread after a poll."""
+        record.energy_j = joules
+        if self.on_complete is not None:
+            try:
+                self.on_complete(record)
+            except Exception:
+                logger.exception("could not hand on the record of %s", record.endpoint)
+
     def release(self, st: FlowState) -> None:
+        if st.energy is not None and self.energy is not None:  # accounting failed midway
+            handle, st.energy = st.energy, None
+            self.energy.finish(handle, time.perf_counter(), lambda joules: None)
         if st.active:
             st.active = False
             self.metrics.active.labels(st.label).dec()
         if st.admitted:
             st.admitted = False
             self.admission.release()
+
+
+def tokens_so_far(st: FlowState) -> int:
+    """The content chunks the flow's parser has counted: read at each poll, never per chunk."""
+    tap = st.tap
+    return tap.parser.stats.content_chunks if tap is not None else 0
 
 
 def content_length(headers: http.Headers) -> int | None:

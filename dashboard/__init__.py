@@ -76,6 +76,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from .views import (
         analysis,
         clients,
+        energy,
         errors,
         health,
         history,
@@ -87,11 +88,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
 
     for module in (pages, live, history, models, requests, analysis, selfmetrics, health,
-                   clients):
+                   clients, energy):
         app.register_blueprint(module.bp)
     errors.init_app(app)
     selfmetrics.init_app(app)
     clients.init_app(app, security.clients_file, app.config.get("CLOCK") or time.time)
+    energy.init_app(app, app.config.get("CLOCK") or time.time)
 
     @app.after_request
     def _headers(response: Response) -> Response:

@@ -325,6 +325,26 @@ GPU_POWER = Series(
     "GPU power draw in watts, by GPU index and name.",
     "watts", BY_GPU)
 
+# The proxy: GPU energy and what of it requests used (llama_core/energy.py, energy_ledger.py,
+# addons/energy.py). ENERGY_LABELS is the label set of attributed joules, the same model and
+# client as generated_tokens_total, so that joules per token is one division by either; the
+# ledger's labels are made in addons/tap.py ``forwarded`` in this order.
+ENERGY_LABELS = ("model", "client")
+GPU_ENERGY = Series(
+    P + "gpu_energy_joules_total", "counter",
+    "Joules each GPU used since the proxy started, read from its energy counter or integrated "
+    "from power draw, by GPU index, name and source.",
+    "joules", (*BY_GPU, "source"))
+GPU_IDLE_ENERGY = Series(
+    P + "gpu_idle_energy_joules_total", "counter",
+    "Joules each GPU used while no client request was in flight, by GPU index and name.",
+    "joules", BY_GPU)
+ENERGY = Series(
+    P + "energy_joules_total", "counter",
+    "Joules of GPU energy attributed to client requests while they were in flight, by model and "
+    "client.",
+    "joules", ENERGY_LABELS)
+
 D = DASHBOARD_PREFIX
 
 # The dashboard's own (dashboard/selfmetrics.py).

@@ -29,6 +29,8 @@ class GpuSample:
     memory_total_bytes: int | None = None
     temperature_celsius: float | None = None
     power_watts: float | None = None
+    # NVML's energy counter: joules since the driver loaded (Volta and later); None elsewhere.
+    energy_joules: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -183,6 +185,7 @@ class ResourceSampler:
             nvml.NVML_TEMPERATURE_GPU,
         )
         power_mw = self._read(index, name, "power", nvml.nvmlDeviceGetPowerUsage, handle)
+        energy_mj = self._read_energy(index, name, handle)
         return GpuSample(
             index=index,
             name=name,
@@ -191,7 +194,18 @@ class ResourceSampler:
             memory_total_bytes=None if memory is None else int(memory.total),
             temperature_celsius=None if temp is None else float(temp),
             power_watts=None if power_mw is None else power_mw / 1000.0,
+            energy_joules=None if energy_mj is None else energy_mj / 1000.0,
         )
+
+    def _read_energy(self, index: int, name: str, handle: Any) -> Any:
+        # A pynvml without the call (older than the driver API) is a card without the counter.
+        func = getattr(self._nvml, "nvmlDeviceGetTotalEnergyConsumption", None)
+        if func is None:
+            if (index, "energy") not in self._failed_fields:
+                self._failed_fields.add((index, "energy"))
+                logger.info("GPU %d (%s): no energy reading (pynvml has no counter)", index, name)
+            return None
+        return self._read(index, name, "energy", func, handle)
 
     def _read(self, index: int, name: str, what: str, func: Any, *args: Any) -> Any:
         try:

@@ -31,7 +31,8 @@ def init_app(app: Flask) -> None:
             return exc
         if exc.code == 404:
             return error(404, f"no such API endpoint: {request.path}; try /api/snapshot, "
-                              "/api/history, /api/requests, /api/models, /api/analysis")
+                              "/api/history, /api/requests, /api/models, /api/analysis, "
+                              "/api/energy")
         return error(exc.code or 500, exc.description or exc.name)
 
     @app.errorhandler(Exception)

@@ -23,7 +23,7 @@ from llama_core.history.rollup import (
     ROLLUP_TTFT_BOUNDS,
     bucket_index_sql,
 )
-from llama_core.history.samples import GPU_BUCKET, HOST_BUCKET, SAMPLE_INTERVAL_S
+from llama_core.history.samples import GPU_BUCKET, GPU_ENERGY, HOST_BUCKET, SAMPLE_INTERVAL_S
 from llama_core.history.schema import (
     BOOL_COLUMNS,
     LEGACY_LOADED_SQL,
@@ -418,3 +418,36 @@ def client_usage(
         f" FROM requests WHERE ts >= ? AND ts < ? GROUP BY {group}, ttft_le"
     )
     return _query(conn, sql, (since_ts, until_ts))
+
+
+def energy_by_day(conn: sqlite3.Connection, since_ts: float, until_ts: float
+                  ) -> list[dict[str, Any]]:
+    """GPU joules attributed to requests per UTC day and model, from rows that carry them.
+
+    Rows: day (epoch seconds of its UTC midnight), model, requests, joules (the sum of
+    ``energy_j``) and generated_tokens (of those rows), for ``since_ts <= ts < until_ts``.
+    Rows without ``energy_j`` (no GPU metered) are left out; a file before schema 4 has none.
+    """
+    if "energy_j" not in columns_of(conn):
+        return []
+    sql = (
+        "SELECT CAST(ts / 86400 AS INTEGER) * 86400 AS day, model, COUNT(*) AS requests,"
+        " SUM(energy_j) AS joules, COALESCE(SUM(generated_tokens), 0) AS generated_tokens"
+        " FROM requests WHERE energy_j IS NOT NULL AND ts >= ? AND ts < ?"
+        " GROUP BY day, model ORDER BY day, model"
+    )
+    return _query(conn, sql, (since_ts, until_ts))
+
+
+def gpu_energy_sampled(conn: sqlite3.Connection, since_ts: float, until_ts: float,
+                       max_gap_s: float = 2.5 * SAMPLE_INTERVAL_S) -> list[dict[str, Any]]:
+    """Each GPU's joules over [since_ts, until_ts) integrated from its kept power samples.
+
+    Rows: gpu, name, samples, joules, seconds (the time the joules cover: gaps over
+    ``max_gap_s`` between two samples are left out). An estimate: the samples are one power
+    reading every ``SAMPLE_INTERVAL_S``, not the energy counter (docs/energy.md). No rows
+    without GPU samples with a power reading, or in a file of a schema before 5.
+    """
+    if not has_samples(conn):
+        return []
+    return _query(conn, GPU_ENERGY, {"lo": since_ts, "hi": until_ts, "gap": max_gap_s})

@@ -93,6 +93,22 @@ GPU_BUCKET = (
     " FROM gpu_samples WHERE ts >= ? AND ts < ?"
 )
 
+# Each GPU's energy over [:lo, :hi) from its power samples (params: lo, hi, gap): the
+# trapezoid between consecutive samples at most :gap seconds apart. A longer gap is time the
+# proxy was not sampling (stopped, or a GPU missing from a poll): nothing is known of it, so
+# it is left out, and ``seconds`` says how much time the joules cover.
+GPU_ENERGY = (
+    "SELECT gpu, name, COUNT(*) AS samples,"
+    " COALESCE(SUM(CASE WHEN ts - prev_ts <= :gap"
+    " THEN (power_watts + prev_power) / 2.0 * (ts - prev_ts) END), 0.0) AS joules,"
+    " COALESCE(SUM(CASE WHEN ts - prev_ts <= :gap THEN ts - prev_ts END), 0.0) AS seconds"
+    " FROM (SELECT gpu, name, ts, power_watts,"
+    " LAG(ts) OVER w AS prev_ts, LAG(power_watts) OVER w AS prev_power"
+    " FROM gpu_samples WHERE ts >= :lo AND ts < :hi AND power_watts IS NOT NULL"
+    " WINDOW w AS (PARTITION BY gpu, name ORDER BY ts))"
+    " GROUP BY gpu, name ORDER BY gpu, name"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class SampleRows:

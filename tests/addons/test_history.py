@@ -38,8 +38,8 @@ def test_every_published_request_is_a_row_once_done(tmp_path: Path) -> None:
         script = start(tctx, history, command_line=(f"history_path={path}",))
         running(tctx, script)
         assert history.writer is not None
-        context.publish(record("a"))
-        context.publish(record("b"))
+        context.publish_completed(record("a"))
+        context.publish_completed(record("b"))
         done(tctx, script)
     assert history.writer is None
     assert sorted(rows(path)) == ["a", "b"]
@@ -50,7 +50,7 @@ def test_an_empty_path_writes_nothing() -> None:
     history = History(context)
     with taddons.context() as tctx:
         start(tctx, history, command_line=("history_path=",))
-        context.publish(record())  # nowhere to go, and no error
+        context.publish_completed(record())  # nowhere to go, and no error
     assert history.writer is None
 
 
@@ -61,7 +61,7 @@ def test_a_new_path_moves_the_history(tmp_path: Path) -> None:
         script = start(tctx, history, command_line=(f"history_path={tmp_path / 'a.db'}",))
         running(tctx, script)
         tctx.options.history_path = str(tmp_path / "b.db")
-        context.publish(record("late"))
+        context.publish_completed(record("late"))
         done(tctx, script)
     assert rows(tmp_path / "a.db") == [] and rows(tmp_path / "b.db") == ["late"]
 
@@ -85,6 +85,6 @@ def test_a_later_unusable_path_is_refused_and_the_old_file_kept(tmp_path: Path) 
         with pytest.raises(exceptions.OptionsError, match="history_retention_days"):
             tctx.options.history_retention_days = "never"
         assert tctx.options.history_path == str(path)
-        context.publish(record("kept"))
+        context.publish_completed(record("kept"))
         done(tctx, script)
     assert rows(path) == ["kept"]

@@ -102,15 +102,29 @@ class FakeNVMLError(Exception):
 
 
 class FakeNvml:
-    """Two GPUs; GPU 1 cannot report power; its name comes back as bytes like old pynvml."""
+    """Two GPUs; GPU 1 cannot report power; its name comes back as bytes like old pynvml.
+
+    The energy counter (millijoules since the driver loaded) is scripted per GPU: each read
+    takes the next value of ``energy_mj[handle]`` and then stays at the last; a GPU not in it
+    has no counter (Not Supported). ``power_mw`` likewise scripts the power draw (a GPU not
+    in it cannot report power).
+    """
 
     NVMLError = FakeNVMLError
     NVML_TEMPERATURE_GPU = 0
 
-    def __init__(self, *, init_error: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        init_error: str | None = None,
+        energy_mj: dict[int, list[int]] | None = None,
+        power_mw: dict[int, list[int]] | None = None,
+    ) -> None:
         self.init_error = init_error
         self.inits = 0
         self.shutdowns = 0
+        self.energy_mj = {0: [1_000_000]} if energy_mj is None else energy_mj
+        self.power_mw = {0: [350_500]} if power_mw is None else power_mw
 
     def nvmlInit(self) -> None:
         self.inits += 1
@@ -140,9 +154,17 @@ class FakeNvml:
         return [71, 40][handle]
 
     def nvmlDeviceGetPowerUsage(self, handle: int) -> int:
-        if handle == 1:
+        return self._next(self.power_mw, handle)  # milliwatts
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: int) -> int:
+        return self._next(self.energy_mj, handle)  # millijoules
+
+    @staticmethod
+    def _next(script: dict[int, list[int]], handle: int) -> int:
+        values = script.get(handle)
+        if not values:
             raise FakeNVMLError("Not Supported")
-        return 350_500  # milliwatts
+        return values.pop(0) if len(values) > 1 else values[0]
 
 
 def ollama_procs() -> list[FakeOsProcess]:
@@ -237,7 +259,7 @@ def test_two_gpus_with_one_unsupported_field(caplog: pytest.LogCaptureFixture) -
     assert sample.gpus == [
         GpuSample(index=0, name="NVIDIA H100 80GB HBM3", utilization_percent=87.0,
                   memory_used_bytes=60 * GIB, memory_total_bytes=80 * GIB,
-                  temperature_celsius=71.0, power_watts=350.5),
+                  temperature_celsius=71.0, power_watts=350.5, energy_joules=1000.0),
         GpuSample(index=1, name="NVIDIA GeForce RTX 4090", utilization_percent=3.0,
                   memory_used_bytes=1 * GIB, memory_total_bytes=24 * GIB,
                   temperature_celsius=40.0, power_watts=None),

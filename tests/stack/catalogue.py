@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from functools import cache
 
 from prometheus_client import CollectorRegistry
 
 from addons.admission import Admission, AdmissionCollector
+from addons.energy import EnergyCollector
 from addons.inventory import InventoryCollector, InventoryPoller
 from addons.metrics import ProxyMetrics
 from addons.recorder import CassetteRecorder
@@ -25,6 +27,7 @@ from addons.upstream import UpstreamGuard
 from addons.upstream_client import Request, Response, UpstreamClient
 from llama_core import catalogue
 from llama_core.catalogue import Series
+from llama_core.energy_ledger import EnergyLedger
 from llama_core.record import RequestRecord
 from llama_core.sampler import ResourceSampler
 from tests.addons.test_resources import FakeNvml, FakePsutil, ollama_procs
@@ -75,12 +78,16 @@ def exported() -> CollectorRegistry:
     poller.poll_once()
     registry.register(InventoryCollector(poller))
 
+    energy = EnergyLedger()
+    energy.start(("llama3.2:latest", ""), lambda: 5, 0.0)  # in flight: attributed joules
     resources = ResourcePoller(
-        ResourceSampler(psutil_module=FakePsutil(procs=ollama_procs()), nvml=FakeNvml())
+        ResourceSampler(psutil_module=FakePsutil(procs=ollama_procs()), nvml=FakeNvml()),
+        on_sample=lambda sample: energy.poll(time.perf_counter(), sample.gpus),
     )
     resources.poll_once()
-    resources.poll_once()  # the Ollama process's CPU needs a second reading
+    resources.poll_once()  # the Ollama process's CPU (and a GPU's energy) need a second reading
     registry.register(ResourceCollector(resources))
+    registry.register(EnergyCollector(energy))
 
     registry.register(AdmissionCollector(Admission()))
     CassetteRecorder(registry)  # ollama_proxy_record_dropped_total

@@ -104,9 +104,30 @@ def test_dashboard_covers_the_catalogue() -> None:
         "model_vram_bytes", "model_loads_total", "system_cpu_percent",
         "system_memory_used_bytes", "ollama_process_rss_bytes", "gpu_utilization_percent",
         "gpu_memory_used_bytes", "gpu_temperature_celsius", "gpu_power_watts",
-        "history_dropped_total",
+        "history_dropped_total", "energy_joules_total", "gpu_idle_energy_joules_total",
+        "gpu_energy_joules_total",
     ):
         assert f"ollama_proxy_{name}" in used, name
+
+
+def test_energy_panels_divide_like_by_like() -> None:
+    """Joules per token by model and by client, watt-hours a day, idle against active: the
+    panels docs/energy.md names, each saying so in words where there is no meter."""
+    panels = {p["title"]: p for p in dashboard_panels()}
+    for by in ("model", "client"):
+        [target] = panels[f"Joules per generated token by {by}"]["targets"]
+        numerator, denominator = target["expr"].split(" / ")
+        assert numerator.startswith(f"sum by ({by}) (rate(ollama_proxy_energy_joules_total{{")
+        assert denominator == numerator.replace("energy_joules_total", "generated_tokens_total")
+    per_day = panels["Energy per day by model"]
+    assert per_day["fieldConfig"]["defaults"]["unit"] == "watth"
+    assert "[1d])) / 3600" in per_day["targets"][0]["expr"]
+    for title in ("GPU power: active and idle", "Energy in the time range: active and idle"):
+        legends = [t["legendFormat"] for t in panels[title]["targets"]]
+        assert legends == ["active", "idle"], title
+    for title, panel in panels.items():
+        if any("energy_joules" in t["expr"] for t in panel["targets"]):
+            assert panel["fieldConfig"]["defaults"]["noValue"] == "no GPU energy meter", title
 
 
 def test_provisioning_files() -> None:

@@ -22,6 +22,7 @@ import pytest
 
 from dashboard import create_app
 from llama_core.history import readers as history
+from tests.e2e.test_energy import fake_gpu_env
 from tests.stack.catalogue import proxy_series
 from tests.stack.tools import (
     alert_rules,
@@ -48,7 +49,9 @@ def history_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def proxy(sim: Any, history_db: Path) -> Iterator[Proxy]:
-    with run_proxy(sim.url, "--set", f"history_path={history_db}") as p:
+    # The fake NVML's GPU (tests/support/fake_nvml): the GPU and energy panels have data.
+    env = {**fake_gpu_env(), "LLAMA_METRICS_PROXY_RESOURCES_INTERVAL_SECONDS": "0.5"}
+    with run_proxy(sim.url, "--set", f"history_path={history_db}", env=env) as p:
         yield p
 
 
@@ -167,9 +170,12 @@ def test_every_dashboard_query_runs(served: dict[str, float], prometheus: Promet
         answer = prometheus.get("/api/v1/query", query=query)
         assert answer["status"] == "success", f"{title}: {query}: {answer.get('error')}"
         queries.setdefault(title, []).append(query)
-    # Panels with data on any machine with traffic (GPU and queue panels may stay empty).
+    # Panels with data on any machine with traffic (the queue panels may stay empty); the
+    # GPU and energy ones from the fake NVML's GPU.
     for title in ("Requests/s by endpoint and status", "Tokens/s by model", "Request duration",
-                  "Queue depth by priority", "CPU", "Memory", "Ollama"):
+                  "Queue depth by priority", "CPU", "Memory", "Ollama", "GPU power",
+                  "Joules per generated token by model", "Joules per generated token by client",
+                  "GPU power: active and idle", "GPU energy by GPU and source"):
         assert prometheus.poll(partial(prometheus.has, queries[title][0])), f"{title}: no data"
 
 

@@ -59,6 +59,8 @@ def test_catalogue_holds_the_design_series() -> None:
         "ollama_proxy_ollama_process_cpu_percent", "ollama_proxy_gpu_utilization_percent",
         "ollama_proxy_gpu_memory_used_bytes", "ollama_proxy_gpu_memory_total_bytes",
         "ollama_proxy_gpu_temperature_celsius", "ollama_proxy_gpu_power_watts",
+        "ollama_proxy_gpu_energy_joules_total", "ollama_proxy_gpu_idle_energy_joules_total",
+        "ollama_proxy_energy_joules_total",
     ):
         assert name in series, name
     for histogram in (
@@ -72,6 +74,11 @@ def test_catalogue_holds_the_design_series() -> None:
             assert f"ollama_proxy_{histogram}{suffix}" in series, histogram + suffix
         assert "le" in series[f"ollama_proxy_{histogram}_bucket"]
     assert series["ollama_proxy_errors_total"] == {"endpoint", "model", "error_type", "client"}
+    # Joules per generated token is one division, by model and by client (docs/energy.md).
+    assert series["ollama_proxy_energy_joules_total"] == {"model", "client"}
+    assert series["ollama_proxy_energy_joules_total"] == series[
+        "ollama_proxy_generated_tokens_total"]
+    assert series["ollama_proxy_gpu_energy_joules_total"] == {"gpu", "name", "source"}
     assert series["ollama_proxy_gpu_memory_used_bytes"] == {"gpu", "name"}
     assert series["ollama_proxy_upstream_up"] == frozenset()
     # Nothing of the companions' leaks into the proxy's catalogue.

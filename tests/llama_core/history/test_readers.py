@@ -15,6 +15,7 @@ import pytest
 from llama_core.history.readers import (
     connect_readonly,
     earliest_since_id,
+    energy_by_day,
     extent,
     rollup_durations,
     rollup_models,
@@ -133,3 +134,26 @@ def test_bad_bounds_and_steps_are_refused(db: tuple, bounds: tuple) -> None:
         rollup_models(conn, 0, 1, 10.0, ttft_bounds=bounds)
     with pytest.raises(ValueError):
         rollup_durations(conn, 0, 1, 0.0, duration_bounds=DURATION)
+
+
+def test_energy_by_day_sums_the_rows_that_carry_joules(tmp_path: Path) -> None:
+    day = T0 - T0 % 86400
+    records = [
+        RequestRecord(started_at=day + 10, endpoint="/api/chat", model="a", status=200,
+                      generated_tokens=100, energy_j=50.0),
+        RequestRecord(started_at=day + 20, endpoint="/api/chat", model="a", status=200,
+                      generated_tokens=None, energy_j=5.0),  # joules without a token count
+        RequestRecord(started_at=day + 30, endpoint="/api/chat", model="b", status=200,
+                      generated_tokens=40, energy_j=None),  # not metered: left out
+        RequestRecord(started_at=day + 86400 + 5, endpoint="/api/chat", model="a", status=200,
+                      generated_tokens=10, energy_j=2.5),
+    ]
+    write_history(tmp_path / "h.db", records)
+    with closing(connect_readonly(tmp_path / "h.db")) as conn:
+        assert energy_by_day(conn, day, day + 2 * 86400) == [
+            {"day": day, "model": "a", "requests": 2, "joules": 55.0, "generated_tokens": 100},
+            {"day": day + 86400, "model": "a", "requests": 1, "joules": 2.5,
+             "generated_tokens": 10},
+        ]
+        assert energy_by_day(conn, day + 86400, day + 2 * 86400)[0]["joules"] == 2.5
+        assert energy_by_day(conn, day, day + 10) == []  # half open: the row at +10 is out

@@ -12,6 +12,7 @@ import pytest
 
 from llama_core.history.readers import (
     connect_readonly,
+    gpu_energy_sampled,
     has_samples,
     recent_requests,
     rollup_series,
@@ -204,3 +205,41 @@ def test_a_version_4_file_gains_the_sample_tables_and_keeps_its_rollup(tmp_path:
         assert minute["generated_tokens"] == 7
     [sampled] = buckets(path, int(T0 // 60), int(T0 // 60), 60).values()
     assert sampled["cpu_percent"] == 42.0
+
+
+def powered(index: int, watts: float | None) -> GpuSample:
+    return GpuSample(index=index, name=f"GPU {index}", power_watts=watts)
+
+
+def test_gpu_energy_is_integrated_from_the_power_samples_and_skips_gaps(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    step = SAMPLE_INTERVAL_S
+    with running(path) as writer:
+        # GPU 0: 100 W, 200 W, 300 W, 15 s apart; then the proxy is down for 10 minutes,
+        # then two more at 100 W. GPU 1: one reading without power, then 50 W twice.
+        plan = [(0, 100.0, None), (1, 200.0, 50.0), (2, 300.0, 50.0), (42, 100.0, None),
+                (43, 100.0, None)]
+        for n, w0, w1 in plan:
+            gpus = [powered(0, w0), powered(1, w1)]
+            assert writer.submit_sample(host(1.0, gpus=gpus), ts=T0 + n * step)
+        assert writer.flush()
+    with closing(connect_readonly(path)) as conn:
+        rows = gpu_energy_sampled(conn, T0, T0 + 60 * step)
+        assert rows == [
+            {"gpu": 0, "name": "GPU 0", "samples": 5,
+             "joules": (150.0 + 250.0) * step + 100.0 * step, "seconds": 3 * step},
+            {"gpu": 1, "name": "GPU 1", "samples": 2, "joules": 50.0 * step, "seconds": step},
+        ]
+        # The window cuts samples out, not intervals in half: from the second sample on.
+        assert gpu_energy_sampled(conn, T0 + step, T0 + 3 * step)[0]["joules"] == 250.0 * step
+        assert gpu_energy_sampled(conn, T0 + 100 * step, T0 + 200 * step) == []
+
+
+def test_no_gpu_samples_no_gpu_energy(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    with running(path) as writer:
+        for n in range(3):
+            assert writer.submit_sample(host(1.0), ts=T0 + n * SAMPLE_INTERVAL_S)
+        assert writer.flush()
+    with closing(connect_readonly(path)) as conn:
+        assert gpu_energy_sampled(conn, T0, T0 + DAY) == []
