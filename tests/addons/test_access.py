@@ -6,17 +6,20 @@ from pathlib import Path
 
 import pytest
 from mitmproxy import http
+from mitmproxy.test import taddons
 from prometheus_client import CollectorRegistry
 
 from addons.access import AccessControl
 from addons.clients import ClientBudgets
 from addons.context import ProxyContext
+from addons.llama_config import LlamaConfig
 from addons.metrics import ProxyMetrics
 from addons.routes import ModelLabels
 from addons.tap import STREAM_REQUEST_BODY_OVER, TrafficTap
 from llama_core.record import RequestRecord
 from llama_core.security import Security
 from tests.addons.test_tap import make_flow, value
+from tests.support.addons import done, running, start
 
 TOKEN = "t" * 32
 
@@ -122,3 +125,24 @@ def test_a_cors_preflight_passes_without_a_token(tmp_path: Path, clients: bool) 
     plain.request.method = "OPTIONS"  # not a preflight: no Access-Control-Request-Method
     access.requestheaders(plain)
     assert plain.response is not None and plain.response.status_code == 401
+
+
+def test_the_addon_takes_the_security_section_llama_config_resolves(tmp_path: Path) -> None:
+    """As mitmdump runs it: the token of the configuration at start, none after a new file."""
+    guarded, open_ = tmp_path / "guarded.yml", tmp_path / "open.yml"
+    guarded.write_text(f"security:\n  access_token: {TOKEN}\n")
+    open_.write_text("security: {}\n")
+    context = ProxyContext()
+    access = AccessControl(context)
+    with taddons.context() as tctx:
+        script = start(tctx, LlamaConfig(context), access,
+                       command_line=(f"llama_config={guarded}",))
+        running(tctx, script)
+        refused = make_flow("/api/chat", b"{}")
+        access.requestheaders(refused)
+        assert refused.response is not None and refused.response.status_code == 401
+        tctx.options.llama_config = str(open_)
+        passed = make_flow("/api/chat", b"{}")
+        access.requestheaders(passed)
+        assert passed.response is None
+        done(tctx, script)
