@@ -64,6 +64,8 @@ class InventoryState:
     loaded: dict[str, LoadedModel] = field(default_factory=dict)
     known: frozenset[str] = frozenset()
     known_normalized: frozenset[str] = frozenset()
+    # normalize_model(name) -> the name as /api/tags (or /api/ps) lists it.
+    listed: dict[str, str] = field(default_factory=dict)
 
 
 def _object(body: bytes, path: str) -> dict[str, Any]:
@@ -169,6 +171,10 @@ class InventoryPoller(Poller):
     def is_known(self, model: str) -> bool:
         return normalize_model(model) in self._state.known_normalized
 
+    def listed_name(self, model: str) -> str | None:
+        """The name Ollama lists for ``model`` (``Llama3.2`` -> ``llama3.2:latest``), or None."""
+        return self._state.listed.get(normalize_model(model))
+
     # -- polling ---------------------------------------------------------------------------
 
     def poll_once(self) -> None:
@@ -196,12 +202,16 @@ class InventoryPoller(Poller):
             return
         known = tags | frozenset(loaded)
         was = self._state.up
+        # /api/tags first: its spelling wins over /api/ps's for the same model.
+        listed = {normalize_model(m): m for m in sorted(loaded)}
+        listed.update({normalize_model(m): m for m in sorted(tags)})
         self._state = InventoryState(
             up=True,
             version=version,
             loaded=loaded,
             known=known,
-            known_normalized=frozenset(normalize_model(m) for m in known),
+            known_normalized=frozenset(listed),
+            listed=listed,
         )
         if was is not True:
             logger.info(
@@ -216,6 +226,7 @@ class InventoryPoller(Poller):
             version=self._state.version,
             known=self._state.known,
             known_normalized=self._state.known_normalized,
+            listed=self._state.listed,
         )
         if was is not False:  # one warning per outage, not one per poll
             logger.warning("upstream %s is down: %s", self.base_url, reason)

@@ -1,18 +1,69 @@
 """The script given to ``mitmdump -s``: composes the llama-metrics addons that live beside it.
 
     mitmdump --mode reverse:http://127.0.0.1:11434 -p 11435 -s addons/llama_metrics.py
+
+Each addon owns one behaviour and the options of it (``mitmdump -s ... --options`` lists
+them); what several of them read is in the one ``ProxyContext`` made here. mitmproxy calls
+every hook on them in this order.
 """
 
 from __future__ import annotations
 
-import sys
-
 # mitmproxy loads this file as a script, not as part of a package; the package itself is
 # installed (editable) in the venv by scripts/setup, so it imports like any other.
-from addons.service import MetricsProxy, repeated_options
+from addons.access import AccessControl
+from addons.admission import Admission
+from addons.admission_limits import AdmissionLimits
+from addons.clients import ClientBudgets
+from addons.context import ProxyContext
+from addons.error_pages import ErrorPages
+from addons.exporter import Exporter
+from addons.history import History
+from addons.inventory_poll import InventoryPoll
+from addons.listen import Listen
+from addons.llama_config import LlamaConfig
+from addons.recorder import CassetteRecorder
+from addons.resource_poll import ResourcePoll
+from addons.routes import ModelLabels
+from addons.tap import TrafficTap
+from addons.upstream import UpstreamGuard
 
-if _repeated := repeated_options(sys.argv[1:]):
-    print(f"llama-metrics: option given more than once: {', '.join(_repeated)}", file=sys.stderr)
-    raise SystemExit(2)
 
-addons = [MetricsProxy()]
+def compose() -> list[object]:
+    """The addons, in hook order, sharing one context. (A function: mitmproxy would take any
+    module-level name that is a hook's for a hook of this script.)"""
+    context = ProxyContext()
+    admission = Admission()
+    tap = TrafficTap(
+        context.metrics, ModelLabels(is_known=context.is_known, listed_name=context.listed_name),
+        on_record=context.publish, admission=admission,
+    )
+    # Subscribed to the finished requests in this order: /requests sees a request before the
+    # history writer, which has it before the budgets refresh their day from the file.
+    exporter = Exporter(context)
+    history = History(context)
+    budgets = ClientBudgets(context, history)
+    return [
+        # First: it resolves the file and the environment into the options of all the others.
+        LlamaConfig(context),
+        Listen(context),
+        ErrorPages(),
+        exporter,
+        history,
+        AdmissionLimits(context, admission),
+        InventoryPoll(context),
+        ResourcePoll(context),
+        # The recorder sees each request as its client sent it, before the tap changes it;
+        # the access check refuses in requestheaders after the tap's (which makes the state
+        # it marks) and before the tap's request hook, so a refused request is never queued.
+        CassetteRecorder(context.registry, tap=tap),
+        tap,
+        AccessControl(context, clients=budgets.clients),
+        # After the access check named the client: one over its day's budget gets 429.
+        budgets,
+        # Last: its request hook sees a flow once admitted, ready to go upstream.
+        UpstreamGuard(context.registry),
+    ]
+
+
+addons = compose()

@@ -93,7 +93,7 @@ _OBSERVED = (
     "requests", "errors", "request_duration", "request_size", "response_size", "ttft",
     "prompt_tokens", "request_prompt_tokens", "generated_tokens", "request_generated_tokens",
     "usage_estimated", "tokens_per_second", "prompt_eval_duration", "model_loads",
-    "model_load_duration", "tpot",
+    "model_load_duration", "tpot", "cached_prompt_tokens", "lifecycle", "lifecycle_duration",
 )
 
 
@@ -108,6 +108,8 @@ class ProxyMetrics:
         self.generated_tokens = exposition.counter(c.GENERATED_TOKENS, registry)
         self.usage_estimated = exposition.counter(c.USAGE_ESTIMATED, registry)
         self.model_loads = exposition.counter(c.MODEL_LOADS, registry)
+        self.uncounted = exposition.counter(c.UNCOUNTED, registry)
+        self.cached_prompt_tokens = exposition.counter(c.CACHED_PROMPT_TOKENS, registry)
         self.request_duration = exposition.histogram(c.REQUEST_DURATION, registry)
         self.ttft = exposition.histogram(c.TTFT, registry)
         self.tpot = exposition.histogram(c.TPOT, registry)
@@ -124,6 +126,11 @@ class ProxyMetrics:
         self.active = exposition.gauge(c.ACTIVE_REQUESTS, registry)
         self.internal_requests = exposition.counter(c.INTERNAL_REQUESTS, registry)
         self.history_dropped = exposition.counter(c.HISTORY_DROPPED, registry)
+        # Requests that run no model, and bodies not read as Ollama reads them (issue 15).
+        self.lifecycle = exposition.counter(c.MODEL_LIFECYCLE, registry)
+        self.lifecycle_duration = exposition.histogram(c.MODEL_LIFECYCLE_DURATION, registry)
+        self.non_post = exposition.counter(c.NON_POST_REQUESTS, registry)
+        self.body_unread = exposition.counter(c.REQUEST_BODY_UNREAD, registry)
         self.build_info = exposition.info(c.BUILD, registry, {
             "version": llama_core.version() if version is None else version,
             "python": platform.python_version(),
@@ -138,23 +145,26 @@ class ProxyMetrics:
         gaps are observed as they happen, not here.
         """
         endpoint = record.endpoint
+        client = record.client or ""  # bounded: configured names and "anonymous" only
         c = self._children
-        c.requests(endpoint, label, record.status).inc()
+        c.requests(endpoint, label, record.status, client).inc()
         if record.error_type:
-            c.errors(endpoint, label, record.error_type).inc()
+            c.errors(endpoint, label, record.error_type, client).inc()
         c.request_duration(endpoint, label).observe(record.duration_s)
         c.request_size(endpoint).observe(record.request_bytes)
         c.response_size(endpoint).observe(record.response_bytes)
         if record.ttft_s is not None:
             c.ttft(endpoint, label).observe(record.ttft_s)
         if record.prompt_tokens is not None:
-            c.prompt_tokens(label).inc(record.prompt_tokens)
+            c.prompt_tokens(label, client).inc(record.prompt_tokens)
             c.request_prompt_tokens(label).observe(record.prompt_tokens)
         if record.generated_tokens is not None:
-            c.generated_tokens(label).inc(record.generated_tokens)
+            c.generated_tokens(label, client).inc(record.generated_tokens)
             c.request_generated_tokens(label).observe(record.generated_tokens)
             if not record.usage_reported:
                 c.usage_estimated(endpoint, label).inc()
+        if record.cached_prompt_tokens is not None:  # a 0 reported is a miss, and counts
+            c.cached_prompt_tokens(label).inc(record.cached_prompt_tokens)
         if record.tokens_per_second is not None:
             c.tokens_per_second(label).observe(record.tokens_per_second)
         if record.prompt_eval_duration_s is not None:
@@ -164,3 +174,21 @@ class ProxyMetrics:
             c.model_load_duration(label).observe(record.load_duration_s)
         if record.tpot_s is not None:
             c.tpot(label).observe(record.tpot_s)
+
+    def observe_lifecycle(self, record: RequestRecord, label: str, action: str) -> None:
+        """Count a request that only loaded or unloaded its model (``addons/lifecycle.py``).
+
+        It is a finished request of its endpoint (``requests_total``, sizes), but its
+        duration is a load's, not an answer's: it goes to the lifecycle histogram, never to
+        the request-duration, time-to-first-token or token series.
+        """
+        endpoint = record.endpoint
+        c = self._children
+        c.requests(endpoint, label, record.status, record.client or "").inc()
+        c.request_size(endpoint).observe(record.request_bytes)
+        c.response_size(endpoint).observe(record.response_bytes)
+        c.lifecycle(label, action).inc()
+        c.lifecycle_duration(label, action).observe(record.duration_s)
+        if record.loaded_model and record.load_duration_s is not None:
+            c.model_loads(label).inc()
+            c.model_load_duration(label).observe(record.load_duration_s)

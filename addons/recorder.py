@@ -1,9 +1,12 @@
 """Records every finished flow to a cassette (``record_path``), written off the event loop.
 
-The stream tap keeps each chunk it hands the client with its ``perf_counter()`` arrival; this
-addon turns a finished flow into an interaction (``addons/cassettes.py``) and queues it for a
-writer thread. A full queue or a failed write drops the interaction and counts it in
-``ollama_proxy_record_dropped_total``: recording never blocks or slows proxying.
+The ``CassetteRecorder`` addon owns ``record_path``: it opens the cassette when configured
+(an unusable path stops the start, or refuses the change), asks the tap to keep each chunk
+while it records, and closes the file in ``done()``. The stream tap keeps each chunk it
+hands the client with its ``perf_counter()`` arrival; this addon turns a finished flow into
+an interaction (``addons/cassettes.py``) and queues it for a writer thread. A full queue or
+a failed write drops the interaction and counts it in ``ollama_proxy_record_dropped_total``:
+recording never blocks or slows proxying.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ import time
 from pathlib import Path
 
 from mitmproxy import http
+from mitmproxy.addonmanager import Loader
 from prometheus_client import CollectorRegistry, Counter
 
 from llama_core import catalogue, exposition
 
-from . import cassettes
+from . import cassettes, options
 from .stream_tap import MAX_KEPT_BYTES
 from .tap import KEY as TAP_KEY
+from .tap import TrafficTap
 
 logger = logging.getLogger(__name__)
 
@@ -126,11 +131,39 @@ class CassetteWriter:
 class CassetteRecorder:
     """Nested before the tap: sees the request as the client sent it, before usage injection."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, *, tap: TrafficTap | None = None) -> None:
         self.dropped = exposition.counter(catalogue.RECORD_DROPPED, registry)
+        self.tap = tap  # keeps each chunk it hands the client while a cassette is open
         self.writer: CassetteWriter | None = None
+        self.path: str | None = None  # what ``configure`` last opened ("" = not recording)
+        self.started = False
         self._t0: float | None = None
         self._t0_wall = 0.0
+
+    def load(self, loader: Loader) -> None:
+        options.declare(loader, "record_path", "Cassette file every finished flow is appended "
+                                               "to; empty = off (the default).")
+
+    def configure(self, updated: set[str]) -> None:
+        if "record_path" not in updated:
+            return
+        with options.refusing(starting=not self.started):
+            path = options.read("record_path")
+        if path == self.path:
+            return
+        try:
+            self.open(path)
+        except OSError as e:
+            self.path = None
+            options.refuse(f"record_path {path!r} cannot be used: {e}",
+                           starting=not self.started, cause=e)
+        self.path = path
+
+    def running(self) -> None:
+        self.started = True
+
+    def done(self) -> None:
+        self.close()
 
     def open(self, path: str) -> None:
         """Record to ``path`` from now on (empty: stop recording); OSError if it cannot."""
@@ -139,11 +172,15 @@ class CassetteRecorder:
         if path:
             self.writer = CassetteWriter(path, on_drop=self.dropped)
             logger.info("recording every flow to %s", path)
+        if self.tap is not None:
+            self.tap.keep_chunks = self.writer is not None
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+        if self.tap is not None:
+            self.tap.keep_chunks = False
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if self.writer is None:

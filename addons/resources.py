@@ -1,14 +1,15 @@
 """Machine resources (host, Ollama processes, NVIDIA GPUs), sampled in the background.
 
 ``llama_core.sampler.ResourceSampler.sample()`` reads the host and the GPUs;
-``ResourcePoller`` calls it on a daemon thread; ``ResourceCollector`` exposes the last
-sample to Prometheus, so a scrape never waits for psutil or NVML.
+``ResourcePoller`` calls it on a daemon thread and hands each sample to ``on_sample`` (the
+proxy: to the history writer's queue); ``ResourceCollector`` exposes the last sample to
+Prometheus, so a scrape never waits for psutil or NVML.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from prometheus_client.core import GaugeMetricFamily
@@ -22,17 +23,28 @@ logger = logging.getLogger(__name__)
 
 
 class ResourcePoller(Poller):
-    """Calls ``sampler.sample()`` every ``interval`` seconds on a daemon thread."""
+    """Calls ``sampler.sample()`` every ``interval`` seconds on a daemon thread.
+
+    ``on_sample`` gets every sample on that thread; it must not block (the history writer's
+    ``submit_sample`` queues it). A failing callback is logged and the sample still kept.
+    """
 
     thread_name = "resource-poller"
 
-    def __init__(self, sampler: ResourceSampler, *, interval: float = 5.0) -> None:
+    def __init__(self, sampler: ResourceSampler, *, interval: float = 5.0,
+                 on_sample: Callable[[ResourceSample], None] | None = None) -> None:
         super().__init__(interval=interval)
         self.sampler = sampler
+        self.on_sample = on_sample
         self.last: ResourceSample | None = None
 
     def _poll(self) -> None:
-        self.last = self.sampler.sample()
+        self.last = sample = self.sampler.sample()
+        if self.on_sample is not None:
+            try:
+                self.on_sample(sample)
+            except Exception:
+                logger.exception("resource sample: on_sample callback failed")
 
     def stop(self, join_timeout: float = 5.0) -> None:
         """Stop the thread (at once, even mid-interval) and close the sampler."""

@@ -10,27 +10,21 @@ from __future__ import annotations
 
 import json
 import logging
-import zlib
 from dataclasses import dataclass, field
+
+from .codings import CodingError, Decoder
+from .reports import Usage, native_usage, openai_usage, placeholder_usage
+from .tail_counts import Tail, trailing_counts
 
 logger = logging.getLogger(__name__)
 
-NS = 1e-9
-# Non-streamed bodies are kept to be parsed once at the end; past this size they are
-# counted but not parsed (a multi-megabyte embedding batch still fits).
+# Non-streamed bodies are kept to be parsed once at the end; past this size only their last
+# bytes are kept, and the counts are read from there (addons/tail_counts.py).
 MAX_JSON_BODY = 32 * 1024 * 1024
-
-
-@dataclass(slots=True)
-class Usage:
-    """What the server reported about a request (native final chunk or OpenAI ``usage``)."""
-
-    prompt_tokens: int | None = None
-    generated_tokens: int | None = None
-    total_duration_s: float | None = None
-    load_duration_s: float | None = None
-    prompt_eval_duration_s: float | None = None
-    eval_duration_s: float | None = None
+# Why a response's tokens could not be counted (StreamStats.uncounted; the series
+# ollama_proxy_uncounted_requests_total): never a silent 0.
+TOO_LARGE = "body_too_large"  # over MAX_JSON_BODY, and its end held no counts
+ENCODING = "content_encoding"  # a coding we cannot read, or bytes not in it
 
 
 @dataclass(slots=True)
@@ -48,39 +42,7 @@ class StreamStats:
     body_bytes: int = 0
     text: list[str] | None = None  # generated text, only when capturing is asked for
     gaps: list[float] = field(default_factory=list)
-
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _seconds(value: object) -> float | None:
-    return value * NS if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def native_usage(obj: dict) -> Usage:
-    """The statistics of an Ollama final chunk; every field is optional."""
-    return Usage(
-        prompt_tokens=_int(obj.get("prompt_eval_count")),
-        generated_tokens=_int(obj.get("eval_count")),
-        total_duration_s=_seconds(obj.get("total_duration")),
-        load_duration_s=_seconds(obj.get("load_duration")),
-        prompt_eval_duration_s=_seconds(obj.get("prompt_eval_duration")),
-        eval_duration_s=_seconds(obj.get("eval_duration")),
-    )
-
-
-def openai_usage(usage: object) -> Usage | None:
-    """OpenAI ``usage`` (chat/completions/embeddings) or Responses/Anthropic token fields."""
-    if not isinstance(usage, dict):
-        return None
-    prompt = _int(usage.get("prompt_tokens"))
-    if prompt is None:
-        prompt = _int(usage.get("input_tokens"))
-    generated = _int(usage.get("completion_tokens"))
-    if generated is None:
-        generated = _int(usage.get("output_tokens"))
-    return Usage(prompt_tokens=prompt, generated_tokens=generated)
+    uncounted: str | None = None  # why the body could not be read for counts (TOO_LARGE ...)
 
 
 def _error_text(value: object) -> str:
@@ -113,35 +75,13 @@ class LineBuffer:
         return tail
 
 
-class _Decoder:
-    """Undoes gzip/deflate content-encoding incrementally; identity passes through."""
-
-    __slots__ = ("_z",)
-
-    @property
-    def identity(self) -> bool:
-        return self._z is None
-
-    def __init__(self, encoding: str) -> None:
-        enc = encoding.strip().lower()
-        if enc in ("gzip", "x-gzip"):
-            self._z: zlib._Decompress | None = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        elif enc == "deflate":
-            self._z = zlib.decompressobj()
-        elif enc in ("", "identity"):
-            self._z = None
-        else:
-            raise ValueError(f"content-encoding {encoding!r} is not parsed")
-
-    def __call__(self, data: bytes) -> bytes:
-        return self._z.decompress(data) if self._z is not None else data
-
-
 class Parser:
     """Base of the body parsers: counts bytes, times content chunks, never raises."""
 
     # A stream without a final report can still be counted from its content chunks.
     estimates_tokens = False
+    # A stream whose format has a last event ([DONE], done:true, message_stop ...).
+    has_end = False
 
     def __init__(
         self,
@@ -152,11 +92,13 @@ class Parser:
         self.stats = StreamStats(text=[] if capture_text else None)
         self._skip = False  # an encoding we cannot read, or a parser failure: count bytes only
         try:
-            self._decoder: _Decoder | None = _Decoder(content_encoding)
-        except ValueError:
-            logger.info("response with content-encoding %r: counted, not parsed", content_encoding)
+            self._decoder: Decoder | None = Decoder(content_encoding)
+        except CodingError:
+            logger.info("response with content-encoding %r: passed on, not counted",
+                        content_encoding)
             self._decoder = None
             self._skip = True
+            self.stats.uncounted = ENCODING
         else:
             if self._decoder.identity:
                 self._decoder = None
@@ -167,6 +109,10 @@ class Parser:
             return
         try:
             self._feed(data if self._decoder is None else self._decoder(data), now)
+        except CodingError as e:
+            self._skip = True
+            self.stats.uncounted = ENCODING
+            logger.info("response body not in its content-encoding (%s): not counted", e)
         except Exception:  # a parser bug must never reach the proxy
             self._skip = True
             self.stats.malformed += 1
@@ -180,6 +126,11 @@ class Parser:
                 self.stats.malformed += 1
                 logger.exception("could not parse the end of a response body")
         return self.stats
+
+    @property
+    def ended_early(self) -> bool:
+        """Read to its end without the last event its format promises (after ``finish``)."""
+        return self.has_end and not self._skip and not self.stats.done
 
     def _feed(self, data: bytes, now: float) -> None:
         raise NotImplementedError
@@ -227,14 +178,22 @@ class JsonParser(Parser):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._body = bytearray()
+        self._tail: Tail | None = None  # past MAX_JSON_BODY: only the end is kept
 
     def _feed(self, data: bytes, now: float) -> None:
-        if len(self._body) + len(data) <= MAX_JSON_BODY:
+        if self._tail is not None:
+            self._tail.feed(data)
+        elif len(self._body) + len(data) <= MAX_JSON_BODY:
             self._body += data
         else:
-            self._skip = True  # too big to keep; counted by size only
+            self._tail = Tail()
+            self._tail.feed(bytes(self._body[-self._tail.size:]) + data)
+            self._body = bytearray()
 
     def _finish(self, now: float) -> None:
+        if self._tail is not None:
+            self._finish_from_tail(self._tail.bytes())
+            return
         if not self._body:
             return
         try:
@@ -260,6 +219,22 @@ class JsonParser(Parser):
         elif obj.get("done") is True or "embeddings" in obj or "prompt_eval_count" in obj:
             s.usage = native_usage(obj)
             s.done_reason = obj.get("done_reason")
+        s.done = True
+
+    def _finish_from_tail(self, tail: bytes) -> None:
+        """A body too big to keep: its counts are its last keys, or it is not counted."""
+        s = self.stats
+        found = trailing_counts(tail)
+        if found is None:
+            s.uncounted = TOO_LARGE
+            logger.info("a %d-byte answer ends without counts: not counted", s.body_bytes)
+            return
+        if "usage" in found:
+            s.usage = openai_usage(found["usage"])
+        else:
+            s.usage = native_usage(found)
+            if s.usage.prompt_tokens is None and s.usage.generated_tokens is None:
+                s.uncounted = TOO_LARGE  # durations only: no count was in its end
         s.done = True
 
 
@@ -289,6 +264,7 @@ class NdjsonParser(Parser):
     """Ollama's native stream: one JSON object a line, the last with ``done: true``."""
 
     estimates_tokens = True
+    has_end = True
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -345,6 +321,7 @@ class SseParser(Parser):
     """Server-sent events of the OpenAI- and Anthropic-compatible endpoints."""
 
     estimates_tokens = True
+    has_end = True
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -414,6 +391,8 @@ class SseParser(Parser):
                     self._token(now, str(choice["text"]))
                 if choice.get("finish_reason"):
                     self.stats.done_reason = choice["finish_reason"]
+        if isinstance(choices, list) and choices and placeholder_usage(obj.get("usage")):
+            return
         usage = openai_usage(obj.get("usage"))
         if usage is not None:
             self.stats.usage = usage
@@ -433,12 +412,19 @@ class SseParser(Parser):
             delta = obj["delta"]
             self._token(now, delta if isinstance(delta, str) else None)
         elif kind == "message_start" and isinstance(obj.get("message"), dict):
-            self.stats.usage = openai_usage(obj["message"].get("usage"))
+            # Ollama's input_tokens here is the first chunk's prompt_eval_count (0, 0.14.0 to
+            # 0.15.4) or a characters/4 estimate (0.15.5 on): a fallback only, and never a 0.
+            usage = openai_usage(obj["message"].get("usage"))
+            if usage is not None and not usage.prompt_tokens:
+                usage.prompt_tokens = None
+            self.stats.usage = usage
         elif kind == "message_delta":
             usage = openai_usage(obj.get("usage"))
             if usage is not None:
-                prompt = self.stats.usage.prompt_tokens if self.stats.usage else None
-                usage.prompt_tokens = usage.prompt_tokens or prompt
+                start = self.stats.usage
+                if usage.prompt_tokens is None and start is not None:
+                    usage.prompt_tokens = start.prompt_tokens
+                    usage.cached_prompt_tokens = start.cached_prompt_tokens
                 self.stats.usage = usage
             if isinstance(obj.get("delta"), dict):
                 self.stats.done_reason = obj["delta"].get("stop_reason")

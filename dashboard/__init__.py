@@ -73,12 +73,25 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     init_app(app, sources)
 
-    from .views import analysis, errors, health, history, live, models, pages, requests, selfmetrics
+    from .views import (
+        analysis,
+        clients,
+        errors,
+        health,
+        history,
+        live,
+        models,
+        pages,
+        requests,
+        selfmetrics,
+    )
 
-    for module in (pages, live, history, models, requests, analysis, selfmetrics, health):
+    for module in (pages, live, history, models, requests, analysis, selfmetrics, health,
+                   clients):
         app.register_blueprint(module.bp)
     errors.init_app(app)
     selfmetrics.init_app(app)
+    clients.init_app(app, security.clients_file, app.config.get("CLOCK") or time.time)
 
     @app.after_request
     def _headers(response: Response) -> Response:

@@ -16,8 +16,9 @@ from urllib.parse import urlencode
 from llama_core import catalogue
 from llama_core.catalogue import Series
 
+from . import history_charts
 from .http_client import Client, FetchError
-from .stats import ratio
+from .stats import cache_hit_share, ratio
 from .windows import SourceError, Window
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,14 @@ SERIES_QUERIES: dict[str, str] = {
                            f" / sum({C.GPU_MEMORY_TOTAL.name})"),
 }
 
+# The per-model series the live charts draw (history_charts picks the busiest, sums the rest):
+# every model's generated-token rate, and its TTFT bucket rates for the quantiles.
+BY_MODEL_QUERIES: dict[str, str] = {
+    "tokens_by_model": f"sum by (model) (rate({C.GENERATED_TOKENS.name}[{{r}}]))",
+    "ttft_p95_by_model": f"sum by (model, le) (rate({C.TTFT.bucket}[{{r}}]))",
+}
+
+
 def _growth(counter: Series) -> str:
     """How much a counter grew over the window, per model, exactly.
 
@@ -78,6 +87,7 @@ MODEL_QUERIES: dict[str, str] = {
     "ttft_count": f"sum by (model) (increase({C.TTFT.count}[{{w}}]))",
     "loads": _growth(C.MODEL_LOADS),
     "load_seconds": f"sum by (model) (increase({C.MODEL_LOAD_DURATION.sum}[{{w}}]))",
+    "cached_prompt_tokens": _growth(C.CACHED_PROMPT_TOKENS),
 }
 
 
@@ -118,26 +128,65 @@ class PrometheusHistory:
         result = (data.get("data") or {}).get("result")
         return result if isinstance(result, list) else []
 
+    def _range(self, query: str, window: Window, now: float
+               ) -> list[tuple[dict[str, str], list[float | None]]]:
+        """Every series of a range query over the window's buckets: (labels, one value a
+        bucket, None where Prometheus has none)."""
+        first, last = window.buckets(now)
+        step = window.step
+        # The open bucket is evaluated at its end, a moment ahead: Prometheus answers that
+        # from the latest samples, which is what "now" should show.
+        params = {"query": query, "start": (first + 1) * step, "end": (last + 1) * step,
+                  "step": step}
+        out = []
+        for series in self._api("query_range", params):
+            values: list[float | None] = [None] * (last - first + 1)
+            for ts, text in series.get("values") or []:
+                index = round(float(ts) / step) - 1 - first
+                if 0 <= index < len(values):
+                    values[index] = _number(text)
+            out.append((dict(series.get("metric") or {}), values))
+        return out
+
     def history(self, window: Window, now: float) -> dict[str, Any]:
         first, last = window.buckets(now)
         step = window.step
         rate_range = f"{max(step, MIN_RATE_RANGE_S)}s"
+        points = last - first + 1
         columns: dict[str, list[Any]] = {
             "ts": [float(b * step) for b in range(first, last + 1)]
         }
         for key, template in SERIES_QUERIES.items():
-            values: list[Any] = [None] * (last - first + 1)
-            # The open bucket is evaluated at its end, a moment ahead: Prometheus answers
-            # that from the latest samples, which is what "now" should show.
-            params = {"query": template.format(r=rate_range), "start": (first + 1) * step,
-                      "end": (last + 1) * step, "step": step}
-            for series in self._api("query_range", params)[:1]:
-                for ts, text in series.get("values") or []:
-                    index = round(float(ts) / step) - 1 - first
-                    if 0 <= index < len(values):
-                        values[index] = _number(text)
-            columns[key] = values
-        return {"series": columns, "models": self.models(window, now), "unavailable": []}
+            found = self._range(template.format(r=rate_range), window, now)[:1]
+            columns[key] = found[0][1] if found else [None] * points
+        return {"series": columns, "by_model": self._by_model_series(window, now, rate_range),
+                "models": self.models(window, now), "unavailable": []}
+
+    def _by_model_series(self, window: Window, now: float, rate_range: str
+                         ) -> dict[str, dict[str, list[float | None]]]:
+        points = window.points
+        tokens: list[dict[str, float]] = [{} for _ in range(points)]
+        query = BY_MODEL_QUERIES["tokens_by_model"].format(r=rate_range)
+        for labels, values in self._range(query, window, now):
+            for i, value in enumerate(values):
+                if value is not None:
+                    tokens[i][labels.get("model", "")] = value
+        buckets: list[dict[str, dict[float, float]]] = [{} for _ in range(points)]
+        query = BY_MODEL_QUERIES["ttft_p95_by_model"].format(r=rate_range)
+        for labels, values in self._range(query, window, now):
+            le = _number(labels.get("le")) if labels.get("le") != "+Inf" else math.inf
+            if le is None:
+                continue
+            for i, value in enumerate(values):
+                if value is not None:
+                    buckets[i].setdefault(labels.get("model", ""), {})[le] = value
+        ttft = [{model: sorted(bounds.items()) for model, bounds in bucket.items()}
+                for bucket in buckets]
+        return {
+            # Already rates: one second per bucket.
+            "tokens_by_model": history_charts.rate_series(tokens, [1.0] * points),
+            "ttft_p95_by_model": history_charts.quantile_series(ttft, 0.95),
+        }
 
     def _by_model(self, template: str, seconds: float, at: float) -> dict[str, float]:
         query = template.format(w=f"{int(seconds)}s")
@@ -170,6 +219,8 @@ class PrometheusHistory:
                 "ttft_seconds": got["ttft_seconds"].get(model, 0.0),
                 "loads": round(got["loads"].get(model, 0.0)),
                 "load_seconds": got["load_seconds"].get(model, 0.0),
+                "cache_hit_share": cache_hit_share(got["cached_prompt_tokens"],
+                                                   got["prompt_tokens"], model),
             })
         return rows
 

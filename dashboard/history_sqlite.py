@@ -7,7 +7,8 @@ and ``rollup_durations``). This module folds those counts into chart points and 
 of closed buckets, which cannot change, so that a steady page reads only its open bucket. A
 closed bucket is read again when rows arrive late for it (a request is written when it finishes,
 so a long one lands after its start bucket closed), when retention pruned it, or when the file
-was replaced.
+was replaced. Host and GPU series come from the file's machine samples (schema 5,
+``readers.sample_buckets``), read anew each time; per-model series from ``history_charts``.
 """
 
 from __future__ import annotations
@@ -25,11 +26,18 @@ from llama_core.catalogue import DURATION_BUCKETS, TTFT_BUCKETS
 from llama_core.history import readers as history
 from llama_core.history import rollup as history_rollup
 
+from . import history_charts
 from .snapshot import SERIES
 from .stats import cumulative, histogram_quantile, ratio
 from .windows import WINDOWS, SourceError, Window
 
 logger = logging.getLogger(__name__)
+
+# Chart series from the machine samples (schema 5), averaged per bucket; the GPU's are left
+# out where the window has no GPU sample.
+MACHINE_SERIES = ("cpu_percent", "memory_percent", "gpu_utilization_percent",
+                  "gpu_memory_percent")
+GPU_SERIES = ("gpu_utilization_percent", "gpu_memory_percent")
 
 
 @dataclass(slots=True)
@@ -231,21 +239,46 @@ class SqliteHistory:
 
     def history(self, window: Window, now: float) -> dict[str, Any]:
         buckets = self._buckets(window, now)
+        machine, kept = self._machine(window, now)
         first, last = window.buckets(now)
         columns: dict[str, list[Any]] = {"ts": [], **{key: [] for key in SERIES}}
+        aggs, seconds = [], []
         for b in range(first, last + 1):
             start = b * window.step
-            seconds = min(window.step, now - start) if b == last else window.step
+            length = max(min(window.step, now - start) if b == last else window.step, 1e-9)
             agg = buckets.get(b) or BucketAgg()
-            point = agg.point(float(start), max(seconds, 1e-9))
+            point = agg.point(float(start), length)
+            point.update({key: (machine.get(b) or {}).get(key) for key in MACHINE_SERIES})
             for key, values in columns.items():
                 values.append(point[key])
-        return {
+            aggs.append(agg)
+            seconds.append(length)
+        if not any(value is not None for key in GPU_SERIES for value in columns[key]):
+            for key in GPU_SERIES:  # no GPU (or none sampled in the window): absent, not empty
+                del columns[key]
+        answer: dict[str, Any] = {
             "series": columns,
+            "by_model": _by_model(aggs, seconds),
             "models": self._model_rows(buckets.values()),
-            "unavailable": ["cpu_percent", "memory_percent", "gpu_utilization_percent",
-                            "gpu_memory_percent"],
+            "unavailable": [] if kept else list(MACHINE_SERIES),
         }
+        if not kept:
+            answer["unavailable_reason"] = (
+                "not in this history file (a proxy of schema 5 or later keeps machine samples)")
+        return answer
+
+    def _machine(self, window: Window, now: float) -> tuple[dict[int, dict[str, Any]], bool]:
+        """Machine samples averaged per bucket, and whether the file keeps them at all."""
+        first, last = window.buckets(now)
+        conn, _ = self._connect()
+        try:
+            if not history.has_samples(conn):
+                return {}, False
+            return history.sample_buckets(conn, first, last, window.step), True
+        except sqlite3.Error as exc:
+            raise SourceError(f"cannot read history {self.path}: {exc}") from exc
+        finally:
+            conn.close()
 
     def models(self, window: Window, now: float) -> list[dict[str, Any]]:
         return self._model_rows(self._buckets(window, now).values())
@@ -289,6 +322,18 @@ class SqliteHistory:
             except SourceError as exc:
                 logger.info("history not prewarmed: %s", exc)
                 return
+
+
+def _by_model(aggs: list[BucketAgg], seconds: list[float]) -> dict[str, Any]:
+    """The per-model series the live charts draw, for the same buckets as the points."""
+    tokens = [{name: float(m.generated_tokens) for name, m in agg.models.items()}
+              for agg in aggs]
+    ttft = [{name: cumulative(TTFT_BUCKETS, m.ttft_hist) for name, m in agg.models.items()
+             if any(m.ttft_hist)} for agg in aggs]
+    return {
+        "tokens_by_model": history_charts.rate_series(tokens, seconds),
+        "ttft_p95_by_model": history_charts.quantile_series(ttft, 0.95),
+    }
 
 
 def _from_rows(conn: sqlite3.Connection, first: int, last: int, step: int

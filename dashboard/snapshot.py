@@ -16,7 +16,7 @@ from llama_core.endpoints import NO_MODEL
 
 from . import promtext
 from .promtext import Samples
-from .stats import histogram_quantile, ratio
+from .stats import cache_hit_share, histogram_quantile, ratio
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +162,7 @@ def models(old: Samples | None, new: Samples) -> list[dict[str, Any]]:
     ttft_sum = grown(C.TTFT.sum)
     ttft_count = grown(C.TTFT.count)
     loads, load_s = grown(C.MODEL_LOADS.name), grown(C.MODEL_LOAD_DURATION.sum)
+    cached = grown(C.CACHED_PROMPT_TOKENS.name)
     ttft_buckets = promtext.counter_delta(old, new, C.TTFT.bucket)
     rows = []
     # Metadata calls (/api/tags, /api/version) name no model: they are no model's traffic.
@@ -179,8 +180,10 @@ def models(old: Samples | None, new: Samples) -> list[dict[str, Any]]:
             "ttft_seconds": ttft_sum.get(model, 0.0),
             "loads": int(loads.get(model, 0)),
             "load_seconds": load_s.get(model, 0.0),
+            "cache_hit_share": cache_hit_share(cached, prompt, model),
         })
     return rows
+
 
 
 def loaded(samples: Samples) -> list[dict[str, Any]]:

@@ -57,3 +57,12 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or denominator is None or denominator == 0:
         return None
     return numerator / denominator
+
+
+def cache_hit_share(cached: dict[str, float], prompt: dict[str, float], model: str
+                    ) -> float | None:
+    """Cached prompt tokens over prompt tokens, 0-1; None where the server reported no cache
+    counts (today's Ollama reports none: docs/ollama-wire.md)."""
+    if model not in cached:
+        return None
+    return ratio(cached[model], prompt.get(model))

@@ -1,4 +1,8 @@
-"""Prometheus metrics of the daemon (prefix ``healthd_``), read from the monitor at scrape time."""
+"""Prometheus metrics of the daemon (prefix ``healthd_``), read from the monitor at scrape time.
+
+Every family is built from its ``llama_core.catalogue`` entry (``HEALTHD``) through
+``llama_core.exposition``, so its name, type, labels and help are written once.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,15 @@ import logging
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
 from healthd.monitor import Monitor
 from healthd.results import Overall
+from llama_core import catalogue, exposition
 
 logger = logging.getLogger(__name__)
+
+C = catalogue
 
 
 class HealthCollector:
@@ -22,15 +29,9 @@ class HealthCollector:
 
     def collect(self) -> Iterator[Metric]:
         results = self._monitor.results()
-        status = GaugeMetricFamily(
-            "healthd_check_status", "Last status of a check: 0 ok, 1 warn, 2 critical",
-            labels=["check"])
-        duration = GaugeMetricFamily(
-            "healthd_check_duration_seconds", "How long the last run of a check took",
-            labels=["check"])
-        last = GaugeMetricFamily(
-            "healthd_check_last_run_timestamp_seconds", "When a check last ran (epoch)",
-            labels=["check"])
+        status = exposition.gauge_family(C.HEALTHD_CHECK_STATUS)
+        duration = exposition.gauge_family(C.HEALTHD_CHECK_DURATION)
+        last = exposition.gauge_family(C.HEALTHD_CHECK_LAST_RUN)
         for r in results:
             status.add_metric([r.name], int(r.status))
             duration.add_metric([r.name], r.duration_s)
@@ -38,24 +39,20 @@ class HealthCollector:
         yield from (status, duration, last)
 
         overall = self._monitor.overall()
-        if overall != "unknown":
-            yield GaugeMetricFamily(
-                "healthd_overall_status", "Overall: 0 healthy, 1 degraded, 2 unhealthy",
-                value=int(Overall[overall.upper()]))
-        yield GaugeMetricFamily("healthd_ready", "1 once every check has run at least once",
-                                value=int(self._monitor.ready))
+        if overall != "unknown":  # no value until a check has run, rather than a made-up one
+            yield exposition.gauge_family(C.HEALTHD_OVERALL_STATUS,
+                                          int(Overall[overall.upper()]))
+        yield exposition.gauge_family(C.HEALTHD_READY, int(self._monitor.ready))
 
         alerts = self._monitor.alerts
         if alerts is not None:
-            active = GaugeMetricFamily("healthd_alerts", "Alerts by state", labels=["state"])
+            active = exposition.gauge_family(C.HEALTHD_ALERTS)
             for state, count in alerts.counts().items():
                 active.add_metric([state], count)
             yield active
         sender = self._monitor.sender
         if sender is not None:
-            sent = CounterMetricFamily(
-                "healthd_webhook_deliveries", "Notifications delivered to a webhook URL, by result",
-                labels=["result"])
+            sent = exposition.counter_family(C.HEALTHD_WEBHOOK_DELIVERIES)
             sent.add_metric(["ok"], sender.delivered)
             sent.add_metric(["failed"], sender.failed)
             yield sent

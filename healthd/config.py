@@ -9,6 +9,7 @@ by commas (``resources=60,dashboard=0``; ``cpu_percent.warn=80`` for a threshold
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from llama_core import settings
 from llama_core.security import Security, load_security
 from llama_core.settings import PORT, Key, parse_float, parse_host, parse_int, parse_url
 from llama_core.settings import parse_upstream as _parse_upstream
+from llama_core.thresholds import HEALTHD_DEFAULTS, Threshold
 
 logger = logging.getLogger(__name__)
 
@@ -32,37 +34,19 @@ CHECK_NAMES = (
 WEBHOOK_FORMATS = ("auto", "generic", "slack")
 
 
-@dataclass(frozen=True, slots=True)
-class Threshold:
-    """Warn and critical levels of one measurement; ``None`` turns a level off."""
-
-    warn: float | None
-    critical: float | None
-    higher_is_worse: bool = True
-
-    def breached(self, value: float) -> str | None:
-        """``"critical"``, ``"warn"`` or None for a measured value."""
-        for level, limit in (("critical", self.critical), ("warn", self.warn)):
-            if limit is not None and (value >= limit if self.higher_is_worse else value <= limit):
-                return level
-        return None
-
-
-# name: (default warn, default critical, lowest allowed, highest allowed, higher is worse)
-_THRESHOLD_RULES: dict[str, tuple[float, float, float, float, bool]] = {
-    "cpu_percent": (90.0, 98.0, 0.0, 100.0, True),
-    "memory_percent": (90.0, 95.0, 0.0, 100.0, True),
-    "disk_percent": (85.0, 95.0, 0.0, 100.0, True),
-    "gpu_memory_percent": (95.0, 99.0, 0.0, 100.0, True),
-    "ttft_ratio": (2.0, 4.0, 1.0, 1000.0, True),
-    "duration_ratio": (2.0, 4.0, 1.0, 1000.0, True),
-    "tokens_per_second_ratio": (0.5, 0.25, 0.0, 1.0, False),
-    "error_rate_increase": (0.05, 0.25, 0.0, 1.0, True),
+# The levels are llama_core.thresholds' (the one definition the dashboard and the alert rules
+# quote); what a user may set each to is this daemon's own rule: name -> (lowest, highest).
+_ALLOWED: dict[str, tuple[float, float]] = {
+    "cpu_percent": (0.0, 100.0),
+    "memory_percent": (0.0, 100.0),
+    "disk_percent": (0.0, 100.0),
+    "gpu_memory_percent": (0.0, 100.0),
+    "ttft_ratio": (1.0, 1000.0),
+    "duration_ratio": (1.0, 1000.0),
+    "tokens_per_second_ratio": (0.0, 1.0),
+    "error_rate_increase": (0.0, 1.0),
 }
-DEFAULT_THRESHOLDS = {
-    name: Threshold(warn, crit, worse) for name, (warn, crit, _, _, worse) in
-    _THRESHOLD_RULES.items()
-}
+DEFAULT_THRESHOLDS: dict[str, Threshold] = dict(HEALTHD_DEFAULTS)
 
 
 def parse_mapping(value: Any) -> dict[str, Any]:
@@ -110,17 +94,18 @@ def _level(value: Any, lo: float, hi: float) -> float | None:
 def parse_thresholds(value: Any) -> dict[str, Threshold]:
     out = dict(DEFAULT_THRESHOLDS)
     for name, levels in parse_mapping(value).items():
-        if name not in _THRESHOLD_RULES or not isinstance(levels, dict):
+        if name not in _ALLOWED or not isinstance(levels, dict):
             raise ValueError(name)
         if set(levels) - {"warn", "critical"}:
             raise ValueError(levels)
-        _, _, lo, hi, worse = _THRESHOLD_RULES[name]
+        lo, hi = _ALLOWED[name]
         base = out[name]
+        worse = base.higher_is_worse
         warn = _level(levels["warn"], lo, hi) if "warn" in levels else base.warn
         crit = _level(levels["critical"], lo, hi) if "critical" in levels else base.critical
         if warn is not None and crit is not None and (warn > crit if worse else warn < crit):
             raise ValueError(levels)  # a warning that comes after the critical level
-        out[name] = Threshold(warn, crit, worse)
+        out[name] = dataclasses.replace(base, warn=warn, critical=crit)
     return out
 
 
@@ -211,7 +196,7 @@ HEALTHD_KEYS = (
     Key("thresholds", parse_thresholds, {},
         "a mapping of threshold name to {warn, critical} (a number, or off), warn no worse "
         "than critical; names: " + ", ".join(
-            f"{n} ({lo:g}-{hi:g})" for n, (_, _, lo, hi, _) in _THRESHOLD_RULES.items())),
+            f"{n} ({lo:g}-{hi:g})" for n, (lo, hi) in _ALLOWED.items())),
     Key("disk_path", parse_directory, "/", "an existing directory on the disk to watch"),
     Key("webhooks", parse_webhooks, (),
         "a list of http(s) URLs or {url, format: auto|generic|slack} mappings"),

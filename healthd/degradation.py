@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from healthd.config import Threshold
 from healthd.results import Outcome, Status
 from llama_core.history.readers import (
     connect_readonly,
@@ -30,6 +29,7 @@ from llama_core.history.readers import (
     window_averages,
 )
 from llama_core.history.schema import HistoryError
+from llama_core.thresholds import Threshold
 
 logger = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import psutil
 
-from healthd.config import Threshold
 from healthd.results import Outcome, Status
 from llama_core.sampler import ResourceSampler
+from llama_core.thresholds import Threshold
 
 logger = logging.getLogger(__name__)
 

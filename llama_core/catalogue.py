@@ -105,33 +105,48 @@ API_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30
 
 P = PROXY_PREFIX
 BY_GPU = ("gpu", "name")
+# The ``client`` label of the request and token series: a name from security.clients_file,
+# "anonymous" (allow_anonymous), or "" (no clients file, or refused before it was known).
 
 # The proxy: request traffic (addons/metrics.py).
 REQUESTS = Series(
     P + "requests_total", "counter",
-    "Requests the proxy finished, by endpoint, model and HTTP status.",
-    "requests", ("endpoint", "model", "status"))
+    "Requests the proxy finished, by endpoint, model, HTTP status and client.",
+    "requests", ("endpoint", "model", "status", "client"))
 ERRORS = Series(
     P + "errors_total", "counter",
-    "Requests that failed, by endpoint, model and error type.",
-    "requests", ("endpoint", "model", "error_type"))
+    "Requests that failed, by endpoint, model, error type and client.",
+    "requests", ("endpoint", "model", "error_type", "client"))
 INTERNAL_REQUESTS = Series(
     P + "internal_requests_total", "counter",
     "Requests our own processes sent through the proxy, by source, endpoint and HTTP status.",
     "requests", ("source", "endpoint", "status"))
 PROMPT_TOKENS = Series(
     P + "prompt_tokens_total", "counter",
-    "Input tokens Ollama reported evaluating, by model.",
-    "tokens", ("model",))
+    "Input tokens Ollama reported evaluating, by model and client.",
+    "tokens", ("model", "client"))
 GENERATED_TOKENS = Series(
     P + "generated_tokens_total", "counter",
-    "Output tokens Ollama reported generating (or the proxy counted without a report), by model.",
-    "tokens", ("model",))
+    "Output tokens Ollama reported generating (or the proxy counted without a report), by model "
+    "and client.",
+    "tokens", ("model", "client"))
 USAGE_ESTIMATED = Series(
     P + "usage_estimated_total", "counter",
     "Requests whose output tokens the proxy counted from content chunks because Ollama sent no "
     "final report, by endpoint and model.",
     "requests", ("endpoint", "model"))
+# Counting what Ollama's answers hold (issue 15; addons/streams.py, addons/reports.py).
+UNCOUNTED = Series(
+    P + "uncounted_requests_total", "counter",
+    "Requests whose answer held tokens the proxy could not read, in no token series rather "
+    "than as 0, by endpoint, model and reason (body_too_large, content_encoding).",
+    "requests", ("endpoint", "model", "reason"))
+CACHED_PROMPT_TOKENS = Series(
+    P + "cached_prompt_tokens_total", "counter",
+    "Input tokens the server reported serving from its prompt cache, by model, from the "
+    "answers that report them.",
+    "tokens", ("model",))
+
 MODEL_LOADS = Series(
     P + "model_loads_total", "counter",
     "Requests that waited for Ollama to load their model, by model.",
@@ -208,6 +223,38 @@ RECORD_DROPPED = Series(
     P + "record_dropped_total", "counter",
     "Interactions not written to the cassette because the queue was full or a write failed.",
     "interactions")
+
+# The proxy: requests that run no model (addons/lifecycle.py, addons/tap.py), bodies it could
+# not read as Ollama does, and its connection to Ollama (addons/upstream.py).
+MODEL_LIFECYCLE = Series(
+    P + "model_lifecycle_requests_total", "counter",
+    "Requests that only loaded or unloaded a model (no prompt, no messages, no input), by model "
+    "and action.",
+    "requests", ("model", "action"))
+MODEL_LIFECYCLE_DURATION = Series(
+    P + "model_lifecycle_duration_seconds", "histogram",
+    "Seconds from a load or unload request's arrival at the proxy to its answer, by model and "
+    "action.",
+    "seconds", ("model", "action"), DURATION_BUCKETS)
+NON_POST_REQUESTS = Series(
+    P + "non_post_requests_total", "counter",
+    "Requests to an inference endpoint with a method other than POST (CORS preflights, HEAD, "
+    "GET), which Ollama answers without a model, by endpoint, method and status.",
+    "requests", ("endpoint", "method", "status"))
+REQUEST_BODY_UNREAD = Series(
+    P + "request_body_unread_total", "counter",
+    "Inference requests forwarded with their body unchanged because the proxy could not read or "
+    "rewrite it as Ollama reads it, by endpoint and reason.",
+    "requests", ("endpoint", "reason"))
+UPSTREAM_CONNECT_RETRIES = Series(
+    P + "upstream_connect_retries_total", "counter",
+    "Connection attempts to Ollama repeated while it refused connections, before a request "
+    "went upstream.",
+    "attempts")
+UPSTREAM_CONNECT_WAITS = Series(
+    P + "upstream_connect_waits_total", "counter",
+    "Requests that waited for Ollama to accept connections, by outcome (connected or gave_up).",
+    "requests", ("outcome",))
 
 # The proxy: the Ollama behind it, polled in the background (addons/inventory.py).
 UPSTREAM_UP = Series(

@@ -5,6 +5,10 @@ The ``security`` section of the configuration (YAML ``security:``, environment
 alike. With an ``access_token`` each of them answers only requests that carry
 ``Authorization: Bearer <token>``; without one, none of them may listen beyond the loopback
 interface unless ``allow_remote_without_token`` says that something in front authenticates.
+
+The proxy's clients (``clients_file``, ``allow_anonymous``, ``client_user_header``) are here
+too: the file itself is read by ``llama_core.clients``, and ``docs/clients.md`` says how a
+client's key and the access token combine.
 """
 
 from __future__ import annotations
@@ -40,11 +44,34 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
+HEADER_NAME_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789"
+                              "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def parse_header_name(value: Any) -> str:
+    """An HTTP header name (RFC 9110 token), or empty for none."""
+    text = _text(value)
+    if len(text) > 100 or not set(text) <= HEADER_NAME_CHARS:
+        raise ValueError(value)
+    if text.lower() in ("authorization", "x-llama-metrics-source"):
+        raise ValueError(value)  # ours: removed before anything could read a user from it
+    return text
+
+
 SECURITY_KEYS = (
     # Checked by load_security, not by the loader: its error would show the value.
     Key("access_token", _text, "", TOKEN_ALLOWED),
     Key("access_token_file", parse_path, "", "a readable file holding the token, or empty"),
     Key("allow_remote_without_token", parse_bool, False, "true or false"),
+    # The proxy's clients (llama_core.clients; docs/clients.md).
+    Key("clients_file", parse_path, "",
+        "a YAML file of clients with their tokens (docs/clients.md), or empty for none"),
+    Key("allow_anonymous", parse_bool, False,
+        "true or false (with a clients file: let requests without a client token in as "
+        "client 'anonymous')"),
+    Key("client_user_header", parse_header_name, "",
+        "an HTTP header name naming the user (X-OpenWebUI-User-Name), or empty: users are "
+        "not recorded"),
 )
 
 
@@ -69,6 +96,9 @@ class Security:
 
     access_token: str = field(default="", repr=False)
     allow_remote_without_token: bool = False
+    clients_file: str = ""
+    allow_anonymous: bool = False
+    client_user_header: str = ""
 
     def headers(self) -> dict[str, str]:
         """What our own processes send each other: the token, when one is set."""
@@ -136,4 +166,5 @@ def load_security(
                               f"a file holding the token: {TOKEN_ALLOWED}") from e
         if not token:
             raise ConfigError(key, path, "configuration", "a file holding the token, not empty")
-    return Security(token, values["allow_remote_without_token"])
+    return Security(token, values["allow_remote_without_token"], values["clients_file"],
+                    values["allow_anonymous"], values["client_user_header"])

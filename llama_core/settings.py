@@ -149,6 +149,11 @@ PROXY_KEYS = (
     Key("record_path", parse_path, "", "a file path, or empty to disable"),
     Key("inventory_interval_seconds", parse_float(0.1, 3600), 5.0, "seconds, 0.1-3600"),
     Key("resources_interval_seconds", parse_float(0.1, 3600), 5.0, "seconds, 0.1-3600"),
+    # The upstream connection (addons/upstream.py declares them as mitmproxy options).
+    Key("upstream_connect_retry_seconds", parse_float(0, 300), 5.0,
+        "seconds 0-300 (0 = a refused connection is a 502 at once)"),
+    Key("upstream_timeout_seconds", parse_float(0, 31_536_000), 0.0,
+        "seconds >= 0 (0 = wait for Ollama as long as it takes, as Ollama does)"),
 )
 SECTIONS: dict[str, tuple[Key, ...]] = {"proxy": PROXY_KEYS}
 

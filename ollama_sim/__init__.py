@@ -1,6 +1,7 @@
 """Simulate an Ollama server on the wire, as the upstream for tests, the demo and benchmarks.
 
 It speaks Ollama's native API (/api/generate, /api/chat, /api/embed, /api/embeddings,
+/api/pull, /api/push, /api/create (progress only),
 /api/tags, /api/ps, /api/version, /api/show, /api/blobs/:digest, GET and HEAD /) and the
 OpenAI-compatible API
 (/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models) with the bytes a real
@@ -36,8 +37,14 @@ Faults, for every request with ``--fault MODE`` or for one with the header ``X-S
   reset             like close_mid_stream, but a TCP reset (SO_LINGER 0) instead of a close
   invalid_utf8      the second content chunk's text is bytes that are not UTF-8
   truncated_tail    the final line (the one with the counts) cut in half, then a clean end
-  big_body:MB       MB mebibytes of text, streamed as 64 KiB content chunks or as one body
+  big_body:MB       MB mebibytes of text, streamed as 64 KiB content chunks or as one body;
+                    on /api/embed and /v1/embeddings one vector repeated to MB MiB, the count
+                    last (a batch of thousands of inputs; Ollama 0.6.0-0.32.15)
+  swallowed_error   what Ollama's OpenAI writers make of a mid-stream error (every version):
+                    an empty chunk, then the end, without [DONE]; native: as error_in_stream
   none              (header only) no fault, whatever --fault says
+On /api/pull, /api/push and /api/create (ollama_sim/progress.py) error_in_stream sends an
+{"error": ...} line after three progress lines, as Ollama 0.12.6 on does (status 200).
 A non-streamed response meets the same faults on its one body: close_mid_stream and stall
 send half of it, malformed_line sends a truncated body, error_in_stream becomes a 500.
 reset sends half of it, then a reset; truncated_tail is malformed_line; invalid_utf8 ends
@@ -45,9 +52,21 @@ its text with bytes that are not UTF-8.
 
 Other request headers: ``X-Sim-Tokens: N`` (length the model would stop at),
 ``X-Sim-Token-Rate: R``, ``X-Sim-TTFT: S`` and ``X-Sim-Hold: KEY`` (after the first content
-chunk, wait for ``SimServer.release(KEY)`` or ``POST /_sim/release/KEY``). Control endpoints:
+chunk, wait for ``SimServer.release(KEY)`` or ``POST /_sim/release/KEY``),
+``X-Sim-Clock: S`` (the clock stands at S for the request: repeatable bytes, ollama_sim/clock.py),
+``X-Sim-Encoding: gzip|deflate|br|zstd`` (the answer compressed, as a hop in front of Ollama
+may; ollama_sim/compressed.py) and ``X-Sim-Cached: N`` (OpenAI usage reports N cached prompt
+tokens, as an OpenAI-compatible server may; local Ollama never does). /v1 request bodies in
+``Content-Encoding: zstd`` are read, as Ollama 0.18.0 on reads them. Control endpoints:
 ``GET /_sim/reports``, ``GET /_sim/connections`` (open client connections other than the
 asking one), ``POST /_sim/reset`` (clears reports and releases), ``POST /_sim/release/KEY``.
+
+Requests are read as Ollama's Go decoder reads them (``godecode``); the router answers CORS
+preflights, foreign origins and wrong methods as gin does (``gin``, ``--origins``); loads and
+unloads answer as ``server/routes.go`` does (``lifecycle``); ``--version`` picks the Ollama
+release whose behaviour to imitate where it changed (``versions``). ``SimServer.restart(S)``
+or ``POST /_sim/restart?down=S`` stops listening for S seconds, as a restarting Ollama does.
+docs/ollama-wire.md says which release does what.
 """
 
 from __future__ import annotations

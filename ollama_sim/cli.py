@@ -38,6 +38,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="serve the recorded interactions of this cassette instead")
     parser.add_argument("--speed", type=float, default=1.0,
                         help="cassette timing: 2 plays twice as fast, 0 without waiting (1)")
+    parser.add_argument("--version", default=ollama_sim.VERSION, dest="ollama_version",
+                        help="the Ollama release whose wire behaviour to imitate "
+                             f"({ollama_sim.VERSION}; see ollama_sim/versions.py)")
+    parser.add_argument("--origins", default="",
+                        help="OLLAMA_ORIGINS: comma-separated extra CORS origins, * for all")
     parser.add_argument("--log-level", default="WARNING", help="logging level (WARNING)")
     args = parser.parse_args(argv)
     try:
@@ -45,7 +50,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             host=args.host, port=args.port, token_rate=args.token_rate, ttft=args.ttft,
             load_delay=args.load_delay, tokens=args.tokens, models=args.models.split(","),
             fault=args.fault, seed=args.seed, keep_alive=args.keep_alive,
-            cassette=args.cassette, speed=args.speed)
+            cassette=args.cassette, speed=args.speed, version=args.ollama_version,
+            origins=args.origins.split(","))
     except ValueError as exc:
         parser.error(str(exc))
     return args

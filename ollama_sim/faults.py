@@ -10,6 +10,7 @@ from typing import Any
 FAULT_MODES = (
     "close_mid_stream", "malformed_line", "error_in_stream", "split",
     "no_counts", "no_usage", "stall", "refuse", "reset", "invalid_utf8", "truncated_tail",
+    "swallowed_error",
 )
 CUT_AFTER = 3  # content chunks sent before close_mid_stream / error_in_stream strike
 INVALID_UTF8 = b"\xff\xfe\xc3("  # stray bytes and a broken 2-byte sequence

@@ -27,6 +27,7 @@ class Job:
     first: int = 0
     loaded: bool = False
     recorded: bool = False
+    cached: int | None = None  # X-Sim-Cached: prompt tokens reported as cached (OpenAI usage)
 
     @property
     def mode(self) -> str:

@@ -92,7 +92,14 @@ class Models:
         self._load_delay = load_delay
 
     def resolve(self, name: str) -> ModelInfo | None:
-        key = name.lower()
+        """The model a name means to Ollama (``model.ParseName`` + ``getExistingName``).
+
+        Case does not matter, the tag defaults to ``latest``, the default registry and
+        namespace may be spelled out, and spaces around it are trimmed (0.17.6 and later).
+        """
+        key = name.strip().lower()
+        for prefix in ("registry.ollama.ai/", "library/"):
+            key = key.removeprefix(prefix)
         return self._lower.get(key) or self._lower.get(f"{key}:latest")
 
     async def acquire(self, info: ModelInfo) -> tuple[int, bool]:

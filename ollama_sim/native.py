@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-
+from ollama_sim import clock
 from ollama_sim.encoding import go_json, rfc3339
 from ollama_sim.responses import NATIVE_JSON
 from ollama_sim.wire import Stats
@@ -17,11 +16,11 @@ class NativeChat:
         self._mid = '","message":{"role":"assistant","content":'
 
     def content(self, token_json: str) -> bytes:
-        now = rfc3339(time.time_ns())
+        now = rfc3339(clock.time_ns())
         return f'{self._head}{now}{self._mid}{token_json}}},"done":false}}\n'.encode()
 
     def body(self, text_json: str, stats: Stats) -> bytes:
-        return (f'{self._head}{rfc3339(time.time_ns())}{self._mid}{text_json}}},'
+        return (f'{self._head}{rfc3339(clock.time_ns())}{self._mid}{text_json}}},'
                 f'"done_reason":"{stats.done_reason}","done":true{stats.native_metrics()}}}').encode()
 
     def tail(self, stats: Stats) -> list[bytes]:
@@ -29,6 +28,9 @@ class NativeChat:
 
     def error(self, message: str) -> bytes:
         return (go_json({"error": message}) + "\n").encode()
+
+    def swallowed(self, message: str) -> bytes:
+        return self.error(message)  # the native stream shows the error line as it is
 
     def malformed(self) -> bytes:
         return b'{"model":"simulated malformed line\n'
@@ -40,11 +42,11 @@ class NativeGenerate(NativeChat):
         self._mid = '","response":'
 
     def content(self, token_json: str) -> bytes:
-        now = rfc3339(time.time_ns())
+        now = rfc3339(clock.time_ns())
         return f'{self._head}{now}{self._mid}{token_json},"done":false}}\n'.encode()
 
     def body(self, text_json: str, stats: Stats) -> bytes:
         context = ",".join(map(str, stats.context))
-        return (f'{self._head}{rfc3339(time.time_ns())}{self._mid}{text_json},"done":true,'
+        return (f'{self._head}{rfc3339(clock.time_ns())}{self._mid}{text_json},"done":true,'
                 f'"done_reason":"{stats.done_reason}","context":[{context}]'
                 f'{stats.native_metrics()}}}').encode()

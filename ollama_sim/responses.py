@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
+from ollama_sim.compressed import decoded_request
 from ollama_sim.encoding import go_json
 
 NATIVE_JSON = "application/json; charset=utf-8"
@@ -56,19 +56,14 @@ def status_message(status: int) -> str:
 
 
 async def read_json(request: web.BaseRequest) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 worded like Go's decoder."""
+    """The request body as Ollama's Go decoder reads it (``godecode``), or a Go-worded 400.
+
+    A zstd body on /v1 is decoded first, as Ollama's handler does (0.18.0 on)."""
+    from ollama_sim.godecode import decode  # it raises this module's RequestError
+
     raw = await request.read()
-    if not raw.strip():
-        raise RequestError(400, "missing request body")
     try:
-        value = json.loads(raw)
-    except UnicodeDecodeError as exc:
-        raise RequestError(400, "invalid character in request body") from exc
-    except json.JSONDecodeError as exc:
-        if exc.pos >= len(exc.doc):
-            raise RequestError(400, "unexpected end of JSON input") from exc
-        message = f"invalid character {exc.doc[exc.pos]!r} looking for beginning of value"
-        raise RequestError(400, message) from exc
-    if not isinstance(value, dict):
-        raise RequestError(400, f"json: cannot unmarshal {type(value).__name__} into Go value")
-    return value
+        raw = decoded_request(raw, request.headers.get("Content-Encoding", ""), request.path)
+    except ValueError as exc:
+        raise RequestError(400, str(exc)) from exc
+    return decode(raw)

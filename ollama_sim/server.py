@@ -13,14 +13,18 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+from multidict import CIMultiDict
 
 from ollama_sim.cassette import CassettePlayer
 from ollama_sim.faults import Fault, reset_connection
+from ollama_sim.gin import Router
 from ollama_sim.inference import Inference
 from ollama_sim.jobs import EMBEDDING, GENERATION
 from ollama_sim.metadata import Metadata
 from ollama_sim.models import DEFAULT_MODELS, Models
 from ollama_sim.observed import Holds, Observed
+from ollama_sim.progress import PATHS as PROGRESS_PATHS
+from ollama_sim.progress import Progress
 from ollama_sim.responses import (
     RequestError,
     error_response,
@@ -28,6 +32,7 @@ from ollama_sim.responses import (
     not_found,
     status_message,
 )
+from ollama_sim.versions import Behaviour
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +69,8 @@ class SimServer:
                  ttft: float = 0.0, load_delay: float = 0.0, tokens: int = DEFAULT_TOKENS,
                  models: Sequence[str] = DEFAULT_MODELS, fault: str | None = None,
                  seed: int = 0, keep_alive: float = DEFAULT_KEEP_ALIVE,
-                 cassette: str | os.PathLike[str] | None = None, speed: float = 1.0) -> None:
+                 cassette: str | os.PathLike[str] | None = None, speed: float = 1.0,
+                 version: str = VERSION, origins: Sequence[str] = ()) -> None:
         for name, value in (("token_rate", token_rate), ("ttft", ttft),
                             ("load_delay", load_delay), ("tokens", tokens),
                             ("keep_alive", keep_alive), ("port", port)):
@@ -75,13 +81,18 @@ class SimServer:
             raise ValueError("models must name at least one model")
         self.host, self.port = host, port
         self.fault = Fault.parse(fault)
+        # The Ollama release whose wire behaviour is imitated (ollama_sim/versions.py), and
+        # OLLAMA_ORIGINS: further origins allowed by CORS ("*" for all).
+        self.behaviour = Behaviour.of(version)
+        self._router = Router(self.behaviour, origins, loopback=True)
         self._models = Models(names, load_delay)
         self._observed = Observed()
         self._holds = Holds()
         self._inference = Inference(
             models=self._models, observed=self._observed, holds=self._holds, tokens=tokens,
-            token_rate=token_rate, ttft=ttft, keep_alive=keep_alive, seed=seed)
-        metadata = Metadata(self._models, VERSION)
+            token_rate=token_rate, ttft=ttft, keep_alive=keep_alive, seed=seed,
+            behaviour=self.behaviour)
+        metadata = Metadata(self._models, version)
         self.blobs = metadata.blobs  # digest -> size of each blob pushed to /api/blobs
         self._routes: dict[str, tuple[tuple[str, ...], Callable[..., Awaitable[Any]]]] = {
             "/": (("GET", "HEAD"), metadata.root),
@@ -90,9 +101,11 @@ class SimServer:
             "/api/ps": (("GET",), metadata.ps),
             "/api/show": (("POST",), metadata.show),
             "/v1/models": (("GET",), metadata.v1_models),
+            **{path: (("POST",), self._progress_route) for path in PROGRESS_PATHS},
             **{path: (("POST",), self._inference.serve) for path in (*GENERATION, *EMBEDDING)},
         }
         self._v1_model, self._blob = metadata.v1_model, metadata.blob
+        self._progress = Progress(self._models)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.ServerRunner | None = None
@@ -154,7 +167,9 @@ class SimServer:
         self._loop = asyncio.get_running_loop()
         self._holds.new_loop()  # events and locks belong to one loop; a restart gets new ones
         self._models.new_locks()
-        server = _TrackingServer(self._dispatch, self, handler_cancellation=True, access_log=None)
+        # Bodies are read as Ollama reads them (ollama_sim/compressed.py), not as aiohttp would.
+        server = _TrackingServer(self._dispatch, self, handler_cancellation=True,
+                                 access_log=None, auto_decompress=False)
         self._runner = web.ServerRunner(server, shutdown_timeout=2.0)
         try:
             await self._runner.setup()
@@ -171,6 +186,30 @@ class SimServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def arestart(self, down_for: float) -> None:
+        """Stop listening (dropping open connections, as ``ollama serve`` stopping does) and
+        listen again on the same port after ``down_for`` seconds: a restart window in which
+        connections are refused."""
+        await self.astop()
+        await asyncio.sleep(down_for)
+        await self.astart()
+
+    def restart(self, down_for: float) -> None:
+        """``arestart`` in the background thread's loop; returns once it stopped listening."""
+        loop = self._loop
+        if loop is None or self._thread is None:
+            raise RuntimeError("restart() is for a simulator started with start()")
+        down = threading.Event()
+
+        async def run() -> None:
+            await self.astop()
+            down.set()
+            await asyncio.sleep(down_for)
+            await self.astart()
+
+        asyncio.run_coroutine_threadsafe(run(), loop)
+        down.wait(timeout=10)
 
     def start(self) -> SimServer:
         """Run in a background thread with its own loop; return once it is listening."""
@@ -233,17 +272,39 @@ class SimServer:
     # -- routing ---------------------------------------------------------------------------
 
     async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
-        path, method = request.path, request.method
+        path = request.path
         if path.startswith("/_sim/"):
             return await self._control(request)
         if self._player is not None:
             return await self._player.serve(request)
         methods, handler = self._routes.get(path, ((), None))
-        if handler is None and path.startswith("/v1/models/") and method in ("GET", "HEAD"):
+        if handler is None and path.startswith("/v1/models/"):
             methods, handler = ("GET", "HEAD"), self._v1_model
         if handler is None and path.startswith("/api/blobs/"):
             methods, handler = ("POST", "HEAD"), self._blob
-        if handler is None or method not in methods:
+        extra: CIMultiDict[str] = CIMultiDict()
+        early = self._router.before(request, methods if handler is not None else None, extra)
+        if early is not None:
+            return early
+        if extra:  # CORS headers for an allowed foreign Origin
+            return await self._with_headers(request, extra)
+        return await self._route(request)
+
+    async def _with_headers(self, request: web.BaseRequest,
+                            extra: CIMultiDict[str]) -> web.StreamResponse:
+        response = await self._route(request)
+        if not response.prepared:
+            response.headers.extend(extra)
+        return response
+
+    async def _route(self, request: web.BaseRequest) -> web.StreamResponse:
+        path = request.path
+        _, handler = self._routes.get(path, ((), None))
+        if handler is None and path.startswith("/v1/models/"):
+            handler = self._v1_model
+        if handler is None and path.startswith("/api/blobs/"):
+            handler = self._blob
+        if handler is None:
             return not_found()
         openai = path.startswith("/v1/")
         try:
@@ -259,10 +320,15 @@ class SimServer:
         if fault is not None and fault.status and path != "/":
             return error_response(fault.status, status_message(fault.status), openai)
         try:
+            if path in PROGRESS_PATHS:
+                return await self._progress.serve(request, fault)
             response: web.StreamResponse = await handler(request)
         except RequestError as exc:
             return error_response(exc.status, exc.message, openai)
         return response
+
+    async def _progress_route(self, request: web.BaseRequest) -> web.StreamResponse:
+        return await self._progress.serve(request, None)  # _dispatch passes the fault
 
     async def _control(self, request: web.BaseRequest) -> web.StreamResponse:
         path, method = request.path, request.method
@@ -273,6 +339,14 @@ class SimServer:
         if path == "/_sim/reset" and method == "POST":
             self.reset()
             return json_response({"reset": True})
+        if path == "/_sim/restart" and method == "POST":
+            try:
+                down_for = float(request.query.get("down", "1"))
+            except ValueError:
+                return error_response(400, "down: expected seconds", False)
+            asyncio.get_running_loop().call_soon(
+                lambda: asyncio.ensure_future(self.arestart(down_for)))
+            return json_response({"restarting": down_for})
         if path.startswith("/_sim/release/") and method == "POST":
             key = path.removeprefix("/_sim/release/")
             self._holds.release(key)

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from ollama_sim import clock, compressed
 from ollama_sim.encoding import VOCAB, VOCAB_JSON, go_json, split_cuts
 from ollama_sim.faults import BIG_CHUNK, BIG_TOKEN, CUT_AFTER, INVALID_UTF8, reset_connection
 from ollama_sim.jobs import Job
@@ -43,7 +44,9 @@ class Streamer:
                             total_ns=now - job.started_ns, load_ns=load_ns,
                             prompt_eval_ns=eval_start - started, eval_ns=now - eval_start,
                             counts=job.mode != "no_counts",
-                            usage=include_usage and job.mode != "no_usage")
+                            usage=include_usage and job.mode != "no_usage", cached=job.cached)
+            if clock.stopped() is not None:  # X-Sim-Clock: no time passes, 0s are omitted
+                result.total_ns = result.load_ns = result.prompt_eval_ns = result.eval_ns = 0
             if isinstance(wire, NativeGenerate):
                 result.context = [(job.first * 7919 + i * 104729) % 128000
                                   for i in range(job.prompt_eval_count + job.eval_count)]
@@ -66,10 +69,16 @@ class Streamer:
                 body = body.replace(b"\\ufffd", INVALID_UTF8, 1)
             return await self.send_body(request, job, body, wire.body_type, rng)
         resp = web.StreamResponse(headers={"Content-Type": wire.stream_type})
+        coding = compressed.requested(request.headers)
+        encode = compressed.encoder(coding) if coding else None
+        if coding:
+            resp.headers["Content-Encoding"] = coding
         resp.enable_chunked_encoding()
         await resp.prepare(request)  # the headers leave with the first chunk, as in Ollama
 
-        async def write(data: bytes) -> None:
+        async def write(data: bytes, last: bool = False) -> None:
+            if encode is not None:
+                data = encode(data, last)
             if rng is not None:
                 for piece in split_cuts(data, rng):
                     await resp.write(piece)
@@ -83,8 +92,10 @@ class Streamer:
                     final = [final[0][: len(final[0]) // 2]]
                 outcome = "aborted" if job.mode == "truncated_tail" else "done"
                 self._observed.record(job, 200, outcome)
-                for piece in final:
-                    await write(piece)
+                for i, piece in enumerate(final):
+                    await write(piece, i == len(final) - 1)
+            elif encode is not None:
+                await write(b"", True)  # end the compressed stream where the fault ended it
         except ConnectionError:
             self._observed.record(job, 200, "client_gone")
         return resp
@@ -93,7 +104,8 @@ class Streamer:
                     write: Callable[[bytes], Awaitable[None]] | None) -> bool:
         """Pace n content chunks (written when write is given); False if a fault ended it."""
         mode = job.mode
-        cutting = write is not None and mode in ("close_mid_stream", "error_in_stream", "reset")
+        cutting = write is not None and mode in (
+            "close_mid_stream", "error_in_stream", "reset", "swallowed_error")
         cut = min(CUT_AFTER, n) if cutting else -1
         interval = 1.0 / job.token_rate if job.token_rate > 0 else 0.0
         loop = asyncio.get_running_loop()
@@ -108,8 +120,9 @@ class Streamer:
                         request.transport.close()
                     return False
                 self._observed.record(job, 200, "error")
-                await write(wire.error("an error was encountered while running the model: "
-                                       "simulated error_in_stream"))
+                message = f"an error was encountered while running the model: simulated {mode}"
+                await write(wire.swallowed(message) if mode == "swallowed_error"
+                            else wire.error(message))
                 return False
             if i == n:
                 return True
@@ -139,9 +152,14 @@ class Streamer:
         mode = job.mode
         if mode in ("malformed_line", "truncated_tail"):
             body = body[: len(body) // 2]
-        if mode not in ("close_mid_stream", "stall", "split", "reset"):
+        coding = compressed.requested(request.headers)
+        if mode not in ("close_mid_stream", "stall", "split", "reset") or coding:
             self._observed.record(job, 200, "done")
-            return web.Response(body=body, headers={"Content-Type": content_type})
+            headers = {"Content-Type": content_type}
+            if coding:  # a hop between a proxy and Ollama compressed it
+                body = compressed.encoder(coding)(body, True)
+                headers["Content-Encoding"] = coding
+            return web.Response(body=body, headers=headers)
         resp = web.StreamResponse(headers={"Content-Type": content_type})
         resp.content_length = len(body)
         await resp.prepare(request)

@@ -18,6 +18,7 @@ class Stats:
     counts: bool = True
     usage: bool = False
     context: list[int] = field(default_factory=list)
+    cached: int | None = None  # X-Sim-Cached: OpenAI prompt_tokens_details.cached_tokens
 
     def native_metrics(self) -> str:
         if not self.counts:
@@ -30,8 +31,10 @@ class Stats:
 
     def openai_usage(self) -> str:
         total = self.prompt_eval_count + self.eval_count
+        details = ("" if self.cached is None
+                   else f',"prompt_tokens_details":{{"cached_tokens":{self.cached}}}')
         return (f'"usage":{{"prompt_tokens":{self.prompt_eval_count},'
-                f'"completion_tokens":{self.eval_count},"total_tokens":{total}}}')
+                f'"completion_tokens":{self.eval_count},"total_tokens":{total}{details}}}')
 
 
 class Wire(Protocol):
@@ -42,4 +45,5 @@ class Wire(Protocol):
     def tail(self, stats: Stats) -> list[bytes]: ...
     def body(self, text_json: str, stats: Stats) -> bytes: ...
     def error(self, message: str) -> bytes: ...
+    def swallowed(self, message: str) -> bytes: ...
     def malformed(self) -> bytes: ...

@@ -152,7 +152,8 @@ def expected_deltas(interactions: Sequence[cassettes.Interaction]) -> dict[Key, 
             if isinstance(name, str) and name.strip():
                 model = canonical_model(name)
         status = str(resp.status if resp is not None else 502)
-        add(_key("requests_total", endpoint=endpoint, model=model, status=status), 1)
+        # A replay sends no client key: with no clients file its requests are client "".
+        add(_key("requests_total", endpoint=endpoint, model=model, status=status, client=""), 1)
         if resp is None or endpoint not in INFERENCE_ENDPOINTS or not 200 <= resp.status < 300:
             continue
         parser = parser_for(cassettes.header(resp.headers, "content-type"),
@@ -165,8 +166,8 @@ def expected_deltas(interactions: Sequence[cassettes.Interaction]) -> dict[Key, 
         generated = usage.generated_tokens if usage is not None else None
         if prompt is None and generated is None and parser.estimates_tokens:
             generated = stats.content_chunks or None
-        add(_key("prompt_tokens_total", model=model), prompt or 0)
-        add(_key("generated_tokens_total", model=model), generated or 0)
+        add(_key("prompt_tokens_total", model=model, client=""), prompt or 0)
+        add(_key("generated_tokens_total", model=model, client=""), generated or 0)
     return out
 
 

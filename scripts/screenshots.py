@@ -127,7 +127,10 @@ def main(argv: list[str]) -> int:
                               config.read_text().splitlines() if line.startswith("  port:"))
         url = f"http://127.0.0.1:{dashboard_port}/"
         log = open(Path(tmp) / "up.log", "w")  # noqa: SIM115  (closed below)
-        up = subprocess.Popen([str(ROOT / "scripts" / "up"), "--demo", "--config", str(config)],
+        # The demo's own data directory (history, logs) is in the temporary one too: in
+        # data/demo the history of earlier runs would show in the pictures.
+        up = subprocess.Popen([str(ROOT / "scripts" / "up"), "--demo", "--config", str(config),
+                               "--data-dir", str(Path(tmp) / "demo")],
                               cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                               start_new_session=True, env={**os.environ})
         try:

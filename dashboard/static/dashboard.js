@@ -10,6 +10,14 @@
   const LIVE_POINTS = 300;
   const PAGE = 12; // recent requests shown before "Show more"
   const PALETTE = ["#2f6fd6", "#d9822b", "#2a9d5b", "#c23b52", "#7b53c1", "#3aa5b5"];
+  // One colour per model on the whole page, live and history alike, in the order first seen;
+  // "other" (the rest) is grey.
+  const modelColours = {};
+  function modelColour(name) {
+    if (name === "other") return "#8a8f98";
+    if (!(name in modelColours)) modelColours[name] = PALETTE[Object.keys(modelColours).length % PALETTE.length];
+    return modelColours[name];
+  }
   const STATE_TEXT = { ok: "✓ ok", warn: "▲ warning", critical: "✖ critical" };
 
   // -- formatting ------------------------------------------------------------------------
@@ -130,7 +138,7 @@
       axis: axisNumber, series: [["active_requests", "active"], ["queue_depth", "queued"]],
       empty: "no requests" },
     { id: "resources", title: "Host and GPU", unit: "%", fmt: FORMATS.percent, axis: (v) => v + "%",
-      max: 100, floor: 100,
+      max: 100, floor: 100, optional: true, // a series the source lacks (no GPU) is left out
       series: [["cpu_percent", "CPU"], ["memory_percent", "memory"],
                ["gpu_utilization_percent", "GPU"], ["gpu_memory_percent", "GPU memory"]],
       empty: "no host samples" },
@@ -177,7 +185,8 @@
         legend: { live: true },
         series: [{ value: (u, v, si, idx) => (idx == null ? "latest" : fmtClock(v)) }].concat(
           keys.map((key, i) => ({
-            label: columns[key].label || key, stroke: PALETTE[i % PALETTE.length], width: 1.5,
+            label: columns[key].label || key, width: 1.5,
+            stroke: columns[key].model ? modelColour(key) : PALETTE[i % PALETTE.length],
             spanGaps: false, points: { show: true, size: 5, filter: isolated },
             value: (u, v, si, idx) => def.fmt(idx == null ? lastValue(u.data[si]) : v),
           }))),
@@ -202,6 +211,7 @@
     }
   }
   function labelled(values, label) { values.label = label; return values; }
+  function modelled(values, model) { values.label = model; values.model = true; return values; }
   function resizeCharts() {
     for (const kind of ["live", "history"]) {
       for (const state of Object.values(charts[kind])) {
@@ -225,7 +235,7 @@
       const totals = {};
       for (const p of points) for (const [m, v] of Object.entries(p[def.byModel] || {})) totals[m] = (totals[m] || 0) + (v || 0) + 1e-9;
       const models = Object.keys(totals).sort((a, b) => totals[b] - totals[a]).slice(0, 5);
-      for (const m of models) columns[m] = labelled(points.map((p) => { const v = (p[def.byModel] || {})[m]; return isNum(v) ? v : null; }), m);
+      for (const m of models) columns[m] = modelled(points.map((p) => { const v = (p[def.byModel] || {})[m]; return isNum(v) ? v : null; }), m);
       if (models.length) return columns;
     }
     for (const [key, label] of def.series) {
@@ -310,6 +320,8 @@
       nameCell(r.model), fmtNumber(r.requests, 0), fmtNumber(r.prompt_tokens, 0),
       fmtNumber(r.generated_tokens, 0), fmtNumber(r.tokens_per_second),
       fmtSeconds(r.ttft_p95), fmtNumber(r.errors, 0),
+      // Only where the server reports cached prompt tokens (local Ollama does not).
+      isNum(r.cache_hit_share) ? (r.cache_hit_share * 100).toFixed(0) + " %" : "–",
     ], "no requests " + note);
   }
 
@@ -490,6 +502,28 @@
   // -- history -----------------------------------------------------------------------------
   let currentWindow = body.dataset.defaultWindow;
   let historyTimer = null;
+  // The busiest models first (the server picked them over the window), "other" last.
+  function modelColumns(models, keep) {
+    const total = (values) => values.reduce((sum, v) => sum + (isNum(v) ? v : 0), 0);
+    const names = Object.keys(models).sort((a, b) =>
+      (a === "other") - (b === "other") || total(models[b]) - total(models[a]) || (a < b ? -1 : 1));
+    const columns = {};
+    for (const m of names) columns[m] = modelled(models[m].slice(0, keep), m);
+    return columns;
+  }
+  function historyColumns(def, data, keep, unavailable) {
+    const models = def.byModel ? (data.by_model || {})[def.byModel] || {} : {};
+    if (Object.keys(models).length) return modelColumns(models, keep);
+    const s = data.series;
+    const columns = {};
+    for (const [key, label] of def.series) {
+      if (!unavailable.has(key) && s[key]) columns[key] = labelled(s[key].slice(0, keep), label);
+    }
+    if (def.optional && Object.values(columns).some((v) => v.some(isNum))) {
+      for (const key of Object.keys(columns)) if (!columns[key].some(isNum)) delete columns[key];
+    }
+    return columns;
+  }
   async function loadHistory() {
     const error = document.getElementById("history-error");
     try {
@@ -505,12 +539,9 @@
       ts = ts.slice(0, keep);
       const unavailable = new Set(data.unavailable || []);
       for (const def of CHARTS) {
-        const columns = {};
-        for (const [key, label] of def.series) {
-          if (!unavailable.has(key) && s[key]) columns[key] = labelled(s[key].slice(0, keep), label);
-        }
+        const columns = historyColumns(def, data, keep, unavailable);
         const emptyText = unavailable.size && !Object.keys(columns).length
-          ? "not kept by " + data.source + " history (Prometheus keeps it: set prometheus_url)"
+          ? (data.unavailable_reason || "not kept by " + data.source + " history")
           : def.empty + " in the last " + fmtSpan(data.until - data.since);
         drawChart("history", def, ts, columns, emptyText);
       }

@@ -6,14 +6,22 @@ import contextlib
 import logging
 import os
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from llama_core.history.rollup import ROLLUP_ADD, ROLLUP_SCHEMA, ROLLUP_THROUGH
+from llama_core.history.samples import (
+    INSERT_GPU_SAMPLE,
+    INSERT_SAMPLE,
+    SAMPLES_SCHEMA,
+    SampleRows,
+)
 from llama_core.history.schema import (
     ADDED_IN,
     COLUMNS,
     LEGACY_LOADED_SQL,
+    ROLLUP_SINCE,
     SCHEMA,
     SCHEMA_VERSION,
     HistoryError,
@@ -37,14 +45,20 @@ def _add_to_rollup(conn: sqlite3.Connection) -> None:
     conn.execute(ROLLUP_THROUGH)
 
 
-def insert_rows(conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert rows (``record_to_row`` dicts) and add them to the rollup, in one transaction.
+def insert_rows(conn: sqlite3.Connection, rows: list[dict[str, Any]],
+                samples: Sequence[SampleRows] = ()) -> None:
+    """Insert rows (``record_to_row`` dicts) and add them to the rollup, and insert machine
+    samples, in one transaction.
 
     The writer's path for every batch; also for bulk loads (the benchmark)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        conn.executemany(_INSERT, rows)
-        _add_to_rollup(conn)
+        if rows:
+            conn.executemany(_INSERT, rows)
+            _add_to_rollup(conn)
+        if samples:
+            conn.executemany(INSERT_SAMPLE, [s.host for s in samples])
+            conn.executemany(INSERT_GPU_SAMPLE, [gpu for s in samples for gpu in s.gpus])
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -103,15 +117,17 @@ def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
             check_columns(conn, path, legacy=True)
             _add_missing_columns(conn)
             check_columns(conn, path)
-            for statement in (*SCHEMA[1:], *ROLLUP_SCHEMA):
+            for statement in (*SCHEMA[1:], *ROLLUP_SCHEMA, *SAMPLES_SCHEMA):
                 conn.execute(statement)
-            # From 1 or 2 (or a half-made file): build the rollup from every row, in this same
-            # transaction, so that a crash leaves version 1 and the next start builds it again.
-            conn.execute("DELETE FROM rollup")
-            conn.execute("UPDATE rollup_state SET through_id = 0")
-            if version:
-                logger.info("history %s: rebuilding the per-minute rollup (schema %d to %d)",
-                            path, version, SCHEMA_VERSION)
+            if version < ROLLUP_SINCE:
+                # From 1 or 2 (or a half-made file): build the rollup from every row, in this
+                # same transaction, so that a crash leaves the old version and the next start
+                # builds it again. From 3 on the rollup is already the one this version keeps.
+                conn.execute("DELETE FROM rollup")
+                conn.execute("UPDATE rollup_state SET through_id = 0")
+                if version:
+                    logger.info("history %s: rebuilding the per-minute rollup (schema %d to %d)",
+                                path, version, SCHEMA_VERSION)
             _add_to_rollup(conn)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")

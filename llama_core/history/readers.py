@@ -23,9 +23,12 @@ from llama_core.history.rollup import (
     ROLLUP_TTFT_BOUNDS,
     bucket_index_sql,
 )
+from llama_core.history.samples import GPU_BUCKET, HOST_BUCKET, SAMPLE_INTERVAL_S
 from llama_core.history.schema import (
     BOOL_COLUMNS,
     LEGACY_LOADED_SQL,
+    ROLLUP_SINCE,
+    SAMPLES_SINCE,
     SCHEMA_VERSION,
     HistoryError,
     check_columns,
@@ -297,7 +300,7 @@ def has_rollup(conn: sqlite3.Connection) -> bool:
     (Schema 2's rollup counted loads with a fixed line; its rows are read as that line drew.)
     """
     version: int = _query(conn, "PRAGMA user_version", ())[0]["user_version"]
-    return version >= SCHEMA_VERSION
+    return version >= ROLLUP_SINCE
 
 
 def rollup_series(
@@ -326,3 +329,92 @@ def rollup_series(
         row["ttft_hist"] = [row.pop(name) for name in ttft]
         row["duration_hist"] = [row.pop(name) for name in duration]
     return found
+
+
+def has_samples(conn: sqlite3.Connection) -> bool:
+    """Whether the file keeps machine samples (schema 5; an older one has no such tables)."""
+    version: int = _query(conn, "PRAGMA user_version", ())[0]["user_version"]
+    return version >= SAMPLES_SINCE
+
+
+def sample_buckets(
+    conn: sqlite3.Connection, first: int, last: int, step_s: float
+) -> dict[int, dict[str, Any]]:
+    """Machine samples of time buckets ``first..last`` of ``step_s``, averaged per bucket.
+
+    Keys: ``samples`` (how many), cpu_percent, memory_percent, memory_used_bytes,
+    ollama_rss_bytes, ollama_cpu_percent, vram_models_bytes; and, in buckets with GPU samples,
+    ``gpus`` (how many), gpu_utilization_percent (the mean over GPUs and samples),
+    gpu_memory_percent (used over total of those samples), gpu_power_watts (mean per GPU) and
+    gpu_temperature_celsius (the highest). A bucket holds the samples with ``b * step_s <= ts <
+    (b + 1) * step_s``; one shorter than ``samples.SAMPLE_INTERVAL_S`` reaches back to a
+    whole interval, so that it shows the sample in force rather than a gap. Buckets without
+    samples are absent; so is everything in a file of an older schema (``has_samples``).
+    """
+    if not step_s > 0:
+        raise ValueError(f"step_s must be > 0, got {step_s}")
+    if not has_samples(conn):
+        return {}
+    reach = max(0.0, SAMPLE_INTERVAL_S - step_s)
+    out: dict[int, dict[str, Any]] = {}
+    cursor = conn.cursor()
+    cursor.row_factory = _dict_row
+    try:
+        for bucket in range(first, last + 1):
+            span = (bucket * step_s - reach, (bucket + 1) * step_s)
+            host = cursor.execute(HOST_BUCKET, span).fetchone()
+            if not host["samples"]:
+                continue
+            gpu = cursor.execute(GPU_BUCKET, span).fetchone()
+            host.update({k: v for k, v in gpu.items() if k != "samples"} if gpu["samples"]
+                        else {})
+            out[bucket] = host
+    finally:
+        cursor.close()
+    return out
+
+
+# -- Clients and users (schema 4; a file not yet migrated has neither) ---------------------
+
+
+def has_clients(conn: sqlite3.Connection) -> bool:
+    return "client" in columns_of(conn)
+
+
+def client_tokens_since(conn: sqlite3.Connection, since_ts: float) -> dict[str, int]:
+    """Prompt plus generated tokens per client of the requests that started at or after
+    ``since_ts``: a day's use against the budgets. Empty for a file without clients."""
+    if not has_clients(conn):
+        return {}
+    sql = (
+        "SELECT client, COALESCE(SUM(COALESCE(prompt_tokens, 0)"
+        " + COALESCE(generated_tokens, 0)), 0) AS tokens"
+        " FROM requests WHERE ts >= ? AND client IS NOT NULL GROUP BY client"
+    )
+    return {r["client"]: int(r["tokens"]) for r in _query(conn, sql, (since_ts,))}
+
+
+def client_usage(
+    conn: sqlite3.Connection, since_ts: float, until_ts: float, *,
+    ttft_bounds: tuple[float, ...], by_user: bool = False,
+) -> list[dict[str, Any]]:
+    """Requests that started in [since_ts, until_ts) counted by client (and user, with
+    ``by_user``) and TTFT bucket, as ``rollup_models`` counts them by model.
+
+    Rows: client (None: no client was identified: no clients file then, or refused), user
+    (with ``by_user``; None: not recorded), ttft_le, requests, errors, prompt_tokens,
+    generated_tokens. A file not yet migrated to schema 4 has no clients: no rows.
+    """
+    if not has_clients(conn):
+        return []
+    ttft_le = bucket_index_sql("ttft_s", _checked_bounds(ttft_bounds))
+    group = "client, user" if by_user else "client"
+    sql = (
+        f"SELECT {group},"
+        f" CASE WHEN ttft_s IS NULL THEN NULL ELSE {ttft_le} END AS ttft_le,"
+        " COUNT(*) AS requests, COUNT(error_type) AS errors,"
+        " COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens,"
+        " COALESCE(SUM(generated_tokens), 0) AS generated_tokens"
+        f" FROM requests WHERE ts >= ? AND ts < ? GROUP BY {group}, ttft_le"
+    )
+    return _query(conn, sql, (since_ts, until_ts))

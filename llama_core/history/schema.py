@@ -17,9 +17,13 @@ from llama_core.record import RequestRecord
 logger = logging.getLogger(__name__)
 
 # 2 added the rollup; 3 added loaded_model (the proxy's decision, stored once) and tpot_s;
-# 4 added client, user, cached_prompt_tokens and energy_j. llama_core.history.database migrates
+# 4 added client, user, cached_prompt_tokens and energy_j; 5 added the machine samples (tables
+# samples and gpu_samples, llama_core.history.samples). llama_core.history.database migrates
 # from every earlier version.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+# The rollup has been what it is since 3: a file of 3 or later is read from it.
+ROLLUP_SINCE = 3
+SAMPLES_SINCE = 5
 
 # (column, SQL type, RequestRecord field): the one place where a record meets a row. A column
 # added by a migration goes last: ALTER TABLE appends, and check_columns compares the order.

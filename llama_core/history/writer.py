@@ -1,8 +1,10 @@
-"""The proxy's batched background writer of request history, and its pruning.
+"""The proxy's batched background writer of request history and machine samples, and pruning.
 
-The proxy submits one ``RequestRecord`` per finished request to a ``HistoryWriter``, which
-writes them in batches from its own thread (``database.insert_rows``: the rows and their
-rollup in one transaction) and prunes expired rows. Opening (creating or migrating the file)
+The proxy submits one ``RequestRecord`` per finished request to a ``HistoryWriter``, and its
+resource poller each ``ResourceSample`` (``submit_sample``, kept one per
+``samples.SAMPLE_INTERVAL_S``); the writer writes them in batches from its own thread
+(``database.insert_rows``: the rows, their rollup and the samples in one transaction) and
+prunes expired rows and samples. Opening (creating or migrating the file)
 is ``llama_core.history.database``; the schema is ``schema``, the readers ``readers``.
 """
 
@@ -22,8 +24,11 @@ from typing import Any
 
 from llama_core.history.database import close_quietly, file_id, insert_rows, open_for_writing
 from llama_core.history.rollup import PRUNE_ROLLUP, ROLLUP_SPANS, ROLLUP_THROUGH_KEPT
+from llama_core.history.samples import PRUNE as PRUNE_SAMPLES
+from llama_core.history.samples import SAMPLE_INTERVAL_S, SampleRows, sample_rows
 from llama_core.history.schema import HistoryError, record_to_row
 from llama_core.record import RequestRecord
+from llama_core.sampler import ResourceSample
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +43,8 @@ class HistoryWriter:
     ``submit`` never blocks: when the queue is full the record is dropped and counted. A
     database error drops the batch being written, is logged once per streak of failures,
     and the next batch reconnects. ``committed``, ``dropped``, ``batches`` (transactions
-    committed) and ``pruned`` count rows and are safe to read from any thread.
+    committed) and ``pruned`` count request rows, ``samples_committed``, ``samples_dropped``
+    and ``samples_pruned`` machine samples; all are safe to read from any thread.
     """
 
     prune_chunk = 1000  # rows per DELETE, so pruning never holds the write lock for long
@@ -52,6 +58,7 @@ class HistoryWriter:
         queue_size: int = 10000,
         retention_days: float = 30.0,
         prune_interval: float = 3600.0,
+        sample_interval: float = SAMPLE_INTERVAL_S,
         on_drop: Callable[[int], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -64,6 +71,7 @@ class HistoryWriter:
             ("flush_interval", flush_interval),
             ("retention_days", retention_days),
             ("prune_interval", prune_interval),
+            ("sample_interval", sample_interval),
         ):
             if not number > 0:
                 raise ValueError(f"{name} must be > 0, got {number}")
@@ -72,6 +80,11 @@ class HistoryWriter:
         self.dropped = 0
         self.batches = 0
         self.pruned = 0
+        self.samples_committed = 0
+        self.samples_dropped = 0
+        self.samples_pruned = 0
+        self._sample_interval = sample_interval
+        self._last_sample_ts = -math.inf
         self._batch_size = batch_size
         self._flush_interval = flush_interval
         self._retention_s = retention_days * 86400.0
@@ -116,6 +129,29 @@ class HistoryWriter:
                     return True
         self._drop(1)
         return False
+
+    def submit_sample(self, sample: ResourceSample, *, ts: float | None = None,
+                      vram_models_bytes: int | None = None) -> bool:
+        """Queue a machine sample (taken at ``ts``, default now) without blocking, if one is due.
+
+        One sample per ``sample_interval`` is kept (a tenth early still counts, so that a
+        poll a moment early is not skipped for a whole interval). False when the sample was
+        not due, or dropped because the queue is full (counted in ``samples_dropped``, not
+        in ``dropped``: those are requests).
+        """
+        if not isinstance(sample, ResourceSample):
+            raise TypeError(f"expected a ResourceSample, got {type(sample).__name__}")
+        at = self._clock() if ts is None else ts
+        with self._lock:
+            if self._closed or at - self._last_sample_ts < 0.9 * self._sample_interval:
+                return False
+            try:
+                self._queue.put_nowait(sample_rows(sample, at, vram_models_bytes))
+            except queue.Full:
+                self.samples_dropped += 1
+                return False
+            self._last_sample_ts = at
+            return True
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until what was submitted before is written and any due pruning is done."""
@@ -220,15 +256,16 @@ class HistoryWriter:
             for event in waiting:
                 event.set()
 
-    def _collect(self, waiting: list[threading.Event]) -> list[RequestRecord]:
-        """Up to batch_size records, waiting at most flush_interval after the first one.
+    def _collect(self, waiting: list[threading.Event]) -> list[RequestRecord | SampleRows]:
+        """Up to batch_size records and samples, waiting at most flush_interval after the first.
 
-        The first record wakes the thread; the rest are taken together once the batch is full
-        (``submit`` says so), flush_interval after the first, or when ``flush``/``close`` asks.
+        The first record or sample wakes the thread; the rest are taken together once the batch
+        is full (``submit`` says so), flush_interval after the first, or when ``flush`` or
+        ``close`` asks.
         Waking for every record instead cost a thread switch and a GIL hand-over per request,
         on the event loop's time as much as on this thread's.
         """
-        batch: list[RequestRecord] = []
+        batch: list[RequestRecord | SampleRows] = []
         try:
             if self._hurry():
                 first = self._queue.get_nowait()
@@ -240,7 +277,7 @@ class HistoryWriter:
             self._took_flush()
             waiting.append(first)
             return batch
-        if isinstance(first, RequestRecord):
+        if isinstance(first, RequestRecord | SampleRows):
             batch.append(first)
             if not self._hurry() and self._queue.qsize() < self._batch_size - 1:
                 self._full.wait(self._flush_interval)
@@ -254,7 +291,7 @@ class HistoryWriter:
                 self._took_flush()
                 waiting.append(item)
                 break
-            if isinstance(item, RequestRecord):
+            if isinstance(item, RequestRecord | SampleRows):
                 batch.append(item)
         return batch
 
@@ -267,8 +304,10 @@ class HistoryWriter:
             self._flushes -= 1
 
     def _write(
-        self, conn: sqlite3.Connection | None, batch: list[RequestRecord]
+        self, conn: sqlite3.Connection | None, batch: list[RequestRecord | SampleRows]
     ) -> sqlite3.Connection | None:
+        records = [item for item in batch if isinstance(item, RequestRecord)]
+        samples = [item for item in batch if isinstance(item, SampleRows)]
         try:
             if conn is not None and self._file_replaced():
                 logger.warning("history %s: file was removed or replaced; reopening", self.path)
@@ -280,13 +319,14 @@ class HistoryWriter:
                 raise PermissionError(f"history file {locked} is not writable (read-only)")
             if conn is None:
                 conn = self._connect()
-            insert_rows(conn, [record_to_row(record) for record in batch])
+            insert_rows(conn, [record_to_row(record) for record in records], samples)
         except Exception as exc:
             close_quietly(conn)
-            self._write_failed(exc, len(batch))
+            self._write_failed(exc, len(records), len(samples))
             return None
         with self._lock:
-            self.committed += len(batch)
+            self.committed += len(records)
+            self.samples_committed += len(samples)
             self.batches += 1
         if self._failing:
             logger.warning(
@@ -295,15 +335,18 @@ class HistoryWriter:
             self._failing = 0
         return conn
 
-    def _write_failed(self, exc: Exception, rows: int) -> None:
+    def _write_failed(self, exc: Exception, rows: int, samples: int = 0) -> None:
         if not self._failing:
             expected = isinstance(exc, sqlite3.Error | OSError | HistoryError)
             logger.error(
                 "history %s: cannot write, dropping rows until it works again: %s",
                 self.path, exc, exc_info=not expected,
             )
-        self._failing += rows
-        self._drop(rows)
+        self._failing += rows + samples
+        with self._lock:
+            self.samples_dropped += samples
+        if rows:
+            self._drop(rows)
 
     def _prune(self, conn: sqlite3.Connection | None) -> sqlite3.Connection | None:
         """Delete one chunk of expired rows when a prune is due or under way."""
@@ -318,7 +361,7 @@ class HistoryWriter:
         try:
             if conn is None:
                 conn = self._connect()
-            deleted = self._prune_chunk(conn, self._prune_cutoff)
+            deleted, samples, gpu_rows = self._prune_chunk(conn, self._prune_cutoff)
         except (sqlite3.Error, HistoryError) as exc:
             if not self._failing:  # else the failing batches already said so
                 logger.warning("history %s: pruning failed, will retry: %s", self.path, exc)
@@ -327,15 +370,20 @@ class HistoryWriter:
             return None
         with self._lock:
             self.pruned += deleted
-        if deleted < self.prune_chunk:
+            self.samples_pruned += samples
+        # Another chunk is due while any table had a full one (GPU rows outnumber samples).
+        if max(deleted, samples, gpu_rows) < self.prune_chunk:
             self._prune_cutoff = None
         return conn
 
 
-    def _prune_chunk(self, conn: sqlite3.Connection, cutoff: float) -> int:
+    def _prune_chunk(self, conn: sqlite3.Connection, cutoff: float) -> tuple[int, int, int]:
+        """Delete up to prune_chunk expired rows of each table: (requests, samples, GPU)."""
         conn.execute("BEGIN IMMEDIATE")
         try:
             deleted: int = conn.execute(_PRUNE, (cutoff, self.prune_chunk)).rowcount
+            samples: int = conn.execute(PRUNE_SAMPLES[0], (cutoff, self.prune_chunk)).rowcount
+            gpus: int = conn.execute(PRUNE_SAMPLES[1], (cutoff, self.prune_chunk)).rowcount
             # The rollup's share goes with the first chunk; later ones find nothing to delete.
             for span in ROLLUP_SPANS:
                 conn.execute(PRUNE_ROLLUP, (span, int(cutoff) // span))
@@ -345,7 +393,7 @@ class HistoryWriter:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        return deleted
+        return deleted, samples, gpus
 
 
 def open_writer(path: str | os.PathLike[str] | None, **kwargs: Any) -> HistoryWriter | None:

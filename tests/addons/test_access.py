@@ -7,6 +7,7 @@ from mitmproxy import http
 from prometheus_client import CollectorRegistry
 
 from addons.access import AccessControl
+from addons.context import ProxyContext
 from addons.metrics import ProxyMetrics
 from addons.routes import ModelLabels
 from addons.tap import STREAM_REQUEST_BODY_OVER, TrafficTap
@@ -26,11 +27,11 @@ def blob_flow(headers: dict[str, str]) -> http.HTTPFlow:
 
 
 def run_request_side(flow: http.HTTPFlow) -> tuple[TrafficTap, CollectorRegistry]:
-    """The hooks in the order the proxy composes them (addons/service.py): tap, then access."""
+    """The hooks in the order addons/llama_metrics.py composes them: tap, then access."""
     registry = CollectorRegistry()
     records: list[RequestRecord] = []
     tap = TrafficTap(ProxyMetrics(registry), ModelLabels(), on_record=records.append)
-    access = AccessControl(Security(TOKEN))
+    access = AccessControl(ProxyContext(security=Security(TOKEN)))
     for addon in (tap, access):
         addon.requestheaders(flow)
     # mitmproxy sends a streamed request's headers upstream right after requestheaders
@@ -78,7 +79,19 @@ def test_accepted_loses_the_header_and_may_stream() -> None:
     flow = blob_flow({"Transfer-Encoding": "chunked", "Authorization": f"Bearer {TOKEN}"})
     registry = CollectorRegistry()
     tap = TrafficTap(ProxyMetrics(registry), ModelLabels())
-    for addon in (tap, AccessControl(Security(TOKEN))):
+    for addon in (tap, AccessControl(ProxyContext(security=Security(TOKEN)))):
         addon.requestheaders(flow)
     assert flow.response is None and flow.request.stream
     assert "authorization" not in flow.request.headers
+
+
+def test_a_new_configuration_brings_its_token() -> None:
+    """The token is the context's (LlamaConfig resolves it); a new llama_config, a new token."""
+    context = ProxyContext()
+    access = AccessControl(context)
+    assert not access.security.access_token
+    context.security = Security(TOKEN)
+    access.configure({"max_queue"})
+    assert not access.security.access_token  # only a new configuration changes it
+    access.configure({"llama_config"})
+    assert access.security.access_token == TOKEN

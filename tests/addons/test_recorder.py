@@ -5,16 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mitmproxy.test import tflow
+from mitmproxy import exceptions
+from mitmproxy.test import taddons, tflow
 from prometheus_client import CollectorRegistry
 
 from addons import cassettes
 from addons import stream_tap as tap_module
 from addons.accounting import FlowState
+from addons.metrics import ProxyMetrics
 from addons.recorder import KEY, CassetteRecorder, CassetteWriter
+from addons.routes import ModelLabels
 from addons.stream_tap import StreamTap
 from addons.streams import PassthroughParser
 from addons.tap import KEY as TAP_KEY
+from addons.tap import TrafficTap
+from tests.support.addons import done, running, start
 
 
 def one(start: float, started_at: float | None = None) -> cassettes.Interaction:
@@ -92,3 +97,30 @@ def test_a_response_too_big_to_keep_is_not_recorded_and_is_counted(
     recorder.close()
     assert registry.get_sample_value("ollama_proxy_record_dropped_total") == 1
     assert path.read_text() == ""
+
+
+def test_record_path_opens_the_cassette_and_the_tap_keeps_chunks_meanwhile(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    tap = TrafficTap(ProxyMetrics(registry), ModelLabels())
+    recorder = CassetteRecorder(registry, tap=tap)
+    path = tmp_path / "c.jsonl"
+    with taddons.context() as tctx:
+        script = start(tctx, recorder, command_line=(f"record_path={path}",))
+        assert recorder.writer is not None and path.exists() and tap.keep_chunks
+        running(tctx, script)
+        tctx.options.record_path = ""
+        assert recorder.writer is None and not tap.keep_chunks
+        tctx.options.record_path = str(path)
+        with pytest.raises(exceptions.OptionsError, match="record_path '/proc/llama-metrics"):
+            tctx.options.record_path = "/proc/llama-metrics/r.jsonl"
+        assert tctx.options.record_path == str(path)
+        assert recorder.writer is not None and tap.keep_chunks  # the old cassette again
+        done(tctx, script)
+    assert recorder.writer is None and not tap.keep_chunks
+
+
+def test_an_unusable_record_path_stops_the_start(caplog: pytest.LogCaptureFixture) -> None:
+    with taddons.context() as tctx, pytest.raises(SystemExit) as stopped:
+        start(tctx, CassetteRecorder(CollectorRegistry()),
+              command_line=("record_path=/proc/llama-metrics/r.jsonl",))
+    assert stopped.value.code == 2 and "cannot be used" in caplog.text

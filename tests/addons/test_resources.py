@@ -380,3 +380,25 @@ def test_poller_logs_a_failed_sample_and_keeps_going(caplog: pytest.LogCaptureFi
 def test_poller_rejects_a_bad_interval() -> None:
     with pytest.raises(ValueError, match="interval"):
         ResourcePoller(ResourceSampler(psutil_module=FakePsutil(), nvml=FakeNvml()), interval=0)
+
+
+def test_poller_hands_every_sample_to_on_sample(caplog: pytest.LogCaptureFixture) -> None:
+    ps = FakePsutil()
+    handed: list[ResourceSample] = []
+    poller = ResourcePoller(ResourceSampler(psutil_module=ps, nvml=FakeNvml()),
+                            on_sample=handed.append)
+    poller.poll_once()
+    ps.host_cpu = 77.0
+    poller.poll_once()
+    assert [s.cpu_percent for s in handed] == [12.5, 77.0]
+    assert handed[-1] is poller.last
+
+    def broken(sample: ResourceSample) -> None:
+        raise RuntimeError("history exploded")
+
+    poller.on_sample = broken
+    ps.host_cpu = 5.0
+    with caplog.at_level(logging.ERROR, logger="addons.resources"):
+        poller.poll_once()  # the callback's failure is logged; the sample is still shown
+    assert "history exploded" in caplog.text
+    assert poller.last is not None and poller.last.cpu_percent == 5.0

@@ -227,3 +227,153 @@ def test_line_buffer(chunks: list[bytes], lines: list[bytes], tail: bytes) -> No
         out.extend(buf.feed(chunk))
     assert out == lines
     assert buf.flush() == tail
+
+
+# -- issue 15: what real Ollama writes (docs/ollama-wire.md) ----------------------------------
+
+
+def big_embed(inputs: int, tail: bytes) -> list[bytes]:
+    """An /api/embed answer over MAX_JSON_BODY, in 1 MiB pieces, ending with ``tail``."""
+    from addons.streams import MAX_JSON_BODY
+
+    vector = b"[" + b",".join([b"-0.012345678"] * 768) + b"]"
+    body = b'{"model":"nomic-embed-text","embeddings":[' + vector
+    pieces = [body]
+    size = len(body)
+    while size < MAX_JSON_BODY + (1 << 20):
+        piece = (b"," + vector) * 128
+        pieces.append(piece)
+        size += len(piece)
+    pieces.append(tail)
+    return pieces
+
+
+def test_an_answer_over_the_parse_limit_is_counted_from_its_end() -> None:
+    parser = parser_for("application/json; charset=utf-8")
+    pieces = big_embed(5000, b'],"total_duration":9,"load_duration":1,"prompt_eval_count":5000}')
+    feed_all(parser, pieces)
+    stats = parser.stats
+    assert stats.usage is not None and stats.usage.prompt_tokens == 5000
+    assert stats.uncounted is None and stats.malformed == 0
+    assert stats.body_bytes == sum(map(len, pieces))
+    assert len(parser._body) == 0 and parser._tail is not None  # only the end was kept
+
+
+def test_openai_embeddings_over_the_limit_read_their_usage() -> None:
+    parser = parser_for("application/json")
+    end = b'],"model":"m","usage":{"prompt_tokens":77,"total_tokens":77}}\n'
+    feed_all(parser, big_embed(10, end))
+    assert parser.stats.usage is not None and parser.stats.usage.prompt_tokens == 77
+
+
+def test_an_answer_over_the_limit_without_counts_is_uncounted_not_zero() -> None:
+    parser = parser_for("application/json")
+    feed_all(parser, big_embed(10, b"]}"))
+    assert parser.stats.usage is None
+    assert parser.stats.uncounted == "body_too_large"
+
+
+def test_an_encoding_not_read_is_uncounted() -> None:
+    parser = parser_for("application/json", content_encoding="compress")
+    feed_all(parser, [b"\x1f\x9d whatever"])
+    assert parser.stats.uncounted == "content_encoding" and parser.stats.usage is None
+    broken = parser_for("application/json", content_encoding="zstd")
+    feed_all(broken, [b"not zstd at all"])
+    assert broken.stats.uncounted == "content_encoding" and broken.stats.malformed == 0
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd"])
+def test_br_and_zstd_streams_are_decoded(encoding: str) -> None:
+    from addons.codings import encode_all
+
+    rec = fixtures.load("01-api-chat-stream.json")
+    parser = parser_for(rec.content_type, content_encoding=encoding)
+    feed_all(parser, random_splits(encode_all(rec.body, encoding), random.Random(3)))
+    assert parser.stats.usage is not None
+    assert (parser.stats.usage.prompt_tokens, parser.stats.usage.generated_tokens) == (16, 22)
+    assert parser.stats.uncounted is None
+
+
+COMPLETION = b'data: {"id":"cmpl-1","object":"text_completion","created":1,"choices":['
+ZERO_USAGE = b',"usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0}}\n\n'
+
+
+def test_completions_zero_usage_is_a_placeholder_not_a_count() -> None:
+    parser = SseParser()
+    chunk = COMPLETION + b'{"text":"Hi","index":0,"finish_reason":null}],"model":"m"' + ZERO_USAGE
+    parser.feed(chunk * 3, 1.0)
+    stats = parser.finish(2.0)
+    # cut before the usage event (an error mid-stream): no report, not a report of 0 tokens
+    assert stats.usage is None and stats.content_chunks == 3
+    assert parser.ended_early
+    parser = SseParser()
+    parser.feed(chunk + COMPLETION + b'],"model":"m","usage":{"prompt_tokens":26,'
+                b'"completion_tokens":1,"total_tokens":27}}\n\ndata: [DONE]\n\n', 1.0)
+    stats = parser.finish(2.0)
+    assert stats.usage is not None and (stats.usage.prompt_tokens, stats.usage.generated_tokens) \
+        == (26, 1)
+    assert not parser.ended_early
+
+
+@pytest.mark.parametrize(
+    ("usage", "prompt", "cached"),
+    [
+        ({"prompt_tokens": 30, "completion_tokens": 2, "prompt_tokens_details":
+          {"cached_tokens": 24}}, 30, 24),
+        ({"prompt_tokens": 30, "completion_tokens": 2, "prompt_tokens_details":
+          {"cached_tokens": 0}}, 30, 0),  # a server that reports a miss
+        ({"prompt_tokens": 30, "completion_tokens": 2}, 30, None),  # Ollama: never reports
+        # Responses: Ollama hard-codes 0 (0.14.2-0.32.15): not a measurement
+        ({"input_tokens": 26, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 2},
+         26, None),
+        ({"input_tokens": 26, "input_tokens_details": {"cached_tokens": 20}, "output_tokens": 2},
+         26, 20),
+        # Anthropic counts cache reads apart from input_tokens
+        ({"input_tokens": 6, "cache_read_input_tokens": 20, "cache_creation_input_tokens": 4,
+          "output_tokens": 2}, 30, 20),
+    ],
+)
+def test_cached_prompt_tokens(usage: dict, prompt: int, cached: int | None) -> None:
+    from addons.reports import openai_usage
+
+    got = openai_usage(usage)
+    assert got is not None and (got.prompt_tokens, got.cached_prompt_tokens) == (prompt, cached)
+
+
+def test_native_final_chunk_never_implies_a_cache_hit() -> None:
+    parser = NdjsonParser()
+    feed_all(parser, [b'{"message":{"content":"a"},"done":false}\n',
+                      b'{"message":{"content":""},"done":true,"eval_count":1}\n'])
+    assert parser.stats.usage is not None
+    assert parser.stats.usage.prompt_tokens is None
+    assert parser.stats.usage.cached_prompt_tokens is None
+
+
+def test_anthropic_message_start_zero_is_not_the_prompt() -> None:
+    # 0.14.0-0.15.4: message_start has the first chunk's count (0), message_delta no input
+    parser = SseParser()
+    parser.feed(b'event: message_start\ndata: {"type":"message_start","message":{"usage":'
+                b'{"input_tokens":0,"output_tokens":0}}}\n\nevent: message_delta\ndata: '
+                b'{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":'
+                b'{"output_tokens":2}}\n\nevent: message_stop\ndata: {"type":"message_stop"}\n\n',
+                1.0)
+    stats = parser.finish(2.0)
+    assert stats.usage is not None and stats.usage.prompt_tokens is None
+    assert stats.usage.generated_tokens == 2 and not parser.ended_early
+
+
+@pytest.mark.parametrize(
+    ("body", "early"),
+    [
+        (b'{"response":"a","done":false}\n', True),
+        (b'{"response":"a","done":false}\n{"response":"","done":true}\n', False),
+        (b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n', True),
+        (b'data: {"choices":[{"delta":{"content":"a"}}]}\n\ndata: [DONE]\n\n', False),
+        (b'event: response.created\ndata: {"type":"response.created"}\n\n', True),
+    ],
+)
+def test_a_stream_that_ends_without_its_last_event(body: bytes, early: bool) -> None:
+    parser = parser_for("application/x-ndjson" if body[:1] == b"{" else "text/event-stream")
+    feed_all(parser, [body])
+    assert parser.ended_early is early
+    assert not JsonParser().ended_early and not PassthroughParser().ended_early

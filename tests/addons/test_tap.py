@@ -17,6 +17,7 @@ from addons.stream_tap import StreamTap
 from addons.streams import SseParser
 from addons.tap import TrafficTap
 from addons.usage import UsageEventFilter
+from llama_core import catalogue
 from llama_core.record import RequestRecord
 from tests import fixtures
 from tests.addons.test_streams import random_splits
@@ -38,7 +39,12 @@ def tap(registry: CollectorRegistry, records: list[RequestRecord]) -> TrafficTap
 
 
 def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
-    return registry.get_sample_value("ollama_proxy_" + name, labels) or 0.0
+    """A sample's value; the ``client`` label, where the series has one, is "" unless given."""
+    full = "ollama_proxy_" + name
+    series = catalogue.BY_NAME.get(full)
+    if series is not None and "client" in series.labels:
+        labels = {"client": "", **labels}
+    return registry.get_sample_value(full, labels) or 0.0
 
 
 def make_flow(path: str, body: object, headers: dict[str, str] | None = None) -> http.HTTPFlow:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html as html_module
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from dashboard import create_app
+from llama_core import thresholds
 from llama_core.record import RequestRecord
 from tests.dashboard.conftest import Clock, FakeProxy
 from tests.history_files import write_history
@@ -62,7 +65,10 @@ def test_history_counts_rows_into_buckets(client: FlaskClient, clock: Clock,
     # The open bucket is divided by the 7 s it has lasted, not by 15.
     assert series["generated_tokens_per_second"][-1] == pytest.approx(14 / 7)
     assert series["requests_per_second"][0] == 0.0 and series["ttft_p50"][0] is None
-    assert series["cpu_percent"] == [None] * 240 and "cpu_percent" in body["unavailable"]
+    # The file keeps machine samples, but none was taken: host empty, GPU absent.
+    assert series["cpu_percent"] == [None] * 240 and body["unavailable"] == []
+    assert "gpu_utilization_percent" not in series
+    assert body["by_model"]["tokens_by_model"]["m:latest"][-2] == pytest.approx(60 / 15)
     [row] = body["models"]
     assert (row["model"], row["requests"], row["errors"], row["generated_tokens"]) == (
         "m:latest", 3, 1, 74)
@@ -160,6 +166,17 @@ def test_page_uses_only_its_own_scripts_and_styles(client: FlaskClient) -> None:
     vendor = Path(__file__).resolve().parents[2] / "dashboard" / "static" / "vendor" / "uplot"
     assert "1.6.32" in (vendor / "VERSION").read_text()
     assert "MIT License" in (vendor / "LICENSE").read_text()
+
+
+def test_page_judges_with_the_shared_thresholds(client: FlaskClient) -> None:
+    """The page colours its tiles with llama_core.thresholds.LIVE, which healthd and the alert
+    rules also quote."""
+    html = client.get("/").get_data(as_text=True)
+    found = re.search(r'data-thresholds="([^"]*)"', html)
+    assert found is not None
+    assert json.loads(html_module.unescape(found.group(1))) == thresholds.as_json()
+    assert set(thresholds.as_json()) >= {"error_rate", "ttft_p95", "cpu_percent",
+                                         "memory_percent", "gpu_memory_percent"}
 
 
 def test_page_never_puts_data_into_html(client: FlaskClient) -> None:

@@ -12,20 +12,16 @@ recover by themselves. (The README's screenshots come from scripts/screenshots.p
 from __future__ import annotations
 
 import json
-import re
-import subprocess
-import sys
-import threading
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from llama_core import catalogue
 from ollama_sim import SimServer
-from tests.support.processes import Proxy, run_proxy, stop_process
+from tests.support.processes import Proxy, Service, run_dashboard, run_proxy
 
 pytestmark = [
     pytest.mark.e2e,
@@ -33,7 +29,6 @@ pytestmark = [
                        reason="needs Debian's chromium (apt-get install chromium)"),
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
 XSS = "<img src=x onerror=window.__xss=1>"
 XSS_LABEL = XSS + ":latest"  # Ollama's spelling, as the proxy labels it
 CHROMIUM = "/usr/bin/chromium"
@@ -42,45 +37,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-sync"]
 
 sync_api = pytest.importorskip("playwright.sync_api")
-
-
-class Dashboard:
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        self.process = process
-        self.lines: list[str] = []
-        self.url = ""
-        self._ready = threading.Event()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-            if m := re.match(r"dashboard on (http://127\.0\.0\.1:\d+/)", line):
-                self.url = m.group(1)
-                self._ready.set()
-        self._ready.set()
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        if not self._ready.wait(timeout) or not self.url:
-            raise RuntimeError("dashboard did not start:\n" + "".join(self.lines))
-
-
-@contextmanager
-def run_dashboard(*args: str, env: dict[str, str]) -> Iterator[Dashboard]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dashboard", "--port", "0", *args], cwd=ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "PYTHONUNBUFFERED": "1",
-             "LLAMA_METRICS_CONFIG": str(ROOT / "config" / "llama-metrics.yml"), **env},
-    )
-    dashboard = Dashboard(process)
-    try:
-        dashboard.wait_ready()
-        yield dashboard
-    finally:
-        stop_process(process, dashboard._reader, timeout=15)
 
 
 def chat(proxy: Proxy, model: str, **headers: str) -> int:
@@ -97,7 +53,7 @@ def chat(proxy: Proxy, model: str, **headers: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Proxy, Dashboard]]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Proxy, Service]]:
     history = tmp_path_factory.mktemp("browser") / "history.db"
     sim = SimServer(port=0, tokens=8, seed=5, models=("llama3.2:latest",
                                                                   "qwen3:latest", XSS))
@@ -116,7 +72,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Proxy
         sim.stop()
 
 
-def test_the_page_live(stack: tuple[Any, Proxy, Dashboard]) -> None:
+def test_the_page_live(stack: tuple[Any, Proxy, Service]) -> None:
     sim, proxy, dashboard = stack
     for model, headers in (("llama3.2", {}), ("qwen3", {"X-Sim-Tokens": "30"}),
                            ("llama3.2", {"X-Sim-Fault": "status:500"})):
@@ -151,15 +107,18 @@ def test_the_page_live(stack: tuple[Any, Proxy, Dashboard]) -> None:
                 "() => window.llamaDashboard.points.some(p => p.requests_per_second > 0)",
                 timeout=5000)
             assert page.locator("#live-charts .uplot canvas").count() == 7
-            # The history file keeps no host samples: that chart says so instead of a canvas.
+            # The history file keeps the proxy's machine samples: the host chart draws them.
             page.wait_for_function(
-                "() => document.querySelectorAll('#history-charts .uplot canvas').length == 6",
+                "() => document.querySelectorAll('#history-charts .uplot canvas').length == 7",
                 timeout=5000)
-            assert "not kept by sqlite history" in page.locator(
-                "#history-charts [data-chart=resources]").inner_text()
-            # No GPU on this machine: no GPU series, no GPU tile.
-            assert "GPU" not in page.locator(
-                "#live-charts [data-chart=resources] .u-legend").inner_text()
+            host = page.locator("#history-charts [data-chart=resources]")
+            assert "CPU" in host.locator(".u-legend").inner_text()
+            assert "not kept" not in host.inner_text()
+            # GPU series only where the proxy sees a GPU, live and in history alike.
+            gpu = any(name == catalogue.GPU_UTILIZATION.name for name, _ in proxy.scrape())
+            for where in ("live", "history"):
+                legend = page.locator(f"#{where}-charts [data-chart=resources] .u-legend")
+                assert ("GPU" in legend.inner_text()) == gpu, where
             assert page.evaluate(
                 "[...document.querySelectorAll('.uplot canvas')].every(c => c.width > 0)")
             assert "unreachable" in page.locator("#status-healthd").inner_text()
@@ -179,6 +138,23 @@ def test_the_page_live(stack: tuple[Any, Proxy, Dashboard]) -> None:
                 except sync_api.TimeoutError:
                     page.click("button[data-window='15m']")
             assert page.locator("#models-table", has_text="qwen3:latest").count() == 1
+            # Per-model history: the tokens chart names the models that generated them.
+            page.wait_for_function(
+                "() => document.querySelector('#history-charts [data-chart=tokens] .u-legend')"
+                ".textContent.includes('qwen3:latest')", timeout=5000)
+            # ... and the host chart has points from the proxy's samples in the 15 min window
+            # (the proxy's first sample is in a closed bucket within 5 s: reload till then).
+            for _ in range(10):
+                try:
+                    page.wait_for_function(
+                        "() => window.llamaDashboard.charts.history.resources.plot.data[1]"
+                        ".some(v => v !== null)", timeout=1000)
+                    break
+                except sync_api.TimeoutError:
+                    page.click("button[data-window='15m']")
+            assert page.evaluate(
+                "() => window.llamaDashboard.charts.history.resources.plot.data[1]"
+                ".some(v => v !== null)")
 
             # The narrative streams from Ollama directly: the proxy counts nothing new.
             counted = proxy.total("requests_total")

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,12 +19,17 @@ import pytest
 from prometheus_client import make_wsgi_app
 
 from dashboard import create_app
-from dashboard.history_prom import MODEL_QUERIES, SERIES_QUERIES, PrometheusHistory
+from dashboard.history_prom import (
+    BY_MODEL_QUERIES,
+    MODEL_QUERIES,
+    SERIES_QUERIES,
+    PrometheusHistory,
+)
 from dashboard.http_client import Client
 from dashboard.snapshot import SERIES
 from dashboard.windows import WINDOWS, SourceError
 from tests.dashboard.conftest import FakeProxy
-from tests.support.ports import free_port
+from tests.support.prometheus import Prometheus, run_prometheus
 
 NOW = 1_790_006_400.0 + 3.0
 
@@ -104,7 +107,37 @@ def test_history_maps_each_evaluation_to_the_bucket_it_closes() -> None:
     assert [m["model"] for m in answer["models"]] == ["a:latest"]
     assert answer["models"][0]["requests"] == 12
     ranges = [q for q in server.queries if q["path"] == "/api/v1/query_range"]
-    assert len(ranges) == len(SERIES) and ranges[0]["step"] == "5"
+    assert len(ranges) == len(SERIES) + len(BY_MODEL_QUERIES) and ranges[0]["step"] == "5"
+    assert answer["by_model"] == {"tokens_by_model": {}, "ttft_p95_by_model": {}}
+
+
+def test_per_model_series_from_prometheus() -> None:
+    window = WINDOWS["15m"]
+    last_start = NOW - 3.0
+
+    def matrix(*series: tuple[dict[str, str], str]) -> dict[str, Any]:
+        return {"status": "success", "data": {"resultType": "matrix", "result": [
+            {"metric": labels, "values": [[last_start, value]]} for labels, value in series]}}
+
+    tokens = matrix(({"model": "a"}, "40"), ({"model": "b"}, "20"), ({"model": "c"}, "10"),
+                    ({"model": "d"}, "5"), ({"model": "e"}, "1"))
+    # a: every answer within 0.5 s; d and e (the rest) within 1 s and 5 s.
+    ttft = matrix(*[({"model": m, "le": le}, v) for m, le, v in (
+        ("a", "0.5", "2"), ("a", "+Inf", "2"),
+        ("d", "0.5", "0"), ("d", "1", "1"), ("d", "+Inf", "1"),
+        ("e", "0.5", "0"), ("e", "1", "0"), ("e", "5", "1"), ("e", "+Inf", "1"))])
+    answers = {BY_MODEL_QUERIES["tokens_by_model"].format(r="60s"): tokens,
+               BY_MODEL_QUERIES["ttft_p95_by_model"].format(r="60s"): ttft}
+    with fake_prometheus(answers) as server:
+        by_model = PrometheusHistory(url(server), client=Client(), timeout=5).history(
+            window, NOW)["by_model"]
+    rates = by_model["tokens_by_model"]
+    assert list(rates) == ["a", "b", "c", "other"]
+    assert [rates[m][-2] for m in rates] == [40.0, 20.0, 10.0, 6.0]
+    quantiles = by_model["ttft_p95_by_model"]
+    assert list(quantiles) == ["a", "d", "e"]  # only three models have answers: no other
+    assert 0 < quantiles["a"][-2] <= 0.5 and quantiles["a"][-1] is None
+    assert 1.0 < quantiles["e"][-2] <= 5.0
 
 
 def test_prometheus_errors_are_source_errors() -> None:
@@ -133,20 +166,11 @@ class _Quiet(WSGIRequestHandler):
         pass
 
 
-def scrapes_stored(base: str, count: int, timeout: float = 30.0) -> None:
+def scrapes_stored(prometheus: Prometheus, count: int) -> None:
     """Ask until Prometheus has stored ``count`` scrapes: no event crosses from it."""
-    deadline = time.monotonic() + timeout
-    query = f"{base}/api/v1/query?query=count_over_time(up%5B1m%5D)"
-    while True:
-        try:
-            with urllib.request.urlopen(query, timeout=2) as r:
-                result = json.load(r)["data"]["result"]
-            if result and float(result[0]["value"][1]) >= count:
-                return
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, f"prometheus stored no {count} scrapes in time"
-        time.sleep(0.1)
+    stored = prometheus.poll(
+        lambda: (prometheus.value("count_over_time(up[1m])") or 0) >= count, timeout=30)
+    assert stored, f"prometheus stored no {count} scrapes in time"
 
 
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus is not installed")
@@ -155,35 +179,32 @@ def test_queries_run_on_a_real_prometheus(tmp_path: Path, fake_proxy: FakeProxy)
     exporter: WSGIServer = make_server("127.0.0.1", 0, make_wsgi_app(fake_proxy.registry),
                                        handler_class=_Quiet)
     threading.Thread(target=exporter.serve_forever, args=(0.05,), daemon=True).start()
-    port = free_port()
     (tmp_path / "prometheus.yml").write_text(
         "global: {scrape_interval: 500ms}\nscrape_configs:\n  - job_name: proxy\n"
         f"    static_configs: [{{targets: ['127.0.0.1:{exporter.server_port}']}}]\n")
-    process = subprocess.Popen(
-        ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
-         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+    binary = str(shutil.which("prometheus"))
     try:
-        source = PrometheusHistory(base, client=Client(), timeout=5)
-        for i in range(5):  # counts are exact, also for a series born inside the window
-            fake_proxy.observe(model="llama3.2:latest", ttft_s=0.2 + i, duration_s=2.0,
-                               generated_tokens=10, tokens_per_second=30.0)
-            if i == 0:
-                scrapes_stored(base, 2)
-        scrapes_stored(base, 4)
-        answer = source.history(WINDOWS["15m"], time.time())
-        assert any(v is not None for v in answer["series"]["cpu_percent"])
-        assert any(v is not None for v in answer["series"]["requests_per_second"])
-        rows = source.models(WINDOWS["15m"], time.time())
-        assert [r["model"] for r in rows] == ["llama3.2:latest"]
-        assert rows[0]["requests"] == 5 and rows[0]["ttft_p95"] is not None
-        assert rows[0]["generated_tokens"] == 50
-        assert rows[0]["tokens_per_second"] == pytest.approx(30.0)
-        assert source.baseline_tps(time.time() - 600, time.time()) == {
-            "llama3.2:latest": pytest.approx(30.0)}
+        with run_prometheus(binary, tmp_path / "prometheus.yml", tmp_path) as prometheus:
+            source = PrometheusHistory(prometheus.url, client=Client(), timeout=5)
+            for i in range(5):  # counts are exact, also for a series born inside the window
+                fake_proxy.observe(model="llama3.2:latest", ttft_s=0.2 + i, duration_s=2.0,
+                                   generated_tokens=10, tokens_per_second=30.0)
+                if i == 0:
+                    scrapes_stored(prometheus, 2)
+            scrapes_stored(prometheus, 4)
+            answer = source.history(WINDOWS["15m"], time.time())
+            assert any(v is not None for v in answer["series"]["cpu_percent"])
+            assert any(v is not None for v in answer["series"]["requests_per_second"])
+            by_model = answer["by_model"]
+            assert any(v for v in by_model["tokens_by_model"]["llama3.2:latest"])
+            assert any(v is not None for v in by_model["ttft_p95_by_model"]["llama3.2:latest"])
+            rows = source.models(WINDOWS["15m"], time.time())
+            assert [r["model"] for r in rows] == ["llama3.2:latest"]
+            assert rows[0]["requests"] == 5 and rows[0]["ttft_p95"] is not None
+            assert rows[0]["generated_tokens"] == 50
+            assert rows[0]["tokens_per_second"] == pytest.approx(30.0)
+            assert source.baseline_tps(time.time() - 600, time.time()) == {
+                "llama3.2:latest": pytest.approx(30.0)}
     finally:
-        process.terminate()
-        process.wait(timeout=10)
         exporter.shutdown()
         exporter.server_close()

@@ -15,10 +15,12 @@ from dashboard.history_sqlite import SqliteHistory
 from dashboard.windows import WINDOWS, SourceError, parse_window
 from llama_core.history.writer import HistoryWriter
 from llama_core.record import RequestRecord
+from llama_core.sampler import GpuSample, ResourceSample
 from tests.history_files import write_history
 
 NOW = 1_790_006_400.0 + 100.0  # 100 s into a 2 h bucket
 DAY = WINDOWS["24h"]
+GIB = 1024**3
 
 
 def rec(ts: float, **fields: Any) -> RequestRecord:
@@ -155,3 +157,81 @@ def same(got: Any, expected: Any) -> bool:
     if isinstance(expected, list):
         return len(got) == len(expected) and all(map(same, got, expected))
     return bool(got == expected)
+
+
+def sampled(path: Path, samples: list[tuple[float, ResourceSample]]) -> None:
+    """Machine samples written as the proxy's writer writes them."""
+    writer = HistoryWriter(path, retention_days=1e6)
+    writer.start()
+    try:
+        for ts, sample in samples:
+            assert writer.submit_sample(sample, ts=ts)
+    finally:
+        writer.close()
+
+
+def machine(cpu: float, gpus: list[GpuSample] | None = None) -> ResourceSample:
+    return ResourceSample(cpu_percent=cpu, memory_used_bytes=3 * GIB,
+                          memory_total_bytes=4 * GIB, gpus=gpus or [])
+
+
+def test_host_history_comes_from_the_samples_and_gpu_is_absent_without_one(
+        tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    hour = WINDOWS["1h"]
+    last_start = (NOW // hour.step) * hour.step
+    sampled(path, [(last_start - 30, machine(20.0)), (last_start - 15, machine(40.0))])
+    answer = SqliteHistory(path).history(hour, NOW)
+    series = answer["series"]
+    assert answer["unavailable"] == []
+    assert series["cpu_percent"][-3:-1] == [20.0, 40.0]
+    assert series["memory_percent"][-2] == pytest.approx(75.0)
+    assert series["cpu_percent"][0] is None  # no sample then: a gap, not a zero
+    assert "gpu_utilization_percent" not in series and "gpu_memory_percent" not in series
+
+
+def test_gpu_history_where_there_is_a_gpu(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    hour = WINDOWS["1h"]
+    last_start = (NOW // hour.step) * hour.step
+    card = GpuSample(index=0, name="H200", utilization_percent=85.0,
+                     memory_used_bytes=30 * GIB, memory_total_bytes=120 * GIB)
+    sampled(path, [(last_start - 15, machine(5.0, [card]))])
+    series = SqliteHistory(path).history(hour, NOW)["series"]
+    assert series["gpu_utilization_percent"][-2] == 85.0
+    assert series["gpu_memory_percent"][-2] == pytest.approx(25.0)
+    assert series["gpu_memory_percent"][-3] is None
+
+
+def test_a_file_of_schema_4_says_it_keeps_no_machine_history(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    write_history(path, [rec(NOW - 600)])
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("DROP TABLE samples")
+        conn.execute("DROP TABLE gpu_samples")
+        conn.execute("PRAGMA user_version = 4")
+    answer = SqliteHistory(path).history(DAY, NOW)
+    assert set(answer["unavailable"]) == {"cpu_percent", "memory_percent",
+                                          "gpu_utilization_percent", "gpu_memory_percent"}
+    assert "schema 5" in answer["unavailable_reason"]
+    assert requests_in(answer, DAY.step) == 1  # its requests are read all the same
+
+
+def test_per_model_series_name_the_busiest_models_and_sum_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    hour = WINDOWS["1h"]
+    at = (NOW // hour.step) * hour.step - 15  # the last closed bucket
+    tokens = {"a": 60, "b": 45, "c": 30, "d": 15, "e": 15}
+    write_history(path, [
+        rec(at + i, model=name, stream=True, generated_tokens=n, ttft_s=0.1 * (i + 1))
+        for i, (name, n) in enumerate(tokens.items())
+    ])
+    by_model = SqliteHistory(path).history(hour, NOW)["by_model"]
+    rates = by_model["tokens_by_model"]
+    assert list(rates) == ["a", "b", "c", "other"]
+    assert [rates[m][-2] for m in rates] == pytest.approx([4.0, 3.0, 2.0, 2.0])  # n / 15 s
+    assert rates["a"][0] == 0.0  # a bucket without requests generated nothing
+    ttft = by_model["ttft_p95_by_model"]
+    assert set(ttft) == {"a", "b", "c", "other"}  # one answer each: ties by name
+    assert 0.05 < ttft["a"][-2] <= 0.1 and ttft["a"][0] is None
+    assert 0.25 < ttft["other"][-2] <= 0.5  # d (0.4 s) and e (0.5 s) merged, not averaged

@@ -21,6 +21,7 @@ from ollama_sim import SimServer
 from scripts import cassette, replay
 from tests import fixtures
 from tests.support.processes import ROOT, Proxy, run_proxy
+from tests.support.waits import poll
 
 pytestmark = pytest.mark.e2e
 FIXTURE_CASSETTE = ROOT / "tests" / "cassettes" / "ollama-recorded.jsonl"
@@ -41,13 +42,10 @@ def send(port: int, method: str, path: str, body: object = None,
 
 def wait_lines(path: Path, count: int, timeout: float = 15.0) -> list[cassettes.Interaction]:
     """The writer appends off the event loop: poll the file until ``count`` lines are there."""
-    deadline = time.monotonic() + timeout
-    while True:
-        # Only whole lines: a long one may be on disk in part until the writer flushes.
-        lines = path.read_bytes().count(b"\n") if path.exists() else 0
-        if lines >= count or time.monotonic() > deadline:
-            return cassettes.read(path) if path.exists() else []
-        time.sleep(0.02)
+    # Only whole lines: a long one may be on disk in part until the writer flushes.
+    poll(lambda: path.read_bytes().count(b"\n") if path.exists() else 0,
+         lambda lines: lines >= count, timeout, 0.02)
+    return cassettes.read(path) if path.exists() else []
 
 
 REQUESTS: list[tuple[str, str, Any, dict[str, str]]] = [

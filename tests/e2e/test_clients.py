@@ -24,7 +24,7 @@ def requests_total(samples: dict) -> float:
 
 def tokens_delta(proxy: Proxy, before: dict) -> tuple[float, float]:
     after = proxy.wait_counted(requests_total(before) + 1)
-    key = (("model", LABEL),)
+    key = (("client", ""), ("model", LABEL))  # no clients file: no client
 
     def d(name: str) -> float:
         full = "ollama_proxy_" + name

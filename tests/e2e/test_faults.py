@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from tests.reliability.wire import samples_delta
+from tests.support.ports import refusing_port
 from tests.support.processes import Proxy, run_proxy
 
 pytestmark = pytest.mark.e2e
@@ -25,8 +27,7 @@ def requests_total(samples: dict) -> float:
 
 
 def delta(before: dict, after: dict, name: str, **labels: str) -> float:
-    key = ("ollama_proxy_" + name, tuple(sorted(labels.items())))
-    return after.get(key, 0.0) - before.get(key, 0.0)
+    return samples_delta(before, after, name, **labels)  # client "" where the series has one
 
 
 @contextmanager
@@ -60,14 +61,8 @@ def raw_post(port: int, path: str, body: dict, headers: dict[str, str]) -> bytes
     return received
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_upstream_not_running_gives_an_ollama_shaped_502() -> None:
-    with run_proxy(f"http://127.0.0.1:{closed_port()}") as proxy:
+    with refusing_port() as port, run_proxy(f"http://127.0.0.1:{port}") as proxy:
         status, content_type, data = post(proxy.port, "/api/chat", CHAT)
         assert status == 502
         assert content_type.startswith("application/json")

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dashboard import create_app
-from llama_core.history import readers
 from ollama_sim import SimServer
 from tests.support.processes import Proxy, run_proxy
+from tests.support.waits import wait_rows
 
 pytestmark = pytest.mark.e2e
 BODY = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}], "stream": True}
@@ -36,17 +34,6 @@ def chat(proxy: Proxy) -> None:
         response.read()
 
 
-def written(path: Path, rows: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-    """The history's rows once the proxy's writer (another process) has written ``rows``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with closing(readers.connect_readonly(path)) as conn:
-            found = readers.recent_requests(conn, 100)
-        if len(found) >= rows or time.monotonic() > deadline:
-            return found
-        time.sleep(0.02)
-
-
 @pytest.mark.parametrize(("threshold", "loads"), [("1.0", 0), ("0.25", 1)])
 def test_a_load_under_the_threshold_is_a_load_nowhere(
     loading_sim: Any, tmp_path: Path, threshold: str, loads: int
@@ -57,7 +44,7 @@ def test_a_load_under_the_threshold_is_a_load_nowhere(
         chat(proxy)  # loads the model: 0.5 s
         chat(proxy)  # finds it loaded
         samples = proxy.wait_counted(2)
-        [first, second] = sorted(written(history, 2), key=lambda r: r["ts"])
+        [first, second] = sorted(wait_rows(history, 2), key=lambda r: r["ts"])
     assert first["load_duration_s"] >= 0.5 and second["load_duration_s"] < 0.25
     assert [first["loaded_model"], second["loaded_model"]] == [bool(loads), False]
     counted = sum(v for (n, _), v in samples.items() if n == "ollama_proxy_model_loads_total")

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import closing
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -15,9 +13,9 @@ from typing import Any
 import pytest
 
 from llama_core import traffic
-from llama_core.history import readers
 from tests.local_http import serving
 from tests.support.processes import Proxy, run_proxy
+from tests.support.waits import wait_rows
 
 pytestmark = pytest.mark.e2e
 CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}], "stream": False}
@@ -76,17 +74,6 @@ def recent(proxy: Proxy) -> list[dict[str, Any]]:
         return found
 
 
-def history_rows(path: Path, at_least: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-    """The history's rows once there are ``at_least`` (the writer is another process)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with closing(readers.connect_readonly(path)) as conn:
-            rows = readers.recent_requests(conn, 100)
-        if len(rows) >= at_least or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.02)
-
-
 def client_series(samples: dict) -> dict:
     """Every request, token, latency, error and active sample that is not zero."""
     names = ("requests_total", "prompt_tokens_total", "generated_tokens_total", "errors_total",
@@ -117,10 +104,11 @@ def test_marked_requests_are_counted_apart_and_never_reach_the_upstream_marked(
     samples = p.wait_counted(1)
     assert Upstream.seen[-1].get(traffic.HEADER.lower()) is None
     assert samples[("ollama_proxy_requests_total", (
-        ("endpoint", "/api/chat"), ("model", "llama3.2:latest"), ("status", "200")))] == 1
+        ("client", ""), ("endpoint", "/api/chat"), ("model", "llama3.2:latest"),
+        ("status", "200")))] == 1
     assert sum(v for (n, _), v in samples.items()
                if n == "ollama_proxy_internal_requests_total") == 3
     assert [r["model"] for r in recent(p)] == ["llama3.2:latest"]
     # The writer writes within its flush interval; the rows are read until the client's is
     # there: the three before it would have been written first.
-    assert [r["model"] for r in history_rows(history, 1)] == ["llama3.2:latest"]
+    assert [r["model"] for r in wait_rows(history, 1)] == ["llama3.2:latest"]

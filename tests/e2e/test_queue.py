@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import socket
 import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from llama_core.history import readers as history
 from tests.support.processes import Proxy, run_proxy
+from tests.support.waits import wait_rows
 
 pytestmark = pytest.mark.e2e
 LABEL = "llama3.2:latest"
@@ -95,7 +94,7 @@ def test_many_clients_priorities_and_leavers_end_with_everything_free(
         assert gauge(samples, "queue_depth", priority=p) == 0
     assert gauge(samples, "active_requests", model=LABEL) == 0
     cancelled = gauge(samples, "errors_total", endpoint="/api/generate", model=LABEL,
-                      error_type="client_cancelled")
+                      error_type="client_cancelled", client="")
     assert cancelled == 6  # five left while queued, one mid-stream
     for client in [*holders, *(c for group in waiting.values() for c in group)]:
         client.close()
@@ -110,22 +109,7 @@ def test_many_clients_priorities_and_leavers_end_with_everything_free(
     assert max(admitted["normal"]) < min(admitted["low"])
 
 
-def wait_rows(db: Path, count: int) -> list[dict]:
-    """History is written in batches about once a second: wait for the rows to land."""
-    done = threading.Event()
-    rows: list[dict] = []
-    for _ in range(200):
-        conn = history.connect_readonly(db)
-        try:
-            rows = history.recent_requests(conn, 1000)
-        finally:
-            conn.close()
-        if len(rows) >= count:
-            done.set()
-            break
-        done.wait(0.05)
-    assert len(rows) >= count, f"{len(rows)} history rows, expected {count}"
-    return rows
+
 
 
 def test_waiting_never_blocks_other_flows(queued_proxy: tuple[Proxy, Path], sim: Any) -> None:

@@ -12,6 +12,7 @@ import pytest
 from llama_core.endpoints import INFERENCE_ENDPOINTS, endpoint_template
 from tests import fixtures
 from tests.e2e.replay_upstream import ReplayUpstream
+from tests.reliability.wire import samples_delta
 from tests.support.processes import Proxy, run_proxy
 
 pytestmark = pytest.mark.e2e
@@ -66,8 +67,7 @@ def test_recording_through_the_proxy(proxy: Proxy, name: str, seed: int) -> None
     after = proxy.wait_counted(counted + 1)
 
     def delta(name: str, **labels: str) -> float:
-        key = ("ollama_proxy_" + name, tuple(sorted(labels.items())))
-        return after.get(key, 0.0) - before.get(key, 0.0)
+        return samples_delta(before, after, name, **labels)  # client "" where it has one
 
     endpoint = "other" if rec.path == "/v1/chat" else rec.path
     assert delta("requests_total", endpoint=endpoint, model=model, status=str(rec.status)) == 1

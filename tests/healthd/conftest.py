@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import urllib.error
 import urllib.request
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 
 from healthd import config
+from tests.support.ports import refusing_port
 
 Reply = tuple[int, Any]  # status, body (bytes, str, or something JSON-encodable)
 
@@ -135,10 +135,8 @@ def make_stub() -> Iterator[Callable[[], StubServer]]:
 @pytest.fixture
 def closed_url() -> Iterator[str]:
     """A URL whose port is bound but not listening: connections are refused at once."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    sock.close()
+    with refusing_port() as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def write_config(path: Path, healthd: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ from healthd.checks import Check
 from healthd.monitor import Monitor
 from healthd.results import ok
 from llama_core import catalogue
+from tests.stack.catalogue import scrape_problems
 
 
 def test_series_are_in_the_catalogue() -> None:
@@ -22,6 +23,8 @@ def test_series_are_in_the_catalogue() -> None:
     registry = make_registry(monitor)
     text = generate_latest(registry).decode()
     assert "_created" not in text
+    # The catalogue's names, types and one-sentence help texts, and nothing else.
+    assert scrape_problems(text, catalogue.HEALTHD) == []
     shown = set()
     for family in registry.collect():
         name = family.name + "_total" if family.type == "counter" else family.name

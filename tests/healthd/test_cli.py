@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.healthd.conftest import StubServer, fetch_json, write_config
+from tests.support.processes import HEALTHD_READY, Service
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,28 +93,17 @@ def test_serve_until_sigterm(setup: Callable[..., str], stub: StubServer) -> Non
     values = json.loads(Path(config).read_text())["healthd"]
     values["timeout_seconds"] = 60  # a check timeout far beyond the wait below
     write_config(Path(config), values)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "healthd", "--port", "0", "--config", config], cwd=ROOT,
-        env=ENV, text=True, stderr=subprocess.PIPE)
+    healthd = Service(["healthd", "--port", "0", "--config", config], HEALTHD_READY)
     try:
-        assert process.stderr is not None
-        for line in process.stderr:  # waits on the daemon's own log line
-            if match := re.search(r"healthd on (http://127\.0\.0\.1:\d+)", line):
-                break
-        else:
-            pytest.fail("healthd did not start")
-        url = match.group(1)
+        healthd.wait_ready()  # waits on the daemon's own log line
+        url = healthd.url
         assert fetch_json(url + "/health/live")[0] == 200
         assert fetch_json(url + "/nope")[0] == 404
         with stub.got:  # the Ollama check is under way, and its answer will not come
             assert stub.got.wait_for(lambda: any(s.path == "/api/version" for s in stub.seen),
                                      timeout=30)
-        process.send_signal(signal.SIGTERM)
+        healthd.process.send_signal(signal.SIGTERM)
         # It leaves without waiting out the hanging check's 60 s timeout.
-        assert process.wait(timeout=30) == 0
+        assert healthd.process.wait(timeout=30) == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
+        healthd.stop()

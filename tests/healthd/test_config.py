@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 
 from healthd import config
-from healthd.config import HEALTHD_KEYS, Threshold, Webhook
+from healthd.config import HEALTHD_KEYS, Webhook
+from llama_core import thresholds
 from llama_core.settings import DEFAULT_CONFIG_FILE, ConfigError
+from llama_core.thresholds import Threshold
 from tests.healthd.conftest import write_config
 
 # One bad value for every key; the test below fails when a key is added without one.
@@ -76,7 +78,7 @@ def test_defaults(make_settings: Any) -> None:
     assert s.dashboard_url == "http://127.0.0.1:3001"
     assert s.prometheus_url == "" and s.probe_model == "" and s.summary_model == ""
     assert s.webhooks == () and s.alert_after_checks == 3
-    assert s.thresholds == config.DEFAULT_THRESHOLDS
+    assert s.thresholds == config.DEFAULT_THRESHOLDS == thresholds.HEALTHD_DEFAULTS
     assert s.interval("ollama") == 30.0
 
 
@@ -92,8 +94,8 @@ def test_environment_forms_and_ollama_host(tmp_path: Path) -> None:
     assert s.upstream == "http://10.1.2.3:11434"
     assert s.check_intervals == {"resources": 0.0, "dashboard": 10.0}
     assert s.interval("resources") == 0 and s.interval("dashboard") == 10
-    assert s.thresholds["cpu_percent"] == Threshold(80.0, 98.0)
-    assert s.thresholds["ttft_ratio"] == Threshold(2.0, None)
+    assert s.thresholds["cpu_percent"] == Threshold(80.0, 98.0, unit="%")
+    assert s.thresholds["ttft_ratio"] == Threshold(2.0, None, unit="x")
     assert s.webhooks == (Webhook("http://a.example/hook"), Webhook("https://hooks.slack.com/x"))
     assert s.port == 9090
 
@@ -103,7 +105,7 @@ def test_yaml_flow_in_environment(tmp_path: Path) -> None:
            "LLAMA_METRICS_HEALTHD_THRESHOLDS": "{disk_percent: {critical: 99}}"}
     s = config.load(config=write_config(tmp_path / "c.yml", {}), env=env)
     assert s.webhooks == (Webhook("http://h/x", "slack"),)
-    assert s.thresholds["disk_percent"] == Threshold(85.0, 99.0)
+    assert s.thresholds["disk_percent"] == Threshold(85.0, 99.0, unit="%")
 
 
 @pytest.mark.parametrize("var, value", [
@@ -149,3 +151,24 @@ def test_threshold_levels(threshold: Threshold, value: float, expected: str | No
 def test_the_repository_configuration_loads() -> None:
     """config/llama-metrics.yml's healthd section (when it has one) uses only known keys."""
     assert isinstance(config.load(config=str(DEFAULT_CONFIG_FILE), env={}), config.Settings)
+
+
+def test_thresholds_are_the_one_definition() -> None:
+    """healthd judges with llama_core.thresholds' objects: the levels the dashboard shows for
+    the same names, and that the alert rules quote (tests/llama_core/test_thresholds.py)."""
+    assert set(config.DEFAULT_THRESHOLDS) == set(thresholds.HEALTHD_DEFAULTS)
+    for name, threshold in config.DEFAULT_THRESHOLDS.items():
+        assert threshold is thresholds.HEALTHD_DEFAULTS[name]
+        if name in thresholds.LIVE:  # a number the dashboard also colours
+            assert threshold is thresholds.LIVE[name]
+    # Every default lies inside what a user may set it to, so the defaults parse.
+    assert config.parse_thresholds({
+        name: {"warn": t.warn, "critical": t.critical}
+        for name, t in thresholds.HEALTHD_DEFAULTS.items()
+    }) == thresholds.HEALTHD_DEFAULTS
+
+
+def test_threshold_override_keeps_direction_and_unit() -> None:
+    parsed = config.parse_thresholds({"tokens_per_second_ratio": {"warn": 0.6}})
+    assert parsed["tokens_per_second_ratio"] == Threshold(
+        0.6, 0.25, higher_is_worse=False, unit="x")

@@ -22,8 +22,10 @@ from llama_core.history.writer import HistoryWriter
 from llama_core.record import RequestRecord
 from ollama_sim import SimServer
 from tests.healthd.conftest import StubServer
-from tests.reliability.stack import HEALTHD_READY, Service, rows, start_proxy
+from tests.history_files import row_count
+from tests.reliability.stack import start_proxy
 from tests.support.ports import free_port
+from tests.support.processes import HEALTHD_READY, Service
 
 pytestmark = pytest.mark.e2e
 
@@ -79,7 +81,7 @@ def test_a_health_daemon_alone_leaves_the_client_series_empty(tmp_path: Path) ->
         assert internal is not None and internal >= 3
         assert {name: sample_total(proxy, name) or 0.0 for name in CLIENT_SERIES} == dict.fromkeys(
             CLIENT_SERIES, 0.0)
-        assert rows(history) == 0
+        assert row_count(history) == 0
 
 
 class Clients:
@@ -152,7 +154,10 @@ def test_an_outage_with_clients_raises_the_ollama_alert_and_resolves_it_alone(
     sims = [SimServer(port=sim_port, tokens=8, seed=3).start()]
     with ExitStack() as cleanup:
         cleanup.callback(lambda: sims[-1].stop())
-        proxy = cleanup.enter_context(start_proxy(sims[0].url, f"history_path={history}"))
+        # Clients wait half a second for a restarting Ollama, then get their 502 (the outage
+        # here lasts until the alert fires, seconds).
+        proxy = cleanup.enter_context(start_proxy(sims[0].url, f"history_path={history}",
+                                                  "upstream_connect_retry_seconds=0.5"))
         config = healthd_config(
             tmp_path, sims[0].url, proxy, history, alert_after_checks=3,
             degradation_window_seconds=60, baseline_seconds=600, degradation_min_requests=20,

@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from healthd.config import DEFAULT_THRESHOLDS, Threshold
+from healthd.config import DEFAULT_THRESHOLDS
 from healthd.resource_checks import ResourceCheck
 from healthd.results import Status
 from llama_core.sampler import ResourceSampler
+from llama_core.thresholds import Threshold
 
 GIB = 1024**3
 

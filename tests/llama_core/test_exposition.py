@@ -13,12 +13,12 @@ def test_instruments_show_no_created_series() -> None:
     requests = exposition.counter(catalogue.REQUESTS, registry)
     ttft = exposition.histogram(catalogue.TTFT, registry)
     exposition.counter(catalogue.HISTORY_DROPPED, registry).inc()
-    requests.labels("/api/chat", "m", "200").inc(2)
+    requests.labels("/api/chat", "m", "200", "alice").inc(2)
     ttft.labels("/api/chat", "m").observe(0.3)
     text = generate_latest(registry).decode()
     assert "_created" not in text
     assert registry.get_sample_value(catalogue.REQUESTS.name, {
-        "endpoint": "/api/chat", "model": "m", "status": "200"}) == 2
+        "endpoint": "/api/chat", "model": "m", "status": "200", "client": "alice"}) == 2
     assert registry.get_sample_value(catalogue.TTFT.bucket, {
         "endpoint": "/api/chat", "model": "m", "le": "0.5"}) == 1
     assert registry.get_sample_value(catalogue.HISTORY_DROPPED.name) == 1

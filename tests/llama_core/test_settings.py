@@ -138,6 +138,8 @@ BAD_PROXY_VALUES = {
     "record_path": None,  # every path is allowed; empty (the default) records nothing
     "inventory_interval_seconds": "0",
     "resources_interval_seconds": "7200",
+    "upstream_connect_retry_seconds": "301",
+    "upstream_timeout_seconds": "-1",
 }
 
 

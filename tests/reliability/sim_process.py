@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.logs import LogReader
+from tests.support.processes import ROOT, spawn
+
 SIM = ROOT / "scripts" / "ollama_sim.py"
 
 
@@ -22,34 +22,24 @@ class SimProcess:
         self.args = args
         self.port = 0
         self.process: subprocess.Popen[str] | None = None
-        self.lines: list[str] = []
-        self._drain: threading.Thread | None = None
+        self.output: LogReader | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> SimProcess:
-        process = subprocess.Popen(
-            [sys.executable, str(SIM), "--port", str(self.port), *self.args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        self.process = process
-        assert process.stdout is not None
-        line = process.stdout.readline()  # "ollama-sim listening on http://HOST:PORT", or EOF
-        if "listening on" not in line:
+        self.process = spawn([sys.executable, str(SIM), "--port", str(self.port), *self.args])
+        assert self.process.stdout is not None
+        # Read on as it runs, so that a chatty simulator never blocks on a full pipe.
+        self.output = LogReader(self.process.stdout)
+        found = self.output.wait_match(r"ollama-sim listening on http://\S+:(\d+)", 30)
+        if found is None:
+            log = self.output.text
             self.stop()
-            raise RuntimeError(f"simulator did not start: {line!r}")
-        self.port = int(line.split()[-1].rsplit(":", 1)[1])
-        # Keep reading its output, so that a chatty simulator never blocks on a full pipe.
-        self._drain = threading.Thread(target=self._read, args=(process,), daemon=True)
-        self._drain.start()
+            raise RuntimeError(f"simulator did not start: {log!r}")
+        self.port = int(found[1][1])
         return self
-
-    def _read(self, process: subprocess.Popen[str]) -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            self.lines.append(line)
 
     def kill(self, signal: str = "KILL") -> None:
         """Kill it as a crash would (KILL) or stop it as a restart would (TERM)."""
@@ -63,16 +53,14 @@ class SimProcess:
 
     def stop(self) -> None:
         process, self.process = self.process, None
+        output, self.output = self.output, None
         if process is None:
             return
         if process.poll() is None:
             process.kill()
             process.wait(timeout=15)
-        if self._drain is not None:
-            self._drain.join(timeout=5)
-            self._drain = None
-        if process.stdout is not None:
-            process.stdout.close()
+        if output is not None:
+            output.close()
 
     def control(self, path: str, method: str = "GET") -> object:
         request = urllib.request.Request(self.url + path, method=method, data=None)

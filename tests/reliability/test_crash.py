@@ -19,7 +19,9 @@ import ollama
 import pytest
 
 from dashboard.history_sqlite import SqliteHistory
-from tests.reliability.stack import rows, start_proxy, until
+from tests.history_files import row_count
+from tests.reliability.stack import start_proxy
+from tests.support.waits import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -55,8 +57,8 @@ def test_sigkill_under_load_leaves_an_intact_file_that_a_restart_appends_to(
             thread.start()
         try:
             # Several batches committed and more requests in flight, then the kill.
-            until(lambda: rows(path) >= 20 and len(answered) >= rows(path) + 4,
-                  "20 rows written and more requests answered")
+            wait_until(lambda: row_count(path) >= 20 and len(answered) >= row_count(path) + 4,
+                       "20 rows written and more requests answered")
             proxy.process.kill()
             assert proxy.process.wait(timeout=10) == -9
         finally:
@@ -80,7 +82,7 @@ def test_sigkill_under_load_leaves_an_intact_file_that_a_restart_appends_to(
     ) as client:
         for _ in range(3):
             client.chat(model="llama3.2", messages=[{"role": "user", "content": "again"}])
-        until(lambda: rows(path) == kept + 3, "3 rows appended after the restart")
+        wait_until(lambda: row_count(path) == kept + 3, "3 rows appended after the restart")
     with closing(sqlite3.connect(path)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         new_ids = [i for (i,) in conn.execute("SELECT id FROM requests WHERE id > ?", (last_id,))]

@@ -21,14 +21,10 @@ from typing import Any
 import ollama
 import pytest
 
-from tests.reliability.stack import (
-    drop_file_override,
-    obeys_file_modes,
-    rows,
-    start_proxy,
-    until,
-)
+from tests.history_files import row_count
+from tests.reliability.stack import drop_file_override, obeys_file_modes, start_proxy
 from tests.support.processes import Proxy
+from tests.support.waits import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -53,18 +49,18 @@ class Books:
         self.mark()
 
     def mark(self) -> None:
-        self.rows0, self.dropped0 = rows(self.path), dropped(self.proxy)
+        self.rows0, self.dropped0 = row_count(self.path), dropped(self.proxy)
 
     def written(self) -> int:
-        return rows(self.path) - self.rows0
+        return row_count(self.path) - self.rows0
 
     def lost(self) -> int:
         return dropped(self.proxy) - self.dropped0
 
     def settle(self, sent: int) -> tuple[int, int]:
         """Wait until every request sent is a row or a drop; (written, dropped)."""
-        until(lambda: self.written() + self.lost() == sent,
-              f"{sent} requests as rows + drops (now {self.written()} + {self.lost()})")
+        wait_until(lambda: self.written() + self.lost() == sent,
+                   f"{sent} requests as rows + drops (now {self.written()} + {self.lost()})")
         return self.written(), self.lost()
 
 
@@ -164,13 +160,13 @@ def test_deleted_file_is_recreated_and_new_rows_land_there(
     books = Books(proxy, path)
     chat(client)  # the file has rows (and, in WAL mode, -wal and -shm) when it goes
     books.settle(1)
-    lost = rows(path)  # what the delete takes with it
+    lost = row_count(path)  # what the delete takes with it
     books = Books(proxy, path)
     for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
         name.unlink()
     for _ in range(4):
         chat(client)
-    until(lambda: rows(path) == 4, "4 rows in a new file at history_path")
+    wait_until(lambda: row_count(path) == 4, "4 rows in a new file at history_path")
     assert books.lost() == 0  # nothing dropped: every row after the delete is in the new file
     assert lost >= 1
     assert "file was removed or replaced; reopening" in proxy.log

@@ -20,14 +20,15 @@ import pytest
 import yaml
 
 from ollama_sim import SimServer
-from tests.reliability.stack import (
+from tests.reliability.stack import start_proxy
+from tests.support.ports import free_port, free_ports
+from tests.support.processes import (
     DASHBOARD_READY,
     HEALTHD_READY,
     Service,
     dashboard_args,
-    start_proxy,
+    terminate,
 )
-from tests.support.ports import free_port
 
 pytestmark = [
     pytest.mark.e2e,
@@ -41,8 +42,7 @@ class Stack:
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
-        self.sim_port, self.port, self.metrics_port = free_port(), free_port(), free_port()
-        self.prometheus_port = free_port()
+        self.sim_port, self.port, self.metrics_port, self.prometheus_port = free_ports(4)
         self.sim: Any = None
         self._proxy: Any = None
         self.prometheus: subprocess.Popen[bytes] | None = None
@@ -107,12 +107,7 @@ class Stack:
 
     def stop_prometheus(self) -> None:
         if self.prometheus is not None:
-            self.prometheus.terminate()
-            try:
-                self.prometheus.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.prometheus.kill()
-                self.prometheus.wait()
+            terminate(self.prometheus, timeout=15)
             self.prometheus = None
 
 

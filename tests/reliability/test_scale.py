@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -28,6 +27,7 @@ from tests.reliability.wire import (
     samples_delta,
 )
 from tests.support.processes import Proxy, run_proxy
+from tests.support.waits import wait_until
 
 pytestmark = pytest.mark.e2e
 STREAMS = 1000  # concurrent streams, and max_concurrency
@@ -95,14 +95,6 @@ def dechunk(raw: bytes) -> tuple[bytes, bytes]:
         rest = rest[size + 2:]
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not reached in {timeout}s")
-        time.sleep(0.05)
-
-
 def gauge_sum(samples: dict, name: str) -> float:
     return sum(v for (n, _), v in samples.items() if n == "ollama_proxy_" + name)
 
@@ -140,9 +132,10 @@ def test_leavers_leak_nothing_and_1000_concurrent_streams_are_exact(
     with asyncio.Runner() as runner:
         # Clients that give up while waiting for a first token that would take ten minutes.
         waiting = runner.run(connect(proxy.port, FIRST_TOKEN_LEAVERS, ("X-Sim-TTFT: 600",)))
-        wait_until(lambda: sim.connections() == FIRST_TOKEN_LEAVERS, "requests upstream")
+        wait_until(lambda: sim.connections() == FIRST_TOKEN_LEAVERS, "requests upstream",
+                   timeout=60)
         runner.run(close_all(waiting))
-        wait_until(lambda: sim.connections() == 0, "upstream connections closed")
+        wait_until(lambda: sim.connections() == 0, "upstream connections closed", timeout=60)
 
         # 1,000 streams at once, each held by the upstream after its first token.
         streams = runner.run(connect(proxy.port, STREAMS, stream, until=b'"done":false}\n'))
@@ -185,7 +178,8 @@ def test_leavers_leak_nothing_and_1000_concurrent_streams_are_exact(
         f["prompt_eval_count"] for f in final)
     assert gauge_sum(after, "active_requests") == 0
     assert gauge_sum(after, "queue_depth") == 0
-    wait_until(lambda: sim.connections() == 0, "upstream connections closed")
-    wait_until(lambda: open_fds(proxy.process.pid) <= baseline_fds + 4, "proxy fds released")
+    wait_until(lambda: sim.connections() == 0, "upstream connections closed", timeout=60)
+    wait_until(lambda: open_fds(proxy.process.pid) <= baseline_fds + 4, "proxy fds released",
+               timeout=60)
     assert exchange(proxy.port, "/api/generate", body(0)).complete  # and it still serves
     assert "Traceback" not in proxy.log

@@ -9,24 +9,25 @@
 - Secret markers in Authorization headers and prompts, sent with the official clients
   through the stack at its default settings, appear in nothing the stack wrote or served;
   with ``store_prompts`` the prompt marker is in the history (so the search can fail).
+- Client keys of a clients file, on accepted, refused and over-budget requests with history,
+  cassette and header log on, are in nothing either (a recorded user is, as the control).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import socket
-import sqlite3
 import stat
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, closing
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +36,12 @@ import openai
 import pytest
 import simple_websocket
 
-from tests.reliability.stack import ENV as BASE_ENV
-from tests.reliability.stack import run_service
+from tests.history_files import row_count
 from tests.reliability.wire import family_delta, peak_rss_bytes, requests_total
 from tests.support.ports import free_port
-from tests.support.processes import MITMDUMP, ROOT, Proxy, run_proxy
+from tests.support.processes import ENV as BASE_ENV
+from tests.support.processes import MITMDUMP, ROOT, Proxy, run_proxy, run_service
+from tests.support.waits import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -95,17 +97,6 @@ def get(url: str, token: str | None = None, *, method: str = "GET",
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None
-
-
-def poll(condition: Callable[[], Any], what: str, timeout: float = 30) -> Any:
-    """Until ``condition()`` is truthy (state another process reaches on its own time)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if value := condition():
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not within {timeout} s: {what}")
-        time.sleep(0.05)
 
 
 def run_all(
@@ -216,7 +207,7 @@ def test_proxy_client_port_needs_the_token(sim: Any, guarded: dict[str, Any]) ->
     # of the request as it went upstream.
     status, _, _ = get(proxy.url + "/api/version", TOKEN, headers={"X-Probe": "kept-header"})
     assert status == 200
-    poll(lambda: "kept-header" in proxy.log, "the flow log line of /api/version")
+    proxy.output.wait_for("kept-header", 30)  # the flow log line of /api/version
     assert not re.search(r"^\s*authorization:", proxy.log, re.I | re.M), proxy.log
 
     with ollama.Client(host=proxy.url, headers={"Authorization": f"Bearer {TOKEN}"}) as chat:
@@ -239,7 +230,7 @@ def test_proxy_client_port_needs_the_token(sim: Any, guarded: dict[str, Any]) ->
             found[(m.group(1), key)] = found.get((m.group(1), key), 0) + float(m.group(3))
         return found if found.get(("requests", "401"), 0) >= 3 else None
 
-    found = poll(counted, "three 401s counted")
+    found = wait_until(counted, "three 401s counted")
     assert found[("errors", "unauthorized")] >= 3
     assert found[("requests", "200")] >= 2
 
@@ -323,7 +314,7 @@ def test_our_processes_send_each_other_the_token(guarded: dict[str, Any]) -> Non
         wanted = ("ollama", "proxy", "proxy_e2e", "dashboard")
         return report if all(checks.get(n, {}).get("status") == "ok" for n in wanted) else None
 
-    report = poll(checks_ok, "healthd's checks of the proxy and the dashboard pass")
+    report = wait_until(checks_ok, "healthd's checks of the proxy and the dashboard pass")
     assert report["status"] == "healthy"
 
     def dashboard_view() -> dict[str, Any] | None:
@@ -332,7 +323,7 @@ def test_our_processes_send_each_other_the_token(guarded: dict[str, Any]) -> Non
         healthy = status["healthd"]["status"] == "healthy"
         return snap if healthy and status["proxy"]["reachable"] else None
 
-    poll(dashboard_view, "the dashboard reads the proxy and healthd", timeout=40)
+    wait_until(dashboard_view, "the dashboard reads the proxy and healthd", timeout=40)
     _, _, rows = get(dash + "/api/requests", TOKEN)
     assert isinstance(json.loads(rows), dict | list)
     for name in ("proxy", "dashboard", "healthd"):
@@ -358,17 +349,6 @@ def send_marked(url: str, auth: str, prompt: str) -> None:
             assert any(chunk.choices for chunk in stream)
 
 
-def history_rows(path: Path) -> int:
-    if not path.exists():
-        return 0
-    # closing(): a connection's own ``with`` ends a transaction, not the connection.
-    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-        try:
-            return int(db.execute("SELECT count(*) FROM requests").fetchone()[0])
-        except sqlite3.OperationalError:
-            return 0
-
-
 def written(tmp: Path) -> dict[str, bytes]:
     return {str(p): p.read_bytes() for p in sorted(tmp.rglob("*")) if p.is_file()}
 
@@ -388,7 +368,7 @@ def test_secret_markers_reach_no_output(sim: Any, tmp_path: Path) -> None:
         health = stack.enter_context(healthd({}, health_port, upstream=sim.url, proxy=proxy,
                                              dashboard_url=dash.url))
         send_marked(proxy.url, auth, prompt)
-        poll(lambda: history_rows(db) >= 5, "five history rows")
+        wait_until(lambda: row_count(db) >= 5, "five history rows")
         assert stat.S_IMODE(os.stat(db).st_mode) == 0o600  # readable by its owner only
         for name, url in [
             ("proxy /metrics", proxy.metrics_url + "/metrics"),
@@ -424,6 +404,63 @@ def test_stored_prompts_are_found_the_same_way(sim: Any, tmp_path: Path) -> None
                    ) as proxy:
         with ollama.Client(host=proxy.url) as client:
             client.generate(model="llama3.2", prompt=prompt, stream=False)
-        poll(lambda: history_rows(db) >= 1, "one history row")
+        wait_until(lambda: row_count(db) >= 1, "one history row")
         files = written(tmp_path)
     assert any(prompt.encode() in data for data in files.values())
+
+
+def test_client_tokens_reach_no_output(sim: Any, tmp_path: Path,
+                                       tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Client keys (one in the file as is, one only as its SHA-256), sent on accepted, refused
+    (401) and over-budget (429) requests, with the history, a cassette and mitmdump's header
+    log on: neither key is in anything the stack wrote or served."""
+    alice, bot = f"SECRET-CLIENT-{uuid.uuid4()}", f"SECRET-CLIENT-{uuid.uuid4()}"
+    unknown = f"SECRET-CLIENT-{uuid.uuid4()}"
+    keys = tmp_path_factory.mktemp("keys") / "clients.yml"  # outside what is searched
+    keys.write_text(f"clients:\n  alice:\n    token: {alice}\n  ci-bot:\n    token_sha256: "
+                    f"{hashlib.sha256(bot.encode()).hexdigest()}\n    daily_token_budget: 1\n")
+    db, cassette = tmp_path / "history.db", tmp_path / "cassette.jsonl"
+    env = {"LLAMA_METRICS_SECURITY_CLIENTS_FILE": str(keys),
+           "LLAMA_METRICS_SECURITY_CLIENT_USER_HEADER": "X-OpenWebUI-User-Name"}
+    outputs: dict[str, bytes] = {}
+    with ExitStack() as stack:
+        proxy = stack.enter_context(run_proxy(
+            sim.url, "--set", "flow_detail=2", "--set", f"history_path={db}",
+            "--set", f"record_path={cassette}", env=env))
+        dash = stack.enter_context(dashboard(
+            env, "--proxy-metrics", proxy.metrics_url, "--history", str(db),
+            "--healthd", f"http://127.0.0.1:{free_port()}"))
+        send_marked(proxy.url, alice, "hello")
+        body = json.dumps({"model": "llama3.2", "prompt": "hi", "stream": False}).encode()
+        answers = [get(proxy.url + "/api/generate", token, method="POST", data=body)
+                   for token in (bot, bot, unknown, None)]
+        assert [a[0] for a in answers] == [200, 429, 401, 401]
+        user = f"SECRET-USER-{uuid.uuid4()}"  # recorded on purpose: the search's control
+        assert get(proxy.url + "/api/generate", alice, method="POST", data=body,
+                   headers={"X-OpenWebUI-User-Name": user})[0] == 200
+        outputs.update({f"answer {i}": a[2] for i, a in enumerate(answers)})
+        wait_until(lambda: row_count(db) >= 10, "ten history rows")
+        for name, url in [("proxy /metrics", proxy.metrics_url + "/metrics"),
+                          ("proxy /requests", proxy.metrics_url + "/requests?limit=500"),
+                          ("dashboard /api/clients", dash.url + "/api/clients?window=1h"),
+                          ("dashboard /api/requests", dash.url + "/api/requests"),
+                          ("dashboard /api/snapshot", dash.url + "/api/snapshot")]:
+            status, _, served = get(url)
+            assert status == 200, (name, status, served)
+            outputs[name] = served
+        wait_until(lambda: cassette.exists() and cassette.read_bytes().count(b"\n") >= 10,
+                   "ten interactions in the cassette")
+        logs = {"proxy log": proxy.log, "dashboard log": dash.log}
+    assert b'"ci-bot"' in outputs["dashboard /api/clients"]  # the clients are there
+    assert b'client="alice"' in outputs["proxy /metrics"]
+    assert b"<redacted>" in cassette.read_bytes()  # the cassette saw the header, redacted
+    assert "POST" in logs["proxy log"]
+    assert not re.search(r"^\s*authorization:", logs["proxy log"], re.I | re.M)
+    outputs.update({name: text.encode() for name, text in logs.items()})
+    outputs.update(written(tmp_path))  # history (and -wal), the cassette
+    for marker in (alice, bot, unknown):
+        leaks = [name for name, data in outputs.items() if marker.encode() in data]
+        assert not leaks, f"a client token found in {leaks}"
+    # The positive control: the same search finds the user the history keeps by design.
+    assert [name for name, data in outputs.items() if user.encode() in data
+            and name.startswith(str(tmp_path))], "the user is not in the history"

@@ -474,14 +474,32 @@ def test_unknown_model_and_bad_json_like_ollama(sim: Any, oclient: ollama.Client
     assert [r["status"] for r in sim.reports] == [404, 404, 400, 400, 404, 404, 400]
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("POST", "/v1/chat"), ("GET", "/api/chat"), ("GET", "/nothing"), ("POST", "/api/tags"),
-])
+@pytest.mark.parametrize(("method", "path"), [("POST", "/v1/chat"), ("GET", "/nothing")])
 def test_unknown_route_is_go_404(sim: Any, method: str, path: str) -> None:
     response = raw(sim.port, method, path, CHAT if method == "POST" else None)
     assert response.status == 404  # like fixture 14
     assert response.headers["content-type"] == "text/plain"
     assert response.body == b"404 page not found"
+
+
+@pytest.mark.parametrize(("method", "path", "allow"), [
+    ("GET", "/api/chat", "POST"), ("POST", "/api/tags", "HEAD, GET"),
+])
+def test_a_known_route_with_another_method_is_gins_405(
+    sim: Any, method: str, path: str, allow: str
+) -> None:
+    response = raw(sim.port, method, path, CHAT if method == "POST" else None)
+    assert response.status == 405  # HandleMethodNotAllowed, Ollama 0.7.0 and later
+    assert response.headers["allow"] == allow
+    assert response.headers["content-type"] == "text/plain"
+    assert response.body == b"405 method not allowed"
+
+
+def test_before_0_7_0_a_known_route_with_another_method_is_404() -> None:
+    with SimServer(port=0, version="0.6.8") as old:
+        response = raw(old.port, "GET", "/api/chat", None)
+    assert (response.status, response.body) == (404, b"404 page not found")
+    assert "allow" not in response.headers
 
 
 def test_bad_sim_header_is_400(sim: Any) -> None:

@@ -9,22 +9,7 @@ import psutil
 import pytest
 
 from scripts import port_check
-
-
-def time_wait_port() -> int:
-    """A port whose only trace is a connection in TIME_WAIT, as a server leaves it when it
-    closes its side first and stops (what Ctrl-C does to a proxy with clients)."""
-    with socket.socket() as server:
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        port = int(server.getsockname()[1])
-        client = socket.create_connection(("127.0.0.1", port))
-        accepted, _ = server.accept()
-        accepted.close()  # the server's side closes first: that side waits in TIME_WAIT
-        client.recv(1)  # the FIN has arrived
-        client.close()
-    return port
+from tests.support.ports import time_wait_port
 
 
 def test_a_port_in_time_wait_is_free_for_a_server() -> None:

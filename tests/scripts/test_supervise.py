@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,8 +15,8 @@ from pathlib import Path
 
 import psutil
 
-from tests.scripts.test_port_check import time_wait_port
-from tests.support.ports import free_ports
+from tests.support.logs import LogReader
+from tests.support.ports import free_ports, time_wait_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SUPERVISE = ROOT / "scripts" / "supervise.py"
@@ -58,46 +57,6 @@ def supervise(*args: str, env: dict[str, str] | None = None) -> Iterator[subproc
             process.stdout.close()
 
 
-class Output:
-    """What a running scripts/up prints, read as it comes, so a test can wait for a line."""
-
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self._ended = False
-        self._process = process
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self._process.stdout is not None
-        for line in self._process.stdout:
-            with self._changed:
-                self.lines.append(line)
-                self._changed.notify_all()
-        with self._changed:
-            self._ended = True
-            self._changed.notify_all()
-
-    def wait_for(self, text: str, timeout: float, after: int = 0) -> int:
-        """The index of the first line from ``after`` on that holds ``text``."""
-        def found() -> int | None:
-            return next((i for i, line in enumerate(self.lines[after:], after)
-                         if text in line), None)
-        with self._changed:
-            self._changed.wait_for(lambda: found() is not None or self._ended, timeout)
-            index = found()
-            assert index is not None, f"no {text!r} in:\n{self.text}"
-            return index
-
-    @property
-    def text(self) -> str:
-        return "".join(self.lines)
-
-    def join(self) -> None:
-        self._reader.join(10)
-
-
 def test_the_demo_stack_keeps_to_its_own_directory_and_outlives_the_simulator(
     tmp_path: Path,
 ) -> None:
@@ -110,7 +69,8 @@ def test_the_demo_stack_keeps_to_its_own_directory_and_outlives_the_simulator(
     config = config_file(tmp_path, ports, "  interval_seconds: 1\n  alert_after_checks: 1\n")
     with supervise("--demo", "--config", str(config), "--data-dir", str(demo),
                    "--sim-restart", "0") as up:
-        out = Output(up)
+        assert up.stdout is not None
+        out = LogReader(up.stdout)
         ready = out.wait_for("llama-metrics is up", 90)
         assert up.poll() is None
         children = psutil.Process(up.pid).children(recursive=True)
@@ -133,7 +93,7 @@ def test_the_demo_stack_keeps_to_its_own_directory_and_outlives_the_simulator(
 
         up.send_signal(signal.SIGINT)
         assert up.wait(60) == 0
-        out.join()
+        out.close()
         gone, alive = psutil.wait_procs(children, timeout=10)
         assert not alive, f"left running: {alive}"
 

@@ -21,6 +21,7 @@ from addons.inventory import InventoryCollector, InventoryPoller
 from addons.metrics import ProxyMetrics
 from addons.recorder import CassetteRecorder
 from addons.resources import ResourceCollector, ResourcePoller
+from addons.upstream import UpstreamGuard
 from addons.upstream_client import Request, Response, UpstreamClient
 from llama_core import catalogue
 from llama_core.catalogue import Series
@@ -83,6 +84,7 @@ def exported() -> CollectorRegistry:
 
     registry.register(AdmissionCollector(Admission()))
     CassetteRecorder(registry)  # ollama_proxy_record_dropped_total
+    UpstreamGuard(registry).waits.labels("connected").inc()  # ollama_proxy_upstream_connect_*
     return registry
 
 

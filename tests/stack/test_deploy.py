@@ -21,7 +21,7 @@ from healthd.config import HEALTHD_KEYS
 from llama_core import settings
 from ollama_sim import SimServer
 from tests.stack.tools import DEPLOY, ROOT, load_yaml
-from tests.support.processes import Proxy, stop_process
+from tests.support.processes import Proxy
 
 COMPOSE = DEPLOY / "compose.yaml"
 DOCKERFILE = DEPLOY / "Dockerfile"
@@ -314,5 +314,5 @@ def test_run_starts_the_proxy_as_the_image_and_units_do(tmp_path: Path) -> None:
         assert history.exists(), proxy.log
         assert (tmp_path / ".mitmproxy").is_dir()  # mitmproxy's state under HOME
     finally:
-        stop_process(process, proxy._reader)
+        proxy.stop()
         sim.stop()

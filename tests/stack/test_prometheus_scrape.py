@@ -9,127 +9,33 @@ point at closed ports, which must not stop Prometheus.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from dashboard import create_app
 from llama_core.history import readers as history
 from tests.stack.catalogue import proxy_series
 from tests.stack.tools import (
-    ALERTS_YML,
-    PROMETHEUS_YML,
     alert_rules,
     dashboard_queries,
     grafana_promql,
-    load_yaml,
+    scrape_config,
     tool,
 )
 from tests.support.ports import free_port
 from tests.support.processes import Proxy, run_proxy
+from tests.support.prometheus import Prometheus, run_prometheus
 from tests.support.sim import sim_fixture
 
 pytestmark = pytest.mark.e2e
-
-
-class Prometheus:
-    """A running ``prometheus`` on 127.0.0.1:``port``; its HTTP API, waited on with a deadline."""
-
-    def __init__(self, binary: str, config: Path, data: Path, port: int, log: Path) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self.log_path = log
-        self._log = log.open("w")
-        self.process = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={data}",
-             f"--web.listen-address=127.0.0.1:{port}", "--log.level=info"],
-            stdout=self._log, stderr=subprocess.STDOUT,
-        )
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text()[-4000:]
-
-    def get(self, path: str, **params: str) -> Any:
-        url = self.url + path + ("?" + urllib.parse.urlencode(params) if params else "")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as r:
-                return json.loads(r.read())
-        except urllib.error.HTTPError as e:  # a bad query is a 400 with a JSON error
-            body = json.loads(e.read())
-            e.close()
-            return body
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        answer = self.get("/api/v1/query", query=expr)
-        assert answer["status"] == "success", f"{expr}: {answer.get('error')}"
-        result: list[dict[str, Any]] = answer["data"]["result"]
-        return result
-
-    def has(self, expr: str) -> bool:
-        """Whether an instant query has a result (a comparison holds)."""
-        return bool(self.query(expr))
-
-    def value(self, expr: str) -> float | None:
-        """The single value of an instant query, None when it has no result."""
-        result = self.query(expr)
-        return float(result[0]["value"][1]) if result else None
-
-    def poll(self, check: Callable[[], bool], timeout: float = 15.0) -> bool:
-        """Ask until ``check()`` holds (True) or ``timeout`` passes (False). Nothing crosses
-        the process boundary to wait on, so this asks the HTTP API again every 50 ms."""
-        deadline = time.monotonic() + timeout
-        while not check():
-            if self.process.poll() is not None:
-                raise AssertionError(f"prometheus exited ({self.process.returncode}):\n{self.log}")
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
-
-    def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as r:
-                return bool(r.status == 200)
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
-
-
-def scrape_config(tmp: Path, proxy_metrics: int, own_port: int) -> Path:
-    """config/prometheus.yml with this test's ports and a 1 s interval, beside alerts.yml."""
-    config = load_yaml(PROMETHEUS_YML)
-    config["global"].update(scrape_interval="1s", evaluation_interval="1s")
-    ports = {"llama-metrics-proxy": proxy_metrics, "prometheus": own_port}
-    for job in config["scrape_configs"]:
-        port = ports.get(job["job_name"]) or free_port()
-        for static in job["static_configs"]:
-            static["targets"] = [f"127.0.0.1:{port}"]
-    for manager in config["alerting"]["alertmanagers"]:
-        for static in manager["static_configs"]:
-            static["targets"] = [f"127.0.0.1:{free_port()}"]
-    path = tmp / "prometheus.yml"
-    path.write_text(yaml.safe_dump(config))
-    shutil.copy(ALERTS_YML, tmp / "alerts.yml")
-    return path
 
 
 sim = sim_fixture(tokens=12, seed=11)
@@ -151,13 +57,9 @@ def prometheus(proxy: Proxy, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     binary = tool("prometheus", "prometheus")
     tmp = tmp_path_factory.mktemp("prometheus")
     port = free_port()
-    config = scrape_config(tmp, proxy.metrics_port, port)
-    server = Prometheus(binary, config, tmp / "data", port, tmp / "prometheus.log")
-    try:
-        assert server.poll(server.ready, timeout=20), f"prometheus not ready:\n{server.log}"
+    config = scrape_config(tmp, [proxy.metrics_port], port)
+    with run_prometheus(binary, config, tmp, port) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def post(url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> int:

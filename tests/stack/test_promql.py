@@ -71,7 +71,7 @@ def test_catalogue_holds_the_design_series() -> None:
         for suffix in ("_bucket", "_sum", "_count"):
             assert f"ollama_proxy_{histogram}{suffix}" in series, histogram + suffix
         assert "le" in series[f"ollama_proxy_{histogram}_bucket"]
-    assert series["ollama_proxy_errors_total"] == {"endpoint", "model", "error_type"}
+    assert series["ollama_proxy_errors_total"] == {"endpoint", "model", "error_type", "client"}
     assert series["ollama_proxy_gpu_memory_used_bytes"] == {"gpu", "name"}
     assert series["ollama_proxy_upstream_up"] == frozenset()
     # Nothing of the companions' leaks into the proxy's catalogue.

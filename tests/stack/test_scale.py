@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, closing
@@ -22,16 +21,16 @@ from typing import Any
 
 import ollama
 import pytest
-import yaml
 
 from dashboard import create_app
 from llama_core.history import readers as history
 from ollama_sim import SimServer
 from scripts import nginx_front, supervise
-from tests.stack.test_prometheus_scrape import Prometheus
-from tests.stack.tools import ALERTS_YML, PROMETHEUS_YML, load_yaml, tool
-from tests.support.ports import free_port
-from tests.support.processes import Proxy, run_proxy
+from tests.stack.tools import scrape_config, tool
+from tests.support.ports import free_port, refusing_port
+from tests.support.processes import Proxy, run_proxy, terminate
+from tests.support.prometheus import Prometheus, run_prometheus
+from tests.support.waits import poll, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -56,12 +55,12 @@ class Nginx:
         self.log = directory / "nginx.log"
         with self.log.open("w") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while not self._accepts():  # nginx prints nothing when ready: its port answering is
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError(f"nginx did not start:\n{self.log.read_text()}")
-            time.sleep(0.02)
+        # nginx prints nothing when ready: its port answering is the sign.
+        up = poll(lambda: self.process.poll() is None and self._accepts(),
+                  lambda accepts: accepts or self.process.poll() is not None, 20, 0.02)
+        if not up:
+            self.stop()
+            raise AssertionError(f"nginx did not start:\n{self.log.read_text()}")
 
     @property
     def url(self) -> str:
@@ -72,12 +71,7 @@ class Nginx:
             return s.connect_ex(("127.0.0.1", self.port)) == 0
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process, timeout=15)
 
 
 class Stack:
@@ -147,20 +141,11 @@ def traffic(stack: Stack) -> dict[str, float]:
             "generated": sum(r["eval_count"] for r in reports)}
 
 
-def wait_until(check: Any, timeout: float = 15.0) -> bool:
-    """Poll another process's state (no event crosses the boundary) until ``check()``."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 def test_both_proxies_serve_and_their_counters_sum_to_what_the_simulator_served(
     stack: Stack, traffic: dict[str, float]
 ) -> None:
-    assert wait_until(lambda: sum(stack.served()) >= traffic["requests"])
+    wait_until(lambda: sum(stack.served()) >= traffic["requests"], "every request counted",
+               timeout=15)
     served = stack.served()
     assert sum(served) == traffic["requests"] and min(served) > 0, served
     assert stack.summed("prompt_tokens_total") == traffic["prompt"]
@@ -207,40 +192,17 @@ def test_a_large_image_body_passes_and_no_proxy_gives_an_ollama_shaped_error(
     # answer 413 with an HTML page instead.
     assert outcome(stack.nginx.url) == outcome(stack.sim.url)
 
-    closed = Nginx(tmp_path / "nginx", [f"127.0.0.1:{free_port()}"])
-    try:
-        with ollama.Client(host=closed.url) as client, pytest.raises(ollama.ResponseError) as e:
-            client.chat(model=MODEL, messages=[{"role": "user", "content": "anyone?"}])
-    finally:
-        closed.stop()
+    with refusing_port() as nobody:
+        closed = Nginx(tmp_path / "nginx", [f"127.0.0.1:{nobody}"])
+        try:
+            with ollama.Client(host=closed.url) as client, pytest.raises(
+                ollama.ResponseError
+            ) as e:
+                client.chat(model=MODEL, messages=[{"role": "user", "content": "anyone?"}])
+        finally:
+            closed.stop()
     assert e.value.status_code == 502
     assert e.value.error == "no llama-metrics proxy behind nginx answered"
-
-
-def scrape_config(tmp: Path, proxies: list[Proxy], own_port: int) -> Path:
-    """config/prometheus.yml with one proxy target per proxy, as its comment says to add
-    them (same instance, a ``proxy`` label each), on this test's ports, scraping every 1 s."""
-    config = load_yaml(PROMETHEUS_YML)
-    config["global"].update(scrape_interval="1s", evaluation_interval="1s")
-    for job in config["scrape_configs"]:
-        if job["job_name"] == "llama-metrics-proxy":
-            shipped = job["static_configs"]
-            assert [s["labels"] for s in shipped] == [{"instance": "local"}], "config changed"
-            job["static_configs"] = [
-                {"targets": [f"127.0.0.1:{p.metrics_port}"],
-                 "labels": {"instance": "local", "proxy": str(i)}}
-                for i, p in enumerate(proxies, 1)]
-        else:
-            port = own_port if job["job_name"] == "prometheus" else free_port()
-            for static in job["static_configs"]:
-                static["targets"] = [f"127.0.0.1:{port}"]
-    for manager in config["alerting"]["alertmanagers"]:
-        for static in manager["static_configs"]:
-            static["targets"] = [f"127.0.0.1:{free_port()}"]
-    path = tmp / "prometheus.yml"
-    path.write_text(yaml.safe_dump(config))
-    (tmp / "alerts.yml").write_text(ALERTS_YML.read_text())
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -248,13 +210,9 @@ def prometheus(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     binary = tool("prometheus", "prometheus")
     tmp = tmp_path_factory.mktemp("prometheus-scale")
     port = free_port()
-    server = Prometheus(binary, scrape_config(tmp, stack.proxies, port), tmp / "data", port,
-                        tmp / "prometheus.log")
-    try:
-        assert server.poll(server.ready, timeout=20), f"prometheus not ready:\n{server.log}"
+    config = scrape_config(tmp, [p.metrics_port for p in stack.proxies], port)
+    with run_prometheus(binary, config, tmp, port) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def dashboard_numbers(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -278,7 +236,8 @@ def totals(models: list[dict[str, Any]]) -> tuple[int, int, int]:
 def test_prometheus_and_the_dashboard_show_both_proxies_as_one(
     stack: Stack, traffic: dict[str, float], prometheus: Prometheus
 ) -> None:
-    assert wait_until(lambda: sum(stack.served()) >= traffic["requests"])
+    wait_until(lambda: sum(stack.served()) >= traffic["requests"], "every request counted",
+               timeout=15)
     expected = (int(stack.summed("requests_total")), int(stack.summed("prompt_tokens_total")),
                 int(stack.summed("generated_tokens_total")))
     assert expected[1] >= traffic["prompt"] and expected[2] >= traffic["generated"], expected
@@ -297,7 +256,7 @@ def test_prometheus_and_the_dashboard_show_both_proxies_as_one(
         with closing(history.connect_readonly(stack.history_db)) as conn:
             return bool(history.totals(conn, 0)["requests"] >= expected[0])
 
-    assert wait_until(history_complete), "history rows missing"
+    wait_until(history_complete, "every request in the history", timeout=15)
 
     urls = ",".join(p.metrics_url for p in stack.proxies)
     common = {"proxy_metrics_url": urls, "history_path": str(stack.history_db)}

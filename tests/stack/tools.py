@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config"
 DEPLOY = ROOT / "deploy"
@@ -69,3 +71,33 @@ def grafana_promql(expr: str, variables: dict[str, str] | None = None) -> str:
     for name, value in {**GRAFANA_BUILTINS, **(variables or {})}.items():
         expr = expr.replace(name, value)
     return expr
+
+
+def scrape_config(tmp: Path, proxy_ports: list[int], own_port: int) -> Path:
+    """config/prometheus.yml on this test's ports, scraping every 1 s, beside alerts.yml.
+
+    One proxy keeps the shipped target, moved to its metrics port; several get a target each
+    with a ``proxy`` label, as the file's comment says to add them. The other targets point
+    at closed ports, which must not stop Prometheus.
+    """
+    config = load_yaml(PROMETHEUS_YML)
+    config["global"].update(scrape_interval="1s", evaluation_interval="1s")
+    for job in config["scrape_configs"]:
+        if job["job_name"] == "llama-metrics-proxy" and len(proxy_ports) > 1:
+            shipped = job["static_configs"]
+            assert [s["labels"] for s in shipped] == [{"instance": "local"}], "config changed"
+            job["static_configs"] = [
+                {"targets": [f"127.0.0.1:{port}"], "labels": {"instance": "local", "proxy": str(i)}}
+                for i, port in enumerate(proxy_ports, 1)]
+            continue
+        port = {"llama-metrics-proxy": proxy_ports[0], "prometheus": own_port}.get(
+            job["job_name"]) or free_port()
+        for static in job["static_configs"]:
+            static["targets"] = [f"127.0.0.1:{port}"]
+    for manager in config["alerting"]["alertmanagers"]:
+        for static in manager["static_configs"]:
+            static["targets"] = [f"127.0.0.1:{free_port()}"]
+    path = tmp / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    shutil.copy(ALERTS_YML, tmp / "alerts.yml")
+    return path

@@ -16,6 +16,8 @@ from mitmproxy import http, version
 from mitmproxy.net.http import http1
 from mitmproxy.proxy.layers.http import _http1
 
+from .context import upstream_url
+
 logger = logging.getLogger(__name__)
 
 
@@ -47,3 +49,19 @@ def install(upstream: str) -> Callable[[], None]:
         _http1.make_error_response = original
 
     return uninstall
+
+
+class ErrorPages:
+    """Ollama-shaped errors while the proxy runs: installed in running(), undone in done()."""
+
+    def __init__(self) -> None:
+        self._uninstall: Callable[[], None] | None = None
+
+    def running(self) -> None:
+        if self._uninstall is None:
+            self._uninstall = install(upstream_url())
+
+    def done(self) -> None:
+        if self._uninstall is not None:
+            self._uninstall()
+            self._uninstall = None
