@@ -32,13 +32,13 @@ from bench_wrk import WORKLOADS, Workload, have_wrk, load
 
 HOOK_STAGES = ("request", "responseheaders", "chunk", "finish", "account", "observe", "record")
 LABELS = {
-    "request": "request hooks (recorder, tap, access)",
+    "request": "request hooks (tap, access, budgets, guard...)",
     "responseheaders": "response headers (parser, stream tap)",
     "chunk": "stream tap, all chunks",
-    "finish": "finish (hook, release, less the next three)",
+    "finish": "finish hooks, less the next three",
     "account": "account (parser end, RequestRecord)",
     "observe": "metrics (ProxyMetrics.observe)",
-    "record": "record (recent ring, history queue)",
+    "record": "publish (/requests ring, history queue, budgets)",
 }
 
 
@@ -151,10 +151,10 @@ def main(argv: list[str]) -> int:
           f"ours: default configuration, history on{', max_concurrency set' if args.queue else ''}"
           "; CPU microseconds per request")
     names = list(report)
-    print(f"{'':<44}" + "".join(f"{n:>11}" for n in names))
+    print(f"{'':<50}" + "".join(f"{n:>11}" for n in names))
 
     def row(label: str, values: list[float]) -> None:
-        print(f"{label:<44}" + "".join(f"{v:>11.1f}" for v in values))
+        print(f"{label:<50}" + "".join(f"{v:>11.1f}" for v in values))
 
     row("plain mitmdump, process", [report[n]["plain_cpu_us"] for n in names])
     row("ours, process", [report[n]["ours_cpu_us"] for n in names])

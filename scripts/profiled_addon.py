@@ -1,14 +1,18 @@
-"""The proxy's addon with a timer around each stage, for ``scripts/profile_addon.py`` (mitmdump -s).
+"""The proxy's addons with a timer around each stage, for scripts/profile_addon.py (mitmdump -s).
 
-It composes the same ``MetricsProxy`` as ``addons/llama_metrics.py`` and wraps, on the
-instance, the hooks and the calls inside them that make up the addon's work per request:
+It composes the same addons as ``addons/llama_metrics.py`` (``compose()``, in one
+``HookChain``) and wraps, on the instances, the hooks and the calls inside them that make up
+the addons' work per request:
 
-- ``request``: every request hook of the nested addons (recorder, tap, access control);
-- ``responseheaders``: the tap's, which chooses the parser and installs the stream tap;
+- ``request``: every ``requestheaders`` and ``request`` hook of every addon (recorder, tap,
+  access control, client budgets, upstream guard);
+- ``responseheaders``: every ``responseheaders`` hook (the tap's chooses the parser and
+  installs the stream tap; the upstream guard's disarms its timer);
 - ``chunk``: every call of the stream tap (``StreamTap.__call__``), once per chunk;
-- ``finish``: the tap's ``response``/``error`` hooks less the two stages inside them:
-  ``account`` (the parser's end and ``accounting.account``), ``observe`` (``ProxyMetrics``)
-  and ``record`` (the recent-requests ring and the history queue);
+- ``finish``: every ``response``/``error`` hook (recorder, tap, upstream guard) less the
+  three stages inside the tap's: ``account`` (the parser's end and ``accounting.account``),
+  ``observe`` (``ProxyMetrics.observe``/``observe_lifecycle``) and ``record`` (what the
+  finished request is published to: the ``/requests`` ring, the history queue, the budgets);
 - threads: the CPU time of every thread of the process (``pthread_getcpuclockid``), by name:
   the history writer, the pollers, the metrics server, and the event loop (``MainThread``).
 
@@ -24,18 +28,15 @@ import functools
 import json
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from addons.service import MetricsProxy, repeated_options
+from addons.hook_chain import HookChain
+from addons.llama_metrics import compose
 from addons.stream_tap import StreamTap
-
-if _repeated := repeated_options(sys.argv[1:]):
-    print(f"llama-metrics: option given more than once: {', '.join(_repeated)}", file=sys.stderr)
-    raise SystemExit(2)
+from addons.tap import TrafficTap
 
 STAGES = ("request", "responseheaders", "chunk", "finish", "account", "observe", "record")
 ns: dict[str, int] = dict.fromkeys(STAGES, 0)
@@ -96,23 +97,25 @@ def thread_cpu() -> dict[str, float]:
 
 
 class Profiler:
-    """Wraps the proxy's stages once it is built, and dumps the totals on SIGUSR2."""
+    """Wraps the addons' stages once they are built, and dumps the totals on SIGUSR2."""
 
-    def __init__(self, proxy: MetricsProxy) -> None:
-        self.proxy = proxy
+    def __init__(self, addons: list[Any]) -> None:
         self.timer_ns = 0.0
-        tap = proxy.tap
-        for addon in proxy.addons:
-            for hook in ("requestheaders", "request"):
+        tap = next(a for a in addons if isinstance(a, TrafficTap))
+        for addon in addons:
+            for hook, stage in (("requestheaders", "request"), ("request", "request"),
+                                ("responseheaders", "responseheaders"),
+                                ("response", "finish"), ("error", "finish")):
                 if hasattr(addon, hook):
-                    setattr(addon, hook, timed("request", getattr(addon, hook)))
-        tap.responseheaders = timed("responseheaders", tap.responseheaders)  # type: ignore
-        tap.response = timed("finish", tap.response)  # type: ignore[method-assign]
-        tap.error = timed("finish", tap.error)  # type: ignore[method-assign]
+                    setattr(addon, hook, timed(stage, getattr(addon, hook)))
         tap.account = timed("account", tap.account)  # type: ignore[method-assign]
-        tap.metrics.observe = timed("observe", tap.metrics.observe)  # type: ignore
-        tap.on_record = timed("record", tap.on_record)  # type: ignore[arg-type]
-        StreamTap.__call__ = timed("chunk", StreamTap.__call__)  # type: ignore
+        metrics = tap.metrics
+        metrics.observe = timed("observe", metrics.observe)  # type: ignore[method-assign]
+        metrics.observe_lifecycle = timed(  # type: ignore[method-assign]
+            "observe", metrics.observe_lifecycle)
+        if tap.on_record is not None:
+            tap.on_record = timed("record", tap.on_record)
+        StreamTap.__call__ = timed("chunk", StreamTap.__call__)  # type: ignore[method-assign]
 
     def running(self) -> None:
         self.timer_ns = timer_cost_ns()
@@ -127,5 +130,5 @@ class Profiler:
         os.replace(out + ".tmp", out)
 
 
-_proxy = MetricsProxy()
-addons = [Profiler(_proxy), _proxy]
+_addons = compose()
+addons = [Profiler(_addons), HookChain(_addons)]  # the profiler wraps the hooks first
