@@ -91,8 +91,11 @@ class Parser:
     ) -> None:
         self.stats = StreamStats(text=[] if capture_text else None)
         self._skip = False  # an encoding we cannot read, or a parser failure: count bytes only
+        self._decoder: Decoder | None = None
+        if not content_encoding:  # nearly every answer: nothing to undo
+            return
         try:
-            self._decoder: Decoder | None = Decoder(content_encoding)
+            self._decoder = Decoder(content_encoding)
         except CodingError:
             logger.info("response with content-encoding %r: passed on, not counted",
                         content_encoding)

@@ -26,6 +26,7 @@ from .accounting import MAX_STORED_TEXT, FlowState, account, lifecycle_of
 from .admission import Admission, QueueFull, parse_priority
 from .client_watcher import CLIENT_CHECK_S, ClientWatcher
 from .codings import CodingError, decode_all
+from .headers import header
 from .lifecycle import expected_action
 from .metrics import ProxyMetrics
 from .progress import PROGRESS_ENDPOINTS, progress_parser_for
@@ -42,6 +43,8 @@ KEY = "llama_metrics"
 # Streaming endpoints that stream when the request does not say: Ollama's default.
 NATIVE_STREAM_DEFAULT = frozenset({"/api/generate", "/api/chat"})
 JSON_TYPE = "application/json; charset=utf-8"
+SOURCE_HEADER = traffic.HEADER.lower().encode()
+CONTENT_ENCODING = b"content-encoding"
 # A request body to an endpoint that is not inference (``ollama create`` uploads model blobs of
 # gigabytes to /api/blobs) streams through when it is larger than this or of unknown length,
 # instead of being held whole in the proxy's memory; smaller ones are read as usual.
@@ -56,8 +59,9 @@ NON_POST_METHODS = frozenset({"OPTIONS", "HEAD", "GET", "PUT", "PATCH", "DELETE"
 def plain_body(request: http.Request) -> bytes | None:
     """The request's body without its content coding (Ollama decodes zstd on /v1 from
     0.18.0); None when the coding cannot be undone."""
+    encoding = header(request.headers, CONTENT_ENCODING) or ""
     try:
-        return decode_all(request.raw_content or b"", request.headers.get("content-encoding", ""))
+        return decode_all(request.raw_content or b"", encoding)
     except CodingError:
         return None
 
@@ -143,7 +147,8 @@ class TrafficTap:
         st.endpoint = endpoint_template(request.path)  # a flow cut off now is counted by it
         # Our own processes mark their requests; the mark never reaches the upstream, and an
         # unknown value is client traffic.
-        st.internal = traffic.source_of(request.headers.pop(traffic.HEADER, None))
+        if header(request.headers, SOURCE_HEADER) is not None:
+            st.internal = traffic.source_of(request.headers.pop(traffic.HEADER, None))
         if st.endpoint not in INFERENCE_ENDPOINTS:
             length = content_length(request.headers)
             if length is None and "chunked" in request.headers.get("transfer-encoding", ""):
@@ -219,7 +224,7 @@ class TrafficTap:
             st.method = request.method if request.method in NON_POST_METHODS else "other"
             return
         st.inference = True
-        st.priority = parse_priority(request.headers.get("x-priority"))
+        st.priority = parse_priority(header(request.headers, b"x-priority"))
         body = request_json(request)
         if body is None and (reason := unread_reason(request)) is not None:
             self.body_unread(st, reason)
@@ -271,18 +276,18 @@ class TrafficTap:
         parser: Parser
         usage_filter = None
         if st.inference and 200 <= response.status_code < 300:
-            content_type = response.headers.get("content-type", "")
+            content_type = header(response.headers, b"content-type") or ""
             parser = parser_for(
                 content_type,
-                content_encoding=response.headers.get("content-encoding", ""),
+                content_encoding=header(response.headers, CONTENT_ENCODING) or "",
                 capture_text=self.store_prompts,
             )
             if st.strip_usage and content_type.startswith("text/event-stream"):
                 usage_filter = self.usage_filter(flow)
         elif st.endpoint in PROGRESS_ENDPOINTS and 200 <= response.status_code < 300:
             parser = progress_parser_for(
-                response.headers.get("content-type", ""),
-                content_encoding=response.headers.get("content-encoding", ""),
+                header(response.headers, b"content-type") or "",
+                content_encoding=header(response.headers, CONTENT_ENCODING) or "",
             )
         else:
             parser = PassthroughParser()
