@@ -78,22 +78,24 @@ def children(metric: Any) -> Callable[..., Any]:
     return child
 
 
-class _Children:
-    """The remembered ``labels`` of each series ``ProxyMetrics.observe`` counts in."""
+class Children:
+    """The remembered ``labels`` of each series a request is counted in: ``observe``'s and
+    those the tap counts in as the request goes (``children.active(label).inc()``)."""
 
     def __init__(self, m: ProxyMetrics) -> None:
-        for name in _OBSERVED:
+        for name in _PER_REQUEST:
             setattr(self, name, children(getattr(m, name)))
 
     def __getattr__(self, name: str) -> Callable[..., Any]:  # for mypy: set in __init__
         raise AttributeError(name)
 
 
-_OBSERVED = (
+_PER_REQUEST = (
     "requests", "errors", "request_duration", "request_size", "response_size", "ttft",
     "prompt_tokens", "request_prompt_tokens", "generated_tokens", "request_generated_tokens",
     "usage_estimated", "tokens_per_second", "prompt_eval_duration", "model_loads",
     "model_load_duration", "tpot", "cached_prompt_tokens", "lifecycle", "lifecycle_duration",
+    "active", "queue_wait", "internal_requests", "non_post", "uncounted", "body_unread",
 )
 
 
@@ -136,7 +138,7 @@ class ProxyMetrics:
             "python": platform.python_version(),
             "mitmproxy": MITMPROXY_VERSION,
         })
-        self._children = _Children(self)
+        self.children = Children(self)
 
     def observe(self, record: RequestRecord, label: str) -> None:
         """Count one finished request; ``label`` names its model's series (``ModelLabels``).
@@ -146,7 +148,7 @@ class ProxyMetrics:
         """
         endpoint = record.endpoint
         client = record.client or ""  # bounded: configured names and "anonymous" only
-        c = self._children
+        c = self.children
         c.requests(endpoint, label, record.status, client).inc()
         if record.error_type:
             c.errors(endpoint, label, record.error_type, client).inc()
@@ -183,7 +185,7 @@ class ProxyMetrics:
         the request-duration, time-to-first-token or token series.
         """
         endpoint = record.endpoint
-        c = self._children
+        c = self.children
         c.requests(endpoint, label, record.status, record.client or "").inc()
         c.request_size(endpoint).observe(record.request_bytes)
         c.response_size(endpoint).observe(record.response_bytes)

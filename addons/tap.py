@@ -168,7 +168,7 @@ class TrafficTap:
                 return self.admit(flow, st)  # mitmproxy awaits it; other flows go on meanwhile
             st.admitted = True
             if st.internal is None:
-                self.metrics.queue_wait.labels(st.priority).observe(0.0)
+                self.metrics.children.queue_wait(st.priority).observe(0.0)
         # Unlimited (the default): no queue of its own, nothing to hold.
         self.forwarded(st)
         return None
@@ -194,7 +194,7 @@ class TrafficTap:
         finally:
             self.queued_clients.unwatch(left)
         if st.internal is None:
-            self.metrics.queue_wait.labels(st.priority).observe(st.queue_wait_s)
+            self.metrics.children.queue_wait(st.priority).observe(st.queue_wait_s)
         self.forwarded(st)
 
     async def left_while_queued(
@@ -258,13 +258,13 @@ class TrafficTap:
 
     def body_unread(self, st: FlowState, reason: str) -> None:
         if st.internal is None:
-            self.metrics.body_unread.labels(st.endpoint, reason).inc()
+            self.metrics.children.body_unread(st.endpoint, reason).inc()
 
     def forwarded(self, st: FlowState) -> None:
         """The request leaves for the upstream now: the clock for time to first token starts."""
         st.t_forwarded = time.perf_counter()
         if st.internal is None:  # our own requests are never in the client series
-            self.metrics.active.labels(st.label).inc()
+            self.metrics.children.active(st.label).inc()
             st.active = True
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
@@ -356,12 +356,12 @@ class TrafficTap:
         try:
             record = self.account(flow, st, error_type, now)
             if st.internal is not None:  # counted apart, never a client request nor a row
-                self.metrics.internal_requests.labels(
-                    st.internal, record.endpoint, str(record.status)
+                self.metrics.children.internal_requests(
+                    st.internal, record.endpoint, record.status
                 ).inc()
                 return
             if st.method is not None:  # a preflight or HEAD: not a request of the endpoint
-                self.metrics.non_post.labels(st.endpoint, st.method, str(record.status)).inc()
+                self.metrics.children.non_post(st.endpoint, st.method, record.status).inc()
                 return
             stats = st.tap.parser.stats if st.tap is not None else StreamStats()
             action = lifecycle_of(st, stats, record.status, record.error_type)
@@ -371,7 +371,7 @@ class TrafficTap:
                 self.metrics.observe(record, st.label)
             uncounted = st.tap.parser.stats.uncounted if st.tap is not None else None
             if uncounted is not None:
-                self.metrics.uncounted.labels(record.endpoint, st.label, uncounted).inc()
+                self.metrics.children.uncounted(record.endpoint, st.label, uncounted).inc()
             if self.on_record is not None:
                 self.on_record(record)
         except Exception:
@@ -401,7 +401,7 @@ class TrafficTap:
     def release(self, st: FlowState) -> None:
         if st.active:
             st.active = False
-            self.metrics.active.labels(st.label).dec()
+            self.metrics.children.active(st.label).dec()
         if st.admitted:
             st.admitted = False
             self.admission.release()
