@@ -272,6 +272,7 @@ class NdjsonParser(Parser):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._lines = LineBuffer()
+        self._plain = self._decoder is None and self.stats.text is None  # both fixed from here
 
     def feed(self, data: bytes, now: float) -> None:
         # The common case, taken here in one step because it is every token of every native
@@ -281,11 +282,10 @@ class NdjsonParser(Parser):
         s = self.stats
         if (
             data.endswith(b'"done":false}\n')
-            and data[:1] == b"{"
-            and self._decoder is None
+            and self._plain
             and not self._skip
-            and s.text is None
-            and not self._lines.pending
+            and not self._lines._tail  # nothing held over (the property, without its call)
+            and data[:1] == b"{"
             and data.find(b"\n") == len(data) - 1
             # No empty content: without any "" that is one search (find beats ``in`` here).
             and (data.rfind(b'""') < 0 or (
