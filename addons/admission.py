@@ -93,6 +93,11 @@ class Admission:
         """Requests of any priority waiting for a slot."""
         return sum(self.depth(p) for p in PRIORITIES)
 
+    def _nobody_waits(self) -> bool:
+        """``total_depth == 0``, without counting when no priority has a waiter (nearly always:
+        every request asks on arrival)."""
+        return not any(self._waiters.values()) or self.total_depth == 0
+
     def configure(self, max_concurrency: int, max_queue: int) -> None:
         """Change the limits at run time; a higher limit admits waiters at once.
 
@@ -107,7 +112,7 @@ class Admission:
     def try_acquire(self) -> bool:
         """Take a slot now if one is free and nobody waits; never waits, never queues."""
         if self.max_concurrency == 0 or (
-            self._active < self.max_concurrency and self.total_depth == 0
+            self._active < self.max_concurrency and self._nobody_waits()
         ):
             self._grant()
             return True

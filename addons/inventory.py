@@ -12,6 +12,7 @@ keep their last good values so the label guard does not forget models during an 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -34,6 +35,20 @@ _DEFAULT_REGISTRY_PREFIXES = ("registry.ollama.ai/", "library/")
 
 def normalize_model(name: str) -> str:
     """The form Ollama compares names in: ``llama3`` and ``Llama3:latest`` are one model."""
+    # Asked several times per request (the label guard, the listed name): a name of usual
+    # length is worked out once. Longer ones are not kept: the cache stays small.
+    return _normalized(name) if len(name) <= _CACHED_NAME else _normalize(name)
+
+
+_CACHED_NAME = 256
+
+
+@functools.lru_cache(maxsize=1024)
+def _normalized(name: str) -> str:
+    return _normalize(name)
+
+
+def _normalize(name: str) -> str:
     name = name.strip().casefold()
     for prefix in _DEFAULT_REGISTRY_PREFIXES:
         name = name.removeprefix(prefix)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,11 @@ _JSON_SPACE = " \t\n\r"
 # Go reads them into a float64, and so does this parser.
 _MAX_INT_DIGITS = 4000
 _REPLACEMENT = "\ufffd"
+# What can put a lone surrogate into a decoded value: a \uD800-\uDFFF escape, or (in text
+# that is not ASCII) a byte that is not UTF-8, decoded as one. A body with neither (nearly
+# every body) needs no cleaning after decoding.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def go_fold(key: str) -> str:
@@ -36,6 +42,8 @@ def go_fold(key: str) -> str:
     ``unicode.ToUpper(unicode.ToLower(r))`` per rune; Python's case mappings are used where
     they map one character to one, which they do for every letter Go's simple folding maps.
     """
+    if key.isascii():  # for ASCII the three steps come to lower()
+        return key.lower()
     out = []
     for char in key:
         folded = char
@@ -81,8 +89,13 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _decoder() -> json.JSONDecoder:
-    return json.JSONDecoder(object_pairs_hook=_pairs, parse_int=_parse_int)
+# Stateless, so one serves every call (and every thread).
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_int=_parse_int)
+
+
+def _may_hold_surrogates(text: str) -> bool:
+    return _SURROGATE_ESCAPE.search(text) is not None or (
+        not text.isascii() and _SURROGATE.search(text) is not None)
 
 
 def _first_value(raw: bytes) -> tuple[Any, str, int, int] | None:
@@ -94,7 +107,7 @@ def _first_value(raw: bytes) -> tuple[Any, str, int, int] | None:
     text = raw.decode("utf-8", "surrogateescape")
     start = len(text) - len(text.lstrip(_JSON_SPACE))
     try:
-        value, end = _decoder().raw_decode(text, start)
+        value, end = _DECODER.raw_decode(text, start)
     except (ValueError, RecursionError):
         return None
     return value, text, start, end
@@ -115,6 +128,8 @@ def go_view(raw: bytes | None) -> dict[str, Any] | None:
         return None
     if found is None or not isinstance(found[0], dict):
         return None
+    if not _may_hold_surrogates(found[1]):
+        return found[0]  # keys were made as Go holds them by _pairs; no string to clean
     cleaned: dict[str, Any] = _clean(found[0])
     return cleaned
 

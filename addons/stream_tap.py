@@ -26,7 +26,7 @@ class StreamTap:
     """
 
     __slots__ = ("parser", "filter", "sent", "chunks", "kept", "kept_too_much", "_broken",
-                 "_gaps", "_flush_gaps")
+                 "_gaps", "_flush_gaps", "_as_is")
 
     def __init__(
         self,
@@ -46,6 +46,8 @@ class StreamTap:
         self._broken = False
         self._gaps = parser.stats.gaps
         self._flush_gaps = flush_gaps
+        # Nothing to change nor to keep: each chunk goes back as it came (the common case).
+        self._as_is = usage_filter is None and not keep_chunks
 
     def flush_gaps(self) -> None:
         """Hand the inter-token gaps seen so far to the histogram (in batches, not per token)."""
@@ -62,6 +64,9 @@ class StreamTap:
                 self.parser.feed(data, now)
                 if len(self._gaps) >= GAP_BATCH:
                     self.flush_gaps()
+                if self._as_is:
+                    self.sent += len(data)
+                    return data
             if self.filter is not None:
                 data = self.filter.feed(data) if data else self.filter.flush()
             self.sent += len(data)

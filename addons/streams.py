@@ -91,8 +91,11 @@ class Parser:
     ) -> None:
         self.stats = StreamStats(text=[] if capture_text else None)
         self._skip = False  # an encoding we cannot read, or a parser failure: count bytes only
+        self._decoder: Decoder | None = None
+        if not content_encoding:  # nearly every answer: nothing to undo
+            return
         try:
-            self._decoder: Decoder | None = Decoder(content_encoding)
+            self._decoder = Decoder(content_encoding)
         except CodingError:
             logger.info("response with content-encoding %r: passed on, not counted",
                         content_encoding)
@@ -269,9 +272,37 @@ class NdjsonParser(Parser):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._lines = LineBuffer()
+        self._plain = self._decoder is None and self.stats.text is None  # both fixed from here
+
+    def feed(self, data: bytes, now: float) -> None:
+        # The common case, taken here in one step because it is every token of every native
+        # stream: one whole content line per chunk (Ollama flushes a line per token) of a
+        # plain body, nothing held over, no text kept. It is exactly what ``_line``'s fast
+        # path counts; anything else goes the general way.
+        s = self.stats
+        if (
+            data.endswith(b'"done":false}\n')
+            and self._plain
+            and not self._skip
+            and not self._lines._tail  # nothing held over (the property, without its call)
+            and data[:1] == b"{"
+            and data.find(b"\n") == len(data) - 1
+            # No empty content: without any "" that is one search (find beats ``in`` here).
+            and (data.rfind(b'""') < 0 or (
+                data.find(b'"content":""') < 0 and data.find(b'"response":""') < 0))
+        ):
+            s.body_bytes += len(data)
+            if s.last_token_at is None:
+                s.first_token_at = now
+            else:
+                s.gaps.append(now - s.last_token_at)
+            s.last_token_at = now
+            s.content_chunks += 1
+            return
+        super().feed(data, now)
 
     def _feed(self, data: bytes, now: float) -> None:
-        # The common case: Ollama flushes one whole line per token, and it arrives whole.
+        # Ollama flushes one whole line per token, and it usually arrives whole.
         if not self._lines.pending and data.find(b"\n") == len(data) - 1:
             self._line(data[:-1], now)
             return
@@ -340,19 +371,20 @@ class SseParser(Parser):
         Like the NDJSON fast path, it relies on compact JSON: ``"finish_reason":null}]}``
         cannot occur inside a string. Anything unusual returns False for the full parse.
         """
+        # (bytes.find, not ``in``: the same answer in half the time, on every chunk)
         if (
             self.stats.text is not None
-            or b'"finish_reason":null}]}' not in line
-            or b'"content":"' not in line
-            or b'"usage"' in line
-            or b'"error"' in line
-            or b'"tool_calls"' in line
+            or line.find(b'"finish_reason":null}]}') < 0
+            or line.find(b'"content":"') < 0
+            or line.find(b'"usage"') >= 0
+            or line.find(b'"error"') >= 0
+            or line.find(b'"tool_calls"') >= 0
             or line.count(b'"index":') != 1  # one choice
             or line.rstrip()[-1:] != b"}"
         ):
             return False
-        if b'"content":""' not in line or (
-            b'"reasoning":"' in line and b'"reasoning":""' not in line
+        if line.find(b'"content":""') < 0 or (
+            line.find(b'"reasoning":"') >= 0 and line.find(b'"reasoning":""') < 0
         ):
             self._token(now, None)
         return True

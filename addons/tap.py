@@ -27,6 +27,7 @@ from .accounting import MAX_STORED_TEXT, FlowState, account, lifecycle_of
 from .admission import Admission, QueueFull, parse_priority
 from .client_watcher import CLIENT_CHECK_S, ClientWatcher
 from .codings import CodingError, decode_all
+from .headers import header
 from .lifecycle import expected_action
 from .metrics import ProxyMetrics
 from .progress import PROGRESS_ENDPOINTS, progress_parser_for
@@ -43,6 +44,8 @@ KEY = "llama_metrics"
 # Streaming endpoints that stream when the request does not say: Ollama's default.
 NATIVE_STREAM_DEFAULT = frozenset({"/api/generate", "/api/chat"})
 JSON_TYPE = "application/json; charset=utf-8"
+SOURCE_HEADER = traffic.HEADER.lower().encode()
+CONTENT_ENCODING = b"content-encoding"
 # A request body to an endpoint that is not inference (``ollama create`` uploads model blobs of
 # gigabytes to /api/blobs) streams through when it is larger than this or of unknown length,
 # instead of being held whole in the proxy's memory; smaller ones are read as usual.
@@ -57,8 +60,9 @@ NON_POST_METHODS = frozenset({"OPTIONS", "HEAD", "GET", "PUT", "PATCH", "DELETE"
 def plain_body(request: http.Request) -> bytes | None:
     """The request's body without its content coding (Ollama decodes zstd on /v1 from
     0.18.0); None when the coding cannot be undone."""
+    encoding = header(request.headers, CONTENT_ENCODING) or ""
     try:
-        return decode_all(request.raw_content or b"", request.headers.get("content-encoding", ""))
+        return decode_all(request.raw_content or b"", encoding)
     except CodingError:
         return None
 
@@ -150,7 +154,8 @@ class TrafficTap:
         st.endpoint = endpoint_template(request.path)  # a flow cut off now is counted by it
         # Our own processes mark their requests; the mark never reaches the upstream, and an
         # unknown value is client traffic.
-        st.internal = traffic.source_of(request.headers.pop(traffic.HEADER, None))
+        if header(request.headers, SOURCE_HEADER) is not None:
+            st.internal = traffic.source_of(request.headers.pop(traffic.HEADER, None))
         if st.endpoint not in INFERENCE_ENDPOINTS:
             length = content_length(request.headers)
             if length is None and "chunked" in request.headers.get("transfer-encoding", ""):
@@ -170,7 +175,7 @@ class TrafficTap:
                 return self.admit(flow, st)  # mitmproxy awaits it; other flows go on meanwhile
             st.admitted = True
             if st.internal is None:
-                self.metrics.queue_wait.labels(st.priority).observe(0.0)
+                self.metrics.children.queue_wait(st.priority).observe(0.0)
         # Unlimited (the default): no queue of its own, nothing to hold.
         self.forwarded(st)
         return None
@@ -196,7 +201,7 @@ class TrafficTap:
         finally:
             self.queued_clients.unwatch(left)
         if st.internal is None:
-            self.metrics.queue_wait.labels(st.priority).observe(st.queue_wait_s)
+            self.metrics.children.queue_wait(st.priority).observe(st.queue_wait_s)
         self.forwarded(st)
 
     async def left_while_queued(
@@ -226,7 +231,7 @@ class TrafficTap:
             st.method = request.method if request.method in NON_POST_METHODS else "other"
             return
         st.inference = True
-        st.priority = parse_priority(request.headers.get("x-priority"))
+        st.priority = parse_priority(header(request.headers, b"x-priority"))
         body = request_json(request)
         if body is None and (reason := unread_reason(request)) is not None:
             self.body_unread(st, reason)
@@ -260,13 +265,13 @@ class TrafficTap:
 
     def body_unread(self, st: FlowState, reason: str) -> None:
         if st.internal is None:
-            self.metrics.body_unread.labels(st.endpoint, reason).inc()
+            self.metrics.children.body_unread(st.endpoint, reason).inc()
 
     def forwarded(self, st: FlowState) -> None:
         """The request leaves for the upstream now: the clock for time to first token starts."""
         st.t_forwarded = time.perf_counter()
         if st.internal is None:  # our own requests are never in the client series
-            self.metrics.active.labels(st.label).inc()
+            self.metrics.children.active(st.label).inc()
             st.active = True
             if self.energy is not None:
                 # Labelled as generated_tokens_total is (addons/metrics.py), so that joules
@@ -283,18 +288,18 @@ class TrafficTap:
         parser: Parser
         usage_filter = None
         if st.inference and 200 <= response.status_code < 300:
-            content_type = response.headers.get("content-type", "")
+            content_type = header(response.headers, b"content-type") or ""
             parser = parser_for(
                 content_type,
-                content_encoding=response.headers.get("content-encoding", ""),
+                content_encoding=header(response.headers, CONTENT_ENCODING) or "",
                 capture_text=self.store_prompts,
             )
             if st.strip_usage and content_type.startswith("text/event-stream"):
                 usage_filter = self.usage_filter(flow)
         elif st.endpoint in PROGRESS_ENDPOINTS and 200 <= response.status_code < 300:
             parser = progress_parser_for(
-                response.headers.get("content-type", ""),
-                content_encoding=response.headers.get("content-encoding", ""),
+                header(response.headers, b"content-type") or "",
+                content_encoding=header(response.headers, CONTENT_ENCODING) or "",
             )
         else:
             parser = PassthroughParser()
@@ -363,12 +368,12 @@ class TrafficTap:
         try:
             record = self.account(flow, st, error_type, now)
             if st.internal is not None:  # counted apart, never a client request nor a row
-                self.metrics.internal_requests.labels(
-                    st.internal, record.endpoint, str(record.status)
+                self.metrics.children.internal_requests(
+                    st.internal, record.endpoint, record.status
                 ).inc()
                 return
             if st.method is not None:  # a preflight or HEAD: not a request of the endpoint
-                self.metrics.non_post.labels(st.endpoint, st.method, str(record.status)).inc()
+                self.metrics.children.non_post(st.endpoint, st.method, record.status).inc()
                 return
             stats = st.tap.parser.stats if st.tap is not None else StreamStats()
             action = lifecycle_of(st, stats, record.status, record.error_type)
@@ -378,7 +383,7 @@ class TrafficTap:
                 self.metrics.observe(record, st.label)
             uncounted = st.tap.parser.stats.uncounted if st.tap is not None else None
             if uncounted is not None:
-                self.metrics.uncounted.labels(record.endpoint, st.label, uncounted).inc()
+                self.metrics.children.uncounted(record.endpoint, st.label, uncounted).inc()
             if self.on_record is not None:
                 self.on_record(record)
             self.complete_energy(st, record, now)
@@ -429,7 +434,7 @@ class TrafficTap:
             self.energy.finish(handle, time.perf_counter(), lambda joules: None)
         if st.active:
             st.active = False
-            self.metrics.active.labels(st.label).dec()
+            self.metrics.children.active(st.label).dec()
         if st.admitted:
             st.admitted = False
             self.admission.release()

@@ -7,8 +7,11 @@ as started by default, once with history on and ``max_concurrency`` set), then r
 against each target in interleaved rounds, with ratios against plain mitmdump and differences
 against direct:
 
-- throughput: streamed and non-streamed requests/s, chunks/s, proxy CPU per request, and time
-  to first token at concurrency 1;
+- throughput: the workloads of ``bench_wrk`` (32-token streams, small ``/api/embed`` answers,
+  100-token streams), run by wrk where installed (``apt-get install wrk``), against plain
+  mitmdump and ours with the default configuration (history on), with the queue off and on
+  (``max_concurrency``): requests/s, their ratio, each process's CPU per request and the
+  addon's share of it, and time to first token at concurrency 1;
 - latency: time to first token and inter-token latency (p50, p99) of paced streams at each
   concurrency of ``--levels`` (1, 16, 64, 256), added over direct;
 - streams: ``--streams`` (500) streams at once, each checked to its end against the same answer
@@ -18,6 +21,7 @@ The memory slope over a long steady load is ``scripts/bench_soak.py``.
 
     .venv/bin/python scripts/bench.py                 # about six minutes on 2 cores
     .venv/bin/python scripts/bench.py --quick         # a smoke run
+    .venv/bin/python scripts/bench.py --only throughput --rounds 5   # issue 12's table
     .venv/bin/python scripts/bench.py --only latency --levels 1,64
 """
 
@@ -43,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import bench_wrk
 import psutil
 from bench_streams import Latency, latency, many
 from prometheus_client.parser import text_string_to_metric_families
@@ -220,69 +225,79 @@ def scrape(metrics: str) -> dict[str, float]:
     return totals
 
 
-def throughput(args: argparse.Namespace, urls: dict[str, Target]) -> dict[str, dict[str, float]]:
-    """Streamed and non-streamed throughput, and TTFT at concurrency 1, for every target."""
-    targets = list(urls)
-    totals = {(t, kind): Result() for t in targets for kind in ("stream", "json", "ttft")}
+THROUGHPUT_TARGETS = ("mitmdump", "ours", "ours+queue")
+
+
+def throughput(args: argparse.Namespace, urls: dict[str, Target]) -> dict[str, Any]:
+    """Each workload against plain mitmdump and ours (queue off, on), interleaved in rounds;
+    and time to first token at concurrency 1."""
+    runs: dict[tuple[str, str], list[dict[str, float]]] = {
+        (w, t): [] for w in args.workloads for t in THROUGHPUT_TARGETS}
+    ttfts = {t: Result() for t in THROUGHPUT_TARGETS}
     for round_no in range(args.rounds):
-        for target in targets:
-            url = urls[target].url
-            runs = {
-                "stream": load(url, concurrency=args.concurrency, requests=args.requests,
-                               tokens=args.tokens, stream=True),
-                "json": load(url, concurrency=args.concurrency, requests=args.requests,
-                             tokens=args.tokens, stream=False),
-                # Paced like a real model (the simulator's X-Sim-Token-Rate), so the first
-                # token travels alone rather than in a burst of the whole answer.
-                "ttft": load(url, concurrency=1, requests=args.ttft_requests, tokens=5,
-                             stream=True, headers={"X-Sim-Token-Rate": "200"}),
+        for name in args.workloads:
+            for target in THROUGHPUT_TARGETS:
+                where = urls[target]
+                cpu = where.cpu_seconds()
+                run = bench_wrk.load(where.url, bench_wrk.WORKLOADS[name], seconds=args.seconds,
+                                     concurrency=args.concurrency)
+                runs[(name, target)].append({
+                    "rps": run.rate, "requests": run.requests, "errors": run.errors,
+                    "cpu_us": 1e6 * (where.cpu_seconds() - cpu) / max(1, run.requests)})
+        for target in THROUGHPUT_TARGETS:
+            # Paced like a real model (the simulator's X-Sim-Token-Rate), so the first token
+            # travels alone rather than in a burst of the whole answer.
+            ttfts[target].add(asyncio.run(load(
+                urls[target].url, concurrency=1, requests=args.ttft_requests, tokens=5,
+                stream=True, headers={"X-Sim-Token-Rate": "200"})))
+        print(f"throughput round {round_no + 1}/{args.rounds} done (load average "
+              f"{os.getloadavg()[0]:.2f})", file=sys.stderr)
+    report: dict[str, Any] = {"workloads": {}, "ttft_p50_ms": {}, "load_average": os.getloadavg()}
+    for name in args.workloads:
+        plain = runs[(name, "mitmdump")]
+        for target in THROUGHPUT_TARGETS[1:]:
+            ours = runs[(name, target)]
+            ratios = [o["rps"] / p["rps"] for o, p in zip(ours, plain, strict=True)]
+            plain_cpu = statistics.median(p["cpu_us"] for p in plain)
+            ours_cpu = statistics.median(o["cpu_us"] for o in ours)
+            report["workloads"][f"{name}{' queue' if target == 'ours+queue' else ''}"] = {
+                "plain_rps": statistics.median(p["rps"] for p in plain),
+                "ours_rps": statistics.median(o["rps"] for o in ours),
+                "ratio": statistics.median(ratios), "ratio_min": min(ratios),
+                "ratio_max": max(ratios),
+                "plain_cpu_us": plain_cpu, "ours_cpu_us": ours_cpu,
+                "addon_cpu_us": ours_cpu - plain_cpu,
+                "errors": sum(r["errors"] for r in ours + plain),
+                "rounds": [{"plain": p, "ours": o} for p, o in zip(plain, ours, strict=True)],
             }
-            for kind, run in runs.items():
-                cpu = urls[target].cpu_seconds()
-                result = asyncio.run(run)
-                result.cpu_seconds = urls[target].cpu_seconds() - cpu
-                totals[(target, kind)].add(result)
-        print(f"throughput round {round_no + 1}/{args.rounds} done", file=sys.stderr)
-    report: dict[str, dict[str, float]] = {}
-    for target in targets:
-        s, j, t = (totals[(target, k)] for k in ("stream", "json", "ttft"))
-        report[target] = {
-            "stream_rps": statistics.median(s.rates),
-            "stream_chunks_per_s": s.chunks / s.seconds,
-            "stream_cpu_ms_per_request": 1000 * s.cpu_seconds / s.requests,
-            "json_rps": statistics.median(j.rates),
-            "json_cpu_ms_per_request": 1000 * j.cpu_seconds / j.requests,
-            "ttft_p50_ms": 1000 * statistics.median(t.ttfts),
-            "ttft_p99_ms": 1000 * pct(t.ttfts, 0.99),
-            "stream_ttft_p50_ms": 1000 * statistics.median(s.ttfts),
-            "errors": s.errors + j.errors + t.errors,
-        }
+    for target, r in ttfts.items():
+        report["ttft_p50_ms"][target] = 1000 * statistics.median(r.ttfts)
+        report.setdefault("ttft_errors", {})[target] = r.errors
     return report
 
 
-def print_throughput(args: argparse.Namespace, report: dict[str, dict[str, float]]) -> None:
-    base, plain = report["direct"], report["mitmdump"]
-    print(f"\nload: {args.rounds} rounds x {args.requests} streamed and {args.requests} "
-          f"non-streamed /api/chat requests of {args.tokens} tokens at concurrency "
-          f"{args.concurrency}; {args.ttft_requests} streamed requests of 5 tokens at 200 "
-          f"tokens/s at concurrency 1 for time to first token")
-    print("req/s: median over rounds; cpu: the proxy process's CPU ms per request (for direct,"
-          " the simulator's); 'vs mitmdump': throughput ratio, and for cpu plain/ours")
-    header = (f"{'target':<21}{'stream req/s':>13}{'ratio':>7}{'cpu ms':>8}{'ratio':>7}"
-              f"{'chunks/s':>10}{'json req/s':>11}{'ratio':>7}{'cpu ms':>8}{'ratio':>7}"
-              f"{'TTFT p50':>10}{'+direct':>9}{'TTFT p99':>10}{'+direct':>9}{'errors':>7}")
-    print(header)
-    for target, r in report.items():
-        print(f"{target:<21}{r['stream_rps']:>13.1f}{r['stream_rps'] / plain['stream_rps']:>7.2f}"
-              f"{r['stream_cpu_ms_per_request']:>8.2f}"
-              f"{plain['stream_cpu_ms_per_request'] / r['stream_cpu_ms_per_request']:>7.2f}"
-              f"{r['stream_chunks_per_s']:>10.0f}{r['json_rps']:>11.1f}"
-              f"{r['json_rps'] / plain['json_rps']:>7.2f}{r['json_cpu_ms_per_request']:>8.2f}"
-              f"{plain['json_cpu_ms_per_request'] / r['json_cpu_ms_per_request']:>7.2f}"
-              f"{r['ttft_p50_ms']:>10.2f}{r['ttft_p50_ms'] - base['ttft_p50_ms']:>+9.2f}"
-              f"{r['ttft_p99_ms']:>10.2f}{r['ttft_p99_ms'] - base['ttft_p99_ms']:>+9.2f}"
-              f"{r['errors']:>7.0f}")
-    print("TTFT in ms, at concurrency 1")
+def print_throughput(args: argparse.Namespace, report: dict[str, Any]) -> None:
+    print(f"\nthroughput: {'wrk' if bench_wrk.have_wrk() else 'aiohttp (wrk not installed)'}"
+          f", {args.rounds} rounds x {args.seconds:g} s per workload and target at concurrency "
+          f"{args.concurrency}, targets interleaved; plain mitmdump: --set stream_large_bodies=1,"
+          " no addon; ours: -s addons/llama_metrics.py, default configuration (history on), "
+          f"'queue': max_concurrency={args.concurrency}")
+    print("req/s: median over rounds; ratio: median of the rounds' ours/plain (min-max); cpu: "
+          "the proxy process's CPU us per request, median; addon: ours minus plain")
+    print(f"{'workload':<17}{'plain req/s':>12}{'ours req/s':>11}{'ratio':>7}{'min-max':>11}"
+          f"{'target':>7}{'plain cpu':>10}{'ours cpu':>9}{'addon':>7}{'errors':>7}")
+    for name, r in report["workloads"].items():
+        target = 0.97 if name.startswith("stream100") else 0.95
+        print(f"{name:<17}{r['plain_rps']:>12.1f}{r['ours_rps']:>11.1f}{r['ratio']:>7.2f}"
+              f"{r['ratio_min']:>6.2f}-{r['ratio_max']:.2f}{target:>7.2f}"
+              f"{r['plain_cpu_us']:>10.0f}{r['ours_cpu_us']:>9.0f}{r['addon_cpu_us']:>7.0f}"
+              f"{r['errors']:>7}")
+    t = report["ttft_p50_ms"]
+    print(f"TTFT p50 at concurrency 1 ({args.ttft_requests} streams of 5 tokens at 200 tokens/s "
+          f"per round), ms: plain {t['mitmdump']:.3f}, ours {t['ours']:.3f} "
+          f"({t['ours'] - t['mitmdump']:+.3f}), ours+queue {t['ours+queue']:.3f} "
+          f"({t['ours+queue'] - t['mitmdump']:+.3f}); target: at most +0.100")
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in report['load_average'])}")
 
 
 def sweep_rate(args: argparse.Namespace, concurrency: int) -> float:
@@ -379,6 +394,14 @@ def print_streams(args: argparse.Namespace, report: dict[str, dict[str, Any]]) -
         print(f"our proxy counted {report['proxy']['counted']:.0f} of them in requests_total")
 
 
+def workloads(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names or any(n not in bench_wrk.WORKLOADS for n in names):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected workloads of {', '.join(bench_wrk.WORKLOADS)}")
+    return names
+
+
 def levels(text: str) -> list[int]:
     values = [int(part) for part in text.split(",") if part.strip()]
     if not values or min(values) < 1:
@@ -388,10 +411,12 @@ def levels(text: str) -> list[int]:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--requests", type=int, default=400, help="streamed requests per run")
+    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds (3)")
+    parser.add_argument("--seconds", type=float, default=10.0,
+                        help="seconds of each throughput run (10)")
+    parser.add_argument("--workloads", type=workloads, default=list(bench_wrk.WORKLOADS),
+                        help=f"throughput workloads ({','.join(bench_wrk.WORKLOADS)})")
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--tokens", type=int, default=100, help="tokens per streamed answer")
     parser.add_argument("--ttft-requests", type=int, default=200, help="at concurrency 1")
     parser.add_argument("--levels", type=levels, default=[1, 16, 64, 256],
                         help="concurrencies of the latency sweep (1,16,64,256)")
@@ -416,7 +441,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", help="write the numbers to this file too")
     args = parser.parse_args(argv)
     if args.quick:
-        args.rounds, args.requests, args.ttft_requests = 1, 60, 30
+        args.rounds, args.seconds, args.ttft_requests = 2, 4.0, 50
         args.sweep_rounds, args.sweep_per_client, args.sweep_min = 1, 1, 10
         args.streams, args.streams_tokens, args.settle = 100, 20, 1.0
     parts = args.only or ["throughput", "latency", "streams"]
@@ -424,7 +449,7 @@ def main(argv: list[str]) -> int:
     report: dict[str, Any] = {}
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         sim_target = stack.enter_context(service(
-            simulator(args.tokens), r"http://127\.0\.0\.1:(\d+)", "simulator"))
+            simulator(100), r"http://127\.0\.0\.1:(\d+)", "simulator"))
         sim = sim_target.url
         urls = {
             "direct": sim_target,
@@ -437,12 +462,15 @@ def main(argv: list[str]) -> int:
         if "streams" in parts:  # first, so "before" is a fresh process's memory
             report["streams"] = streams(args, urls, urls["proxy"].metrics_url())
         if "throughput" in parts:
-            urls["proxy+history+queue"] = stack.enter_context(service(
+            urls["ours"] = stack.enter_context(service(
                 mitmdump(sim, "-s", "addons/llama_metrics.py", "--set", "metrics_port=0",
-                         "--set", f"history_path={tmp}/history.db",
-                         "--set", f"max_concurrency={args.concurrency}"), LISTENING, "proxy"))
+                         "--set", f"history_path={tmp}/history.db"), LISTENING, "ours"))
+            urls["ours+queue"] = stack.enter_context(service(
+                mitmdump(sim, "-s", "addons/llama_metrics.py", "--set", "metrics_port=0",
+                         "--set", f"history_path={tmp}/history-queue.db",
+                         "--set", f"max_concurrency={args.concurrency}"), LISTENING, "ours"))
             report["throughput"] = throughput(args, urls)
-            del urls["proxy+history+queue"]  # its queue would hold back the latency runs
+            del urls["ours"], urls["ours+queue"]  # the latency runs compare direct and proxy
         if "latency" in parts:
             report["latency"] = sweep(args, urls)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import sqlite3
@@ -31,10 +32,36 @@ from llama_core.history.schema import (
 
 logger = logging.getLogger(__name__)
 
-_INSERT = "INSERT INTO requests ({}) VALUES ({})".format(
-    ", ".join(name for name, _, _ in COLUMNS), ", ".join(f":{name}" for name, _, _ in COLUMNS)
-)
+_NAMES = tuple(name for name, _, _ in COLUMNS)
+_ONE_ROW = "(" + ", ".join("?" for _ in _NAMES) + ")"
+# Rows per INSERT: the largest power of two under this, then halves for the rest of a batch,
+# so that a few statements (sqlite3 caches them) take any batch.
+_ROWS_PER_INSERT = 128
 _BUSY_TIMEOUT_S = 5.0
+
+
+@functools.cache
+def _insert(rows: int) -> str:
+    return f"INSERT INTO requests ({', '.join(_NAMES)}) VALUES " + ", ".join([_ONE_ROW] * rows)
+
+
+def _insert_requests(conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
+    """The rows in a few multi-row INSERTs rather than one ``executemany`` step per row.
+
+    sqlite3 gives up the GIL around each step of a statement and takes it back after: one
+    step per row made the writer thread and the event loop hand the GIL to each other for
+    every request (0.1 to 0.2 ms of the proxy's CPU per request on 2 cores, 2026-12-02 in
+    docs/benchmarks.md); one statement of many rows is one hand-over.
+    """
+    per = max(1, min(_ROWS_PER_INSERT,
+                     conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(_NAMES)))
+    start = 0
+    while start < len(rows):
+        n = min(per, len(rows) - start)
+        n = 1 << (n.bit_length() - 1)  # a power of two: a handful of distinct statements
+        chunk = rows[start:start + n]
+        conn.execute(_insert(n), [row[name] for row in chunk for name in _NAMES])
+        start += n
 
 
 def _add_to_rollup(conn: sqlite3.Connection) -> None:
@@ -54,7 +81,7 @@ def insert_rows(conn: sqlite3.Connection, rows: list[dict[str, Any]],
     conn.execute("BEGIN IMMEDIATE")
     try:
         if rows:
-            conn.executemany(_INSERT, rows)
+            _insert_requests(conn, rows)
             _add_to_rollup(conn)
         if samples:
             conn.executemany(INSERT_SAMPLE, [s.host for s in samples])

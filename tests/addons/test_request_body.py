@@ -35,6 +35,20 @@ def test_what_go_refuses_has_no_view(raw: bytes) -> None:
     assert go_view(raw) is None
 
 
+@pytest.mark.parametrize(("raw", "view"), [
+    # Nested values are cleaned too; a body without a surrogate's source is left as decoded.
+    (b'{"messages":[{"content":"a\\ud83d"}]}', {"messages": [{"content": "a\ufffd"}]}),
+    (b'{"messages":[{"content":"a\\uDE00b"}]}', {"messages": [{"content": "a\ufffdb"}]}),
+    (b'{"options":{"stop":["caf\xc3\xa9","\xff"]}}',
+     {"options": {"stop": ["caf\u00e9", "\ufffd"]}}),
+    (b'{"prompt":"caf\\u00e9 \\ud83d\\ude00"}', {"prompt": "caf\u00e9 \U0001f600"}),
+    (b'{"prompt":"caf\xc3\xa9"}', {"prompt": "caf\u00e9"}),
+    (b'{"Prompt":"x","KEEP_ALIVE":0}', {"prompt": "x", "keep_alive": 0}),
+])
+def test_every_string_is_as_go_holds_it(raw: bytes, view: dict) -> None:
+    assert go_view(raw) == view
+
+
 def test_duplicate_objects_merge_as_go_fills_a_map() -> None:
     view = go_view(b'{"options":{"a":1},"Options":{"b":2},"stream_options":{"include_usage":false}'
                    b',"stream_options":{"Include_Usage":true}}')

@@ -106,6 +106,33 @@ def test_fast_path_and_full_parse_agree_on_content_chunks(line: bytes) -> None:
     assert empty.stats.content_chunks == 0
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_whole_lines_count_as_lines_split_anywhere(seed: int) -> None:
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(rng.randint(1, 30)):
+        text = rng.choice(["a", "", " é", "\\\"done\\\":false}"])
+        key = rng.choice(["message", "response"])
+        chunk = {"model": "m", key: {"role": "assistant", "content": text} if key == "message"
+                 else text, "done": False}
+        lines.append(json.dumps(chunk, separators=(",", ":"), ensure_ascii=False).encode())
+    lines.append(b'{"model":"m","done":true,"eval_count":7,"prompt_eval_count":3}')
+    body = b"".join(line + b"\n" for line in lines)
+    whole, split, kept = NdjsonParser(), NdjsonParser(), NdjsonParser(capture_text=True)
+    for i, line in enumerate(lines):  # one chunk a line: the common case
+        whole.feed(line + b"\n", float(i))
+    feed_all(split, [body[:7], body[7:]] if len(body) > 7 else [body])
+    for i, line in enumerate(lines):
+        kept.feed(line + b"\n", float(i))
+    for parser in (whole, split, kept):
+        parser.finish(100.0)
+    assert whole.stats.body_bytes == split.stats.body_bytes == len(body)
+    assert whole.stats.content_chunks == split.stats.content_chunks == kept.stats.content_chunks
+    assert whole.stats.gaps == kept.stats.gaps
+    assert whole.stats.first_token_at == kept.stats.first_token_at
+    assert whole.stats.usage == split.stats.usage == kept.stats.usage
+
+
 def test_utf8_split_inside_a_character_is_reassembled() -> None:
     line = json.dumps({"response": "日本 é 🦙", "done": False}, ensure_ascii=False).encode()
     parser = NdjsonParser(capture_text=True)
