@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from llama_core.history.schema import HistoryError
 from llama_core.settings import ConfigError
 
 from .stats import cumulative, histogram_quantile, ratio
+from .window_cache import WindowCache
 from .windows import SourceError, Window
 
 logger = logging.getLogger(__name__)
@@ -70,8 +70,7 @@ class ClientUsage:
         self.clock = clock
         self._clients: ClientsFile | None = None
         self._clients_error: str | None = None
-        self._lock = threading.Lock()
-        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._cache = WindowCache(CACHE_S)
 
     def budgets(self) -> tuple[dict[str, int], list[str], str | None]:
         """Budgets per client, every configured name, and why they are unknown (or None)."""
@@ -88,14 +87,7 @@ class ClientUsage:
         return clients.budgets(), list(clients.names), None
 
     def answer(self, window: Window) -> dict[str, Any]:
-        now = self.clock()
-        with self._lock:
-            cached = self._cache.get(window.name)
-            if cached is not None and now - cached[0] < CACHE_S:
-                return cached[1]
-            answer = self._read(window, now)
-            self._cache[window.name] = (now, answer)
-            return answer
+        return self._cache.answer(window, self.clock(), self._read)
 
     def _read(self, window: Window, now: float) -> dict[str, Any]:
         since, today = now - window.seconds, day_start(now)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +21,7 @@ from llama_core.history.schema import HistoryError
 
 from . import energy
 from .live import LiveState
+from .window_cache import WindowCache
 from .windows import SourceError, Window
 
 logger = logging.getLogger(__name__)
@@ -36,18 +36,10 @@ class EnergyHistory:
     def __init__(self, history_path: str, clock: Callable[[], float] = time.time) -> None:
         self.history_path = history_path
         self.clock = clock
-        self._lock = threading.Lock()
-        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._cache = WindowCache(CACHE_S)
 
     def answer(self, window: Window) -> dict[str, Any]:
-        now = self.clock()
-        with self._lock:
-            cached = self._cache.get(window.name)
-            if cached is not None and now - cached[0] < CACHE_S:
-                return cached[1]
-            answer = self._read(window, now)
-            self._cache[window.name] = (now, answer)
-            return answer
+        return self._cache.answer(window, self.clock(), self._read)
 
     def _read(self, window: Window, now: float) -> dict[str, Any]:
         since = now - window.seconds
