@@ -12,6 +12,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 
+from .answer_json import loads_answer
 from .codings import CodingError, Decoder
 from .reports import Usage, native_usage, openai_usage, placeholder_usage
 from .tail_counts import Tail, trailing_counts
@@ -200,7 +201,7 @@ class JsonParser(Parser):
         if not self._body:
             return
         try:
-            obj = json.loads(self._body)
+            obj = loads_answer(self._body)  # its embedding vectors are skipped, not built
         except ValueError:
             self.stats.malformed += 1
             return
