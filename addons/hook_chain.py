@@ -3,7 +3,7 @@
 mitmproxy's addon manager walks every addon of the chain for every event (``requestheaders``,
 ``request``, ``responseheaders``, ``response``, an ``update`` after each of them, the
 connection events), asking each for the hook by name and for nested ``addons``, whether it
-has the hook or not: with our fifteen addons about 20 microseconds of the event loop per
+has the hook or not: with our sixteen addons about 20 microseconds of the event loop per
 request (``docs/benchmarks.md``, 2026-12-02), a tenth of what measuring a short request
 takes. ``HookChain`` is asked once per event and calls only the addons that have the hook,
 in the order given, as mitmproxy would:

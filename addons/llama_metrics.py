@@ -20,6 +20,7 @@ from addons.context import ProxyContext
 from addons.energy import Energy
 from addons.error_pages import ErrorPages
 from addons.exporter import Exporter
+from addons.frozen_heap import FrozenHeap
 from addons.history import History
 from addons.hook_chain import HookChain
 from addons.inventory_poll import InventoryPoll
@@ -67,8 +68,10 @@ def compose() -> list[object]:
         AccessControl(context, clients=budgets.clients),
         # After the access check named the client: one over its day's budget gets 429.
         budgets,
-        # Last: its request hook sees a flow once admitted, ready to go upstream.
+        # Its request hook sees a flow once admitted, ready to go upstream.
         UpstreamGuard(context.registry),
+        # Last: its running() freezes what the others' running() made.
+        FrozenHeap(),
     ]
 
 

@@ -127,7 +127,7 @@ def test_the_proxy_script_hands_mitmproxy_one_chain_of_every_addon() -> None:
     [chain] = script.addons
     assert isinstance(chain, HookChain)
     names = [type(a).__name__ for a in chain.chained]
-    assert names[0] == "LlamaConfig" and names[-1] == "UpstreamGuard"
+    assert names[0] == "LlamaConfig" and names[-2:] == ["UpstreamGuard", "FrozenHeap"]
     for name in ("requestheaders", "request", "responseheaders", "response", "error",
                  "server_connect", "client_disconnected", "load", "configure", "running",
                  "done"):
