@@ -22,6 +22,7 @@ The memory slope over a long steady load is ``scripts/bench_soak.py``.
     .venv/bin/python scripts/bench.py                 # about six minutes on 2 cores
     .venv/bin/python scripts/bench.py --quick         # a smoke run
     .venv/bin/python scripts/bench.py --only throughput --rounds 5   # issue 12's table
+    .venv/bin/python scripts/bench.py --only throughput --before /tmp/before  # and another tree
     .venv/bin/python scripts/bench.py --only latency --levels 1,64
 """
 
@@ -83,9 +84,11 @@ class Target:
 
 
 @contextmanager
-def service(args: list[str], ready: str, name: str) -> Iterator[Target]:
-    """Start a process and wait for a line matching ``ready`` (its group 1 is the port)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def service(args: list[str], ready: str, name: str,
+            env: dict[str, str] | None = None) -> Iterator[Target]:
+    """Start a process and wait for a line matching ``ready`` (its group 1 is the port); ``env``
+    is added to this process's environment."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=env)
     found = threading.Event()
@@ -225,18 +228,23 @@ def scrape(metrics: str) -> dict[str, float]:
     return totals
 
 
-THROUGHPUT_TARGETS = ("mitmdump", "ours", "ours+queue")
+def throughput_targets(args: argparse.Namespace) -> list[str]:
+    """Plain mitmdump first (the baseline), then ours with the queue off and on, and, with
+    ``--before``, the same two of the other tree."""
+    before = ["before", "before+queue"] if args.before else []
+    return ["mitmdump", "ours", "ours+queue", *before]
 
 
 def throughput(args: argparse.Namespace, urls: dict[str, Target]) -> dict[str, Any]:
     """Each workload against plain mitmdump and ours (queue off, on), interleaved in rounds;
     and time to first token at concurrency 1."""
+    targets = throughput_targets(args)
     runs: dict[tuple[str, str], list[dict[str, float]]] = {
-        (w, t): [] for w in args.workloads for t in THROUGHPUT_TARGETS}
-    ttfts = {t: Result() for t in THROUGHPUT_TARGETS}
+        (w, t): [] for w in args.workloads for t in targets}
+    ttfts = {t: Result() for t in targets}
     for round_no in range(args.rounds):
         for name in args.workloads:
-            for target in THROUGHPUT_TARGETS:
+            for target in targets:
                 where = urls[target]
                 cpu = where.cpu_seconds()
                 run = bench_wrk.load(where.url, bench_wrk.WORKLOADS[name], seconds=args.seconds,
@@ -244,7 +252,7 @@ def throughput(args: argparse.Namespace, urls: dict[str, Target]) -> dict[str, A
                 runs[(name, target)].append({
                     "rps": run.rate, "requests": run.requests, "errors": run.errors,
                     "cpu_us": 1e6 * (where.cpu_seconds() - cpu) / max(1, run.requests)})
-        for target in THROUGHPUT_TARGETS:
+        for target in targets:
             # Paced like a real model (the simulator's X-Sim-Token-Rate), so the first token
             # travels alone rather than in a burst of the whole answer.
             ttfts[target].add(asyncio.run(load(
@@ -255,21 +263,27 @@ def throughput(args: argparse.Namespace, urls: dict[str, Target]) -> dict[str, A
     report: dict[str, Any] = {"workloads": {}, "ttft_p50_ms": {}, "load_average": os.getloadavg()}
     for name in args.workloads:
         plain = runs[(name, "mitmdump")]
-        for target in THROUGHPUT_TARGETS[1:]:
-            ours = runs[(name, target)]
-            ratios = [o["rps"] / p["rps"] for o, p in zip(ours, plain, strict=True)]
-            plain_cpu = statistics.median(p["cpu_us"] for p in plain)
-            ours_cpu = statistics.median(o["cpu_us"] for o in ours)
-            report["workloads"][f"{name}{' queue' if target == 'ours+queue' else ''}"] = {
+        plain_cpu = statistics.median(p["cpu_us"] for p in plain)
+        for queue in ("", "+queue"):
+            row: dict[str, Any] = {}
+            for tree in ("ours", "before"):
+                if (name, tree + queue) not in runs:
+                    continue
+                ours = runs[(name, tree + queue)]
+                ratios = [o["rps"] / p["rps"] for o, p in zip(ours, plain, strict=True)]
+                ours_cpu = statistics.median(o["cpu_us"] for o in ours)
+                row[tree] = {
+                    "rps": statistics.median(o["rps"] for o in ours),
+                    "ratio": statistics.median(ratios), "ratio_min": min(ratios),
+                    "ratio_max": max(ratios), "cpu_us": ours_cpu,
+                    "addon_cpu_us": ours_cpu - plain_cpu,
+                    "errors": sum(r["errors"] for r in ours),
+                    "rounds": [o["rps"] for o in ours],
+                }
+            report["workloads"][f"{name}{' queue' if queue else ''}"] = {
                 "plain_rps": statistics.median(p["rps"] for p in plain),
-                "ours_rps": statistics.median(o["rps"] for o in ours),
-                "ratio": statistics.median(ratios), "ratio_min": min(ratios),
-                "ratio_max": max(ratios),
-                "plain_cpu_us": plain_cpu, "ours_cpu_us": ours_cpu,
-                "addon_cpu_us": ours_cpu - plain_cpu,
-                "errors": sum(r["errors"] for r in ours + plain),
-                "rounds": [{"plain": p, "ours": o} for p, o in zip(plain, ours, strict=True)],
-            }
+                "plain_cpu_us": plain_cpu, "plain_rounds": [p["rps"] for p in plain],
+                "plain_errors": sum(p["errors"] for p in plain), **row}
     for target, r in ttfts.items():
         report["ttft_p50_ms"][target] = 1000 * statistics.median(r.ttfts)
         report.setdefault("ttft_errors", {})[target] = r.errors
@@ -281,22 +295,26 @@ def print_throughput(args: argparse.Namespace, report: dict[str, Any]) -> None:
           f", {args.rounds} rounds x {args.seconds:g} s per workload and target at concurrency "
           f"{args.concurrency}, targets interleaved; plain mitmdump: --set stream_large_bodies=1,"
           " no addon; ours: -s addons/llama_metrics.py, default configuration (history on), "
-          f"'queue': max_concurrency={args.concurrency}")
+          f"'queue': max_concurrency={args.concurrency}"
+          + (f"; before: the same from {args.before}" if args.before else ""))
     print("req/s: median over rounds; ratio: median of the rounds' ours/plain (min-max); cpu: "
           "the proxy process's CPU us per request, median; addon: ours minus plain")
-    print(f"{'workload':<17}{'plain req/s':>12}{'ours req/s':>11}{'ratio':>7}{'min-max':>11}"
-          f"{'target':>7}{'plain cpu':>10}{'ours cpu':>9}{'addon':>7}{'errors':>7}")
+    trees = ["ours", "before"] if args.before else ["ours"]
+    print(f"{'workload':<17}{'tree':<7}{'plain req/s':>12}{'req/s':>9}{'ratio':>7}{'min-max':>11}"
+          f"{'target':>7}{'plain cpu':>10}{'cpu':>7}{'addon':>7}{'errors':>7}")
     for name, r in report["workloads"].items():
         target = 0.97 if name.startswith("stream100") else 0.95
-        print(f"{name:<17}{r['plain_rps']:>12.1f}{r['ours_rps']:>11.1f}{r['ratio']:>7.2f}"
-              f"{r['ratio_min']:>6.2f}-{r['ratio_max']:.2f}{target:>7.2f}"
-              f"{r['plain_cpu_us']:>10.0f}{r['ours_cpu_us']:>9.0f}{r['addon_cpu_us']:>7.0f}"
-              f"{r['errors']:>7}")
+        for tree in trees:
+            t = r[tree]
+            print(f"{name:<17}{tree:<7}{r['plain_rps']:>12.1f}{t['rps']:>9.1f}{t['ratio']:>7.2f}"
+                  f"{t['ratio_min']:>6.2f}-{t['ratio_max']:.2f}{target:>7.2f}"
+                  f"{r['plain_cpu_us']:>10.0f}{t['cpu_us']:>7.0f}{t['addon_cpu_us']:>7.0f}"
+                  f"{t['errors'] + r['plain_errors']:>7}")
     t = report["ttft_p50_ms"]
     print(f"TTFT p50 at concurrency 1 ({args.ttft_requests} streams of 5 tokens at 200 tokens/s "
-          f"per round), ms: plain {t['mitmdump']:.3f}, ours {t['ours']:.3f} "
-          f"({t['ours'] - t['mitmdump']:+.3f}), ours+queue {t['ours+queue']:.3f} "
-          f"({t['ours+queue'] - t['mitmdump']:+.3f}); target: at most +0.100")
+          "per round), ms: plain " + f"{t['mitmdump']:.3f}; " + ", ".join(
+              f"{name} {t[name]:.3f} ({t[name] - t['mitmdump']:+.3f})"
+              for name in throughput_targets(args)[1:]) + "; target: at most +0.100")
     print(f"load average at the end: {' '.join(f'{x:.2f}' for x in report['load_average'])}")
 
 
@@ -439,7 +457,12 @@ def main(argv: list[str]) -> int:
                         help="run only these parts (all three by default)")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--json", help="write the numbers to this file too")
+    parser.add_argument("--before", type=Path, metavar="DIR",
+                        help="throughput: also run the proxy of another checkout (say, "
+                             "`git worktree add /tmp/before <commit>`) beside ours")
     args = parser.parse_args(argv)
+    if args.before is not None and not (args.before / "addons/llama_metrics.py").is_file():
+        parser.error(f"--before {args.before}: no addons/llama_metrics.py there")
     if args.quick:
         args.rounds, args.seconds, args.ttft_requests = 2, 4.0, 50
         args.sweep_rounds, args.sweep_per_client, args.sweep_min = 1, 1, 10
@@ -469,8 +492,19 @@ def main(argv: list[str]) -> int:
                 mitmdump(sim, "-s", "addons/llama_metrics.py", "--set", "metrics_port=0",
                          "--set", f"history_path={tmp}/history-queue.db",
                          "--set", f"max_concurrency={args.concurrency}"), LISTENING, "ours"))
+            if args.before is not None:
+                before = args.before.resolve()
+                for name, queue in (("before", []),
+                                    ("before+queue", ["--set",
+                                                      f"max_concurrency={args.concurrency}"])):
+                    urls[name] = stack.enter_context(service(
+                        mitmdump(sim, "-s", str(before / "addons/llama_metrics.py"),
+                                 "--set", "metrics_port=0",
+                                 "--set", f"history_path={tmp}/history-{name}.db", *queue),
+                        LISTENING, name, env={"PYTHONPATH": str(before)}))
             report["throughput"] = throughput(args, urls)
-            del urls["ours"], urls["ours+queue"]  # the latency runs compare direct and proxy
+            for name in throughput_targets(args)[1:]:
+                del urls[name]  # the latency runs compare direct and proxy
         if "latency" in parts:
             report["latency"] = sweep(args, urls)
 

@@ -12,18 +12,23 @@ the hooks, streaming through a callable, and what the timers themselves miss).
     .venv/bin/python scripts/profile_addon.py               # about 2 minutes
     .venv/bin/python scripts/profile_addon.py --queue       # with max_concurrency set
     .venv/bin/python scripts/profile_addon.py --only embed --seconds 20
+    .venv/bin/python scripts/profile_addon.py --before /tmp/before   # and another checkout
+
+With ``--before DIR`` the same profiled addon runs a second time with the addons of another
+checkout (``git worktree add /tmp/before <commit>``), interleaved with the other two, and each
+stage is printed before and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import tempfile
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +100,15 @@ def breakdown(profile: dict[str, Any], requests: int, plain_us: float) -> list[t
     return rows
 
 
+@dataclass
+class Totals:
+    """One profiled proxy's sums over the rounds of a workload."""
+
+    cpu: float = 0.0
+    requests: int = 0
+    profile: dict[str, Any] | None = None
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="per run (10)")
@@ -102,67 +116,91 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--queue", action="store_true", help="set max_concurrency")
     parser.add_argument("--only", choices=sorted(WORKLOADS), action="append")
+    parser.add_argument("--before", type=Path, metavar="DIR",
+                        help="also profile the addons of another checkout")
     parser.add_argument("--json", help="write the numbers to this file too")
     args = parser.parse_args(argv)
+    if args.before is not None and not (args.before / "addons/llama_metrics.py").is_file():
+        parser.error(f"--before {args.before}: no addons/llama_metrics.py there")
     workloads: list[Workload] = [WORKLOADS[n] for n in (args.only or WORKLOADS)]
+    trees = {"after": None} if args.before is None else {"before": args.before.resolve(),
+                                                        "after": None}
 
-    report: dict[str, Any] = {}
+    report: dict[str, dict[str, Any]] = {tree: {} for tree in trees}
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "profile.json"
-        os.environ["PROFILE_ADDON_OUT"] = str(out)
         sim = stack.enter_context(service(simulator(100), r"http://127\.0\.0\.1:(\d+)", "sim"))
         plain = stack.enter_context(service(
             mitmdump(sim.url, "--set", "stream_large_bodies=1"), LISTENING, "mitmdump"))
         extra = ["--set", f"max_concurrency={args.concurrency}"] if args.queue else []
-        ours = stack.enter_context(service(
-            mitmdump(sim.url, "-s", "scripts/profiled_addon.py", "--set", "metrics_port=0",
-                     "--set", f"history_path={tmp}/history.db", *extra), LISTENING, "proxy"))
-        ours.metrics_url()  # running: the timers are calibrated and the signal handler is set
-        for target in (plain, ours):  # warm: imports, connections, first labels
+        profiled: dict[str, tuple[Target, Path]] = {}
+        for tree, root in trees.items():
+            out = Path(tmp) / f"profile-{tree}.json"
+            env = {"PROFILE_ADDON_OUT": str(out)}
+            if root is not None:
+                env["PYTHONPATH"] = str(root)
+            ours = stack.enter_context(service(
+                mitmdump(sim.url, "-s", "scripts/profiled_addon.py", "--set", "metrics_port=0",
+                         "--set", f"history_path={tmp}/history-{tree}.db", *extra),
+                LISTENING, tree, env=env))
+            ours.metrics_url()  # running: the timers are calibrated and the signal handler is set
+            profiled[tree] = (ours, out)
+        for target in (plain, *(t for t, _ in profiled.values())):  # warm: imports, connections
             load(target.url, workloads[0], seconds=1, concurrency=args.concurrency)
         for workload in workloads:
-            plain_cpu = plain_requests = ours_cpu = ours_requests = 0.0
-            profile: dict[str, Any] | None = None
+            plain_cpu = plain_requests = 0.0
+            totals = {tree: Totals() for tree in trees}
             for _ in range(args.rounds):
                 cpu = plain.cpu_seconds()
                 run = load(plain.url, workload, seconds=args.seconds,
                            concurrency=args.concurrency)
                 plain_cpu += plain.cpu_seconds() - cpu
                 plain_requests += run.requests
-                before, cpu = snapshot(ours, out), ours.cpu_seconds()
-                run = load(ours.url, workload, seconds=args.seconds, concurrency=args.concurrency)
-                time.sleep(1.5)  # the history writer's batch (flush_interval 1 s) is written
-                ours_cpu += ours.cpu_seconds() - cpu
-                ours_requests += run.requests
-                profile = add(profile, diff(snapshot(ours, out), before))
-            assert profile is not None
+                for tree, (ours, out) in profiled.items():
+                    before, cpu = snapshot(ours, out), ours.cpu_seconds()
+                    run = load(ours.url, workload, seconds=args.seconds,
+                               concurrency=args.concurrency)
+                    time.sleep(1.5)  # the history writer's batch (flush_interval 1 s) is written
+                    total = totals[tree]
+                    total.cpu += ours.cpu_seconds() - cpu
+                    total.requests += run.requests
+                    total.profile = add(total.profile, diff(snapshot(ours, out), before))
             plain_us = plain_cpu * 1e6 / plain_requests
-            ours_us = ours_cpu * 1e6 / ours_requests
-            report[workload.name] = {
-                "plain_cpu_us": plain_us, "ours_cpu_us": ours_us,
-                "requests": ours_requests, "finished": profile["calls"]["finish"],
-                "chunks_per_request": profile["calls"]["chunk"] / ours_requests,
-                "stages_us": dict(breakdown(profile, int(ours_requests), plain_us)),
-            }
+            for tree, total in totals.items():
+                profile, requests = total.profile, total.requests
+                assert profile is not None
+                report[tree][workload.name] = {
+                    "plain_cpu_us": plain_us, "ours_cpu_us": total.cpu * 1e6 / requests,
+                    "requests": requests, "finished": profile["calls"]["finish"],
+                    "chunks_per_request": profile["calls"]["chunk"] / requests,
+                    "stages_us": dict(breakdown(profile, requests, plain_us)),
+                }
             print(f"{workload.name} done", file=sys.stderr)
 
     print(f"\nload: {'wrk' if have_wrk() else 'aiohttp'}, {args.rounds} rounds x "
           f"{args.seconds:g} s per workload and target at concurrency {args.concurrency}; "
           f"ours: default configuration, history on{', max_concurrency set' if args.queue else ''}"
-          "; CPU microseconds per request")
-    names = list(report)
-    print(f"{'':<50}" + "".join(f"{n:>11}" for n in names))
+          + (f"; before: the addons of {args.before}" if args.before else "")
+          + "; CPU microseconds per request")
+    names = [w.name for w in workloads]
+    columns = [(tree, n) for n in names for tree in trees]
+    print(f"{'':<50}" + "".join(f"{n + (' ' + t if len(trees) > 1 else ''):>17}"
+                                for t, n in columns))
 
     def row(label: str, values: list[float]) -> None:
-        print(f"{label:<50}" + "".join(f"{v:>11.1f}" for v in values))
+        print(f"{label:<50}" + "".join(f"{v:>17.1f}" for v in values))
 
-    row("plain mitmdump, process", [report[n]["plain_cpu_us"] for n in names])
-    row("ours, process", [report[n]["ours_cpu_us"] for n in names])
-    row("= the addon's cost", [report[n]["ours_cpu_us"] - report[n]["plain_cpu_us"]
-                               for n in names])
-    for label in report[names[0]]["stages_us"]:
-        row("  " + label, [report[n]["stages_us"].get(label, 0.0) for n in names])
-    row("chunks per request", [report[n]["chunks_per_request"] for n in names])
+    first = report["after"][names[0]]
+    row("plain mitmdump, process", [report[t][n]["plain_cpu_us"] for t, n in columns])
+    row("ours, process", [report[t][n]["ours_cpu_us"] for t, n in columns])
+    row("= the addon's cost", [report[t][n]["ours_cpu_us"] - report[t][n]["plain_cpu_us"]
+                               for t, n in columns])
+    labels = list(first["stages_us"])
+    for tree in trees:  # a thread only one tree has still gets its row
+        for n in names:
+            labels += [k for k in report[tree][n]["stages_us"] if k not in labels]
+    for label in labels:
+        row("  " + label, [report[t][n]["stages_us"].get(label, 0.0) for t, n in columns])
+    row("chunks per request", [report[t][n]["chunks_per_request"] for t, n in columns])
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     return 0

@@ -19,6 +19,10 @@ the addons' work per request:
 Times are ``perf_counter_ns`` on the event loop (its hooks never wait, so that is CPU time),
 less the cost of the timer itself, measured at start on an empty call. ``kill -USR2`` writes
 the running totals as JSON to ``$PROFILE_ADDON_OUT`` (the driver takes differences).
+
+With ``PYTHONPATH`` set to another checkout (``profile_addon.py --before DIR``) the addons come
+from there; a tree from before ``addons/hook_chain.py`` hands mitmproxy its addons as a list,
+as its own ``addons/llama_metrics.py`` did.
 """
 
 from __future__ import annotations
@@ -33,7 +37,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from addons.hook_chain import HookChain
 from addons.llama_metrics import compose
 from addons.stream_tap import StreamTap
 from addons.tap import TrafficTap
@@ -130,5 +133,14 @@ class Profiler:
         os.replace(out + ".tmp", out)
 
 
+def chained(parts: list[Any]) -> list[Any]:
+    """What ``addons/llama_metrics.py`` of this tree hands mitmproxy."""
+    try:
+        from addons.hook_chain import HookChain
+    except ImportError:  # an older tree: one addon each
+        return parts
+    return [HookChain(parts)]
+
+
 _addons = compose()
-addons = [Profiler(_addons), HookChain(_addons)]  # the profiler wraps the hooks first
+addons = [Profiler(_addons), *chained(_addons)]  # the profiler wraps the hooks first
