@@ -13,8 +13,10 @@ occur inside a JSON string (Go, like every encoder, writes a quote in a string a
 the cut bytes must be only what numbers, commas, brackets and whitespace are made of, so no
 string, object or key is ever inside what is skipped. When that does not hold, or the rest does
 not parse, the whole body is parsed as before (``json.loads``): the answer is read the same
-either way, except that a number the cut skipped is not checked digit by digit (``1.2.3``
-would pass; the counts read are still the server's own).
+either way, except that what the cut skipped is checked only for its characters, not parsed:
+a broken number (``1.2.3``) or misplaced brackets inside a vector (``[1],[2]]``) pass as a
+vector would. The counts read are still the server's own; such a body only goes uncounted as
+malformed.
 """
 
 from __future__ import annotations
