@@ -15,7 +15,7 @@ string, object or key is ever inside what is skipped. When that does not hold, o
 not parse, the whole body is parsed as before (``json.loads``): the answer is read the same
 either way, except that what the cut skipped is checked only for its characters, not parsed:
 a broken number (``1.2.3``) or misplaced brackets inside a vector (``[1],[2]]``) pass as a
-vector would. The counts read are still the server's own; such a body only goes uncounted as
+vector would. The counts read are still the server's own; such a body is just not counted as
 malformed.
 """
 
