@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from .streams import Parser
+from .streams import NdjsonParser, Parser
 from .usage import UsageEventFilter
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,14 @@ class StreamTap:
         self._flush_gaps = flush_gaps
         # Nothing to change nor to keep: each chunk goes back as it came (the common case).
         self._as_is = usage_filter is None and not keep_chunks
+
+    def stream(self) -> Callable[[bytes], bytes | list[bytes]]:
+        """What to set as ``flow.response.stream``: the tap, or for a plain native stream the
+        tap with its common chunk counted in the same call (``native_stream``)."""
+        parser = self.parser
+        if self._as_is and isinstance(parser, NdjsonParser) and parser.plain:
+            return native_stream(self, parser)
+        return self
 
     def flush_gaps(self) -> None:
         """Hand the inter-token gaps seen so far to the histogram (in batches, not per token)."""
@@ -93,3 +101,57 @@ class StreamTap:
             self.kept_too_much = True
         elif self.chunks is not None:
             self.chunks.append((now, data))
+
+
+def native_stream(tap: StreamTap, parser: NdjsonParser) -> Callable[[bytes], bytes | list[bytes]]:
+    """``tap`` for a plain native stream, its common chunk counted here in one call.
+
+    mitmproxy calls the stream once per chunk, and a native stream is one chunk per token
+    (Ollama flushes a JSON line per token), so this is the proxy's most frequent call: the
+    tap and the parser in one frame (docs/benchmarks.md, issue 12). The common chunk is one
+    whole line of a content chunk, nothing held over before it: it ends with
+    ``"done":false}`` (Go's encoder writes compact JSON, and inside a JSON string those quotes
+    would be escaped), starts with ``{``, holds no other newline, and has no empty
+    ``"content"``/``"response"`` (no token). It is exactly what ``NdjsonParser._line``'s
+    fast path counts; every other chunk, and every chunk once the tap or the parser gave up,
+    goes to ``tap`` as before.
+    """
+    stats = parser.stats
+    gaps = stats.gaps
+    lines = parser._lines  # the line buffer's tail, read without a call
+    clock = time.perf_counter
+
+    def chunk(data: bytes) -> bytes | list[bytes]:
+        now = clock()
+        try:
+            if (
+                data.endswith(b'"done":false}\n')
+                and not lines._tail
+                and not tap._broken
+                and not parser._skip
+                and data[:1] == b"{"
+                and data.find(b"\n") == len(data) - 1
+                # Without any "" that is one search (find beats ``in`` here).
+                and (data.rfind(b'""') < 0 or (
+                    data.find(b'"content":""') < 0 and data.find(b'"response":""') < 0))
+            ):
+                size = len(data)
+                stats.body_bytes += size
+                tap.sent += size
+                last = stats.last_token_at
+                if last is None:
+                    stats.first_token_at = now
+                else:
+                    gaps.append(now - last)
+                    if len(gaps) >= GAP_BATCH:
+                        tap.flush_gaps()
+                stats.last_token_at = now
+                stats.content_chunks += 1
+                return data
+        except Exception:  # never reaches mitmproxy: the tap passes the rest through
+            tap._broken = True
+            logger.exception("stream tap failed; passing the rest of this response through")
+            return tap._keep(now, data)
+        return tap(data)
+
+    return chunk

@@ -273,34 +273,9 @@ class NdjsonParser(Parser):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._lines = LineBuffer()
-        self._plain = self._decoder is None and self.stats.text is None  # both fixed from here
-
-    def feed(self, data: bytes, now: float) -> None:
-        # The common case, taken here in one step because it is every token of every native
-        # stream: one whole content line per chunk (Ollama flushes a line per token) of a
-        # plain body, nothing held over, no text kept. It is exactly what ``_line``'s fast
-        # path counts; anything else goes the general way.
-        s = self.stats
-        if (
-            data.endswith(b'"done":false}\n')
-            and self._plain
-            and not self._skip
-            and not self._lines._tail  # nothing held over (the property, without its call)
-            and data[:1] == b"{"
-            and data.find(b"\n") == len(data) - 1
-            # No empty content: without any "" that is one search (find beats ``in`` here).
-            and (data.rfind(b'""') < 0 or (
-                data.find(b'"content":""') < 0 and data.find(b'"response":""') < 0))
-        ):
-            s.body_bytes += len(data)
-            if s.last_token_at is None:
-                s.first_token_at = now
-            else:
-                s.gaps.append(now - s.last_token_at)
-            s.last_token_at = now
-            s.content_chunks += 1
-            return
-        super().feed(data, now)
+        # A plain body (no coding to undo) and no text kept, both fixed from here: its common
+        # chunk is counted in one step by the stream tap (``stream_tap.native_stream``).
+        self.plain = self._decoder is None and self.stats.text is None
 
     def _feed(self, data: bytes, now: float) -> None:
         # Ollama flushes one whole line per token, and it usually arrives whole.

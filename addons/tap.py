@@ -310,7 +310,7 @@ class TrafficTap:
             None if st.internal is not None else lambda gaps: itl.observe_many(label, gaps),
             keep_chunks=self.keep_chunks,
         )
-        response.stream = st.tap
+        response.stream = st.tap.stream()
 
     @staticmethod
     def usage_filter(flow: http.HTTPFlow) -> UsageEventFilter | None:
