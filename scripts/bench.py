@@ -229,10 +229,11 @@ def scrape(metrics: str) -> dict[str, float]:
 
 
 def throughput_targets(args: argparse.Namespace) -> list[str]:
-    """Plain mitmdump first (the baseline), then ours with the queue off and on, and, with
-    ``--before``, the same two of the other tree."""
+    """Plain mitmdump first (the baseline), with ``--floor`` the floor addon, then ours with
+    the queue off and on, and, with ``--before``, the same two of the other tree."""
     before = ["before", "before+queue"] if args.before else []
-    return ["mitmdump", "ours", "ours+queue", *before]
+    floor = ["floor"] if args.floor else []
+    return ["mitmdump", *floor, "ours", "ours+queue", *before]
 
 
 def throughput(args: argparse.Namespace, urls: dict[str, Target]) -> dict[str, Any]:
@@ -266,10 +267,11 @@ def throughput(args: argparse.Namespace, urls: dict[str, Target]) -> dict[str, A
         plain_cpu = statistics.median(p["cpu_us"] for p in plain)
         for queue in ("", "+queue"):
             row: dict[str, Any] = {}
-            for tree in ("ours", "before"):
-                if (name, tree + queue) not in runs:
+            for tree in ("ours", "before", "floor"):
+                target = tree if tree == "floor" else tree + queue
+                if (name, target) not in runs:
                     continue
-                ours = runs[(name, tree + queue)]
+                ours = runs[(name, target)]
                 ratios = [o["rps"] / p["rps"] for o, p in zip(ours, plain, strict=True)]
                 ours_cpu = statistics.median(o["cpu_us"] for o in ours)
                 row[tree] = {
@@ -299,7 +301,7 @@ def print_throughput(args: argparse.Namespace, report: dict[str, Any]) -> None:
           + (f"; before: the same from {args.before}" if args.before else ""))
     print("req/s: median over rounds; ratio: median of the rounds' ours/plain (min-max); cpu: "
           "the proxy process's CPU us per request, median; addon: ours minus plain")
-    trees = ["ours", "before"] if args.before else ["ours"]
+    trees = ["ours", *(["before"] if args.before else []), *(["floor"] if args.floor else [])]
     print(f"{'workload':<17}{'tree':<7}{'plain req/s':>12}{'req/s':>9}{'ratio':>7}{'min-max':>11}"
           f"{'target':>7}{'plain cpu':>10}{'cpu':>7}{'addon':>7}{'errors':>7}")
     for name, r in report["workloads"].items():
@@ -457,6 +459,9 @@ def main(argv: list[str]) -> int:
                         help="run only these parts (all three by default)")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--json", help="write the numbers to this file too")
+    parser.add_argument("--floor", action="store_true",
+                        help="throughput: also run mitmdump -s scripts/floor_addon.py (a "
+                             "callable per chunk that only reads the clock: the floor)")
     parser.add_argument("--before", type=Path, metavar="DIR",
                         help="throughput: also run the proxy of another checkout (say, "
                              "`git worktree add /tmp/before <commit>`) beside ours")
@@ -492,6 +497,9 @@ def main(argv: list[str]) -> int:
                 mitmdump(sim, "-s", "addons/llama_metrics.py", "--set", "metrics_port=0",
                          "--set", f"history_path={tmp}/history-queue.db",
                          "--set", f"max_concurrency={args.concurrency}"), LISTENING, "ours"))
+            if args.floor:
+                urls["floor"] = stack.enter_context(service(
+                    mitmdump(sim, "-s", "scripts/floor_addon.py"), LISTENING, "floor"))
             if args.before is not None:
                 before = args.before.resolve()
                 for name, queue in (("before", []),
