@@ -8,7 +8,7 @@ the addons' work per request:
   access control, client budgets, upstream guard);
 - ``responseheaders``: every ``responseheaders`` hook (the tap's chooses the parser and
   installs the stream tap; the upstream guard's disarms its timer);
-- ``chunk``: every call of the stream tap (``StreamTap.__call__``), once per chunk;
+- ``chunk``: every call of what the tap set as ``flow.response.stream``, once per chunk;
 - ``finish``: every ``response``/``error`` hook (recorder, tap, upstream guard) less the
   three stages inside the tap's: ``account`` (the parser's end and ``accounting.account``),
   ``observe`` (``ProxyMetrics.observe``/``observe_lifecycle``) and ``record`` (what the
@@ -38,7 +38,6 @@ from collections.abc import Callable
 from typing import Any
 
 from addons.llama_metrics import compose
-from addons.stream_tap import StreamTap
 from addons.tap import TrafficTap
 
 STAGES = ("request", "responseheaders", "chunk", "finish", "account", "observe", "record")
@@ -59,6 +58,20 @@ def timed(stage: str, func: Callable[..., Any]) -> Callable[..., Any]:
         finally:
             ns[stage] += clock() - start
             calls[stage] += 1
+
+    return wrapper
+
+
+def time_chunks(responseheaders: Callable[[Any], None]) -> Callable[[Any], None]:
+    """The tap's ``responseheaders``, then the stream callable it set timed as ``chunk``:
+    whatever mitmproxy calls per chunk (the ``StreamTap``, or the one-call path of a plain
+    native stream), each call counted once."""
+    @functools.wraps(responseheaders)
+    def wrapper(flow: Any) -> None:
+        responseheaders(flow)
+        stream = getattr(flow.response, "stream", None)
+        if callable(stream):
+            flow.response.stream = timed("chunk", stream)
 
     return wrapper
 
@@ -118,7 +131,7 @@ class Profiler:
             "observe", metrics.observe_lifecycle)
         if tap.on_record is not None:
             tap.on_record = timed("record", tap.on_record)
-        StreamTap.__call__ = timed("chunk", StreamTap.__call__)  # type: ignore[method-assign]
+        tap.responseheaders = time_chunks(tap.responseheaders)  # type: ignore[method-assign,assignment]
 
     def running(self) -> None:
         self.timer_ns = timer_cost_ns()
