@@ -11,7 +11,8 @@ against direct:
   100-token streams), run by wrk where installed (``apt-get install wrk``), against plain
   mitmdump and ours with the default configuration (history on), with the queue off and on
   (``max_concurrency``): requests/s, their ratio, each process's CPU per request and the
-  addon's share of it, and time to first token at concurrency 1;
+  addon's share of it, and time to first token at concurrency 1; with ``--floor`` also
+  ``scripts/floor_addon.py``, the least an addon can do to time each token;
 - latency: time to first token and inter-token latency (p50, p99) of paced streams at each
   concurrency of ``--levels`` (1, 16, 64, 256), added over direct;
 - streams: ``--streams`` (500) streams at once, each checked to its end against the same answer
@@ -23,6 +24,7 @@ The memory slope over a long steady load is ``scripts/bench_soak.py``.
     .venv/bin/python scripts/bench.py --quick         # a smoke run
     .venv/bin/python scripts/bench.py --only throughput --rounds 5   # issue 12's table
     .venv/bin/python scripts/bench.py --only throughput --before /tmp/before  # and another tree
+    .venv/bin/python scripts/bench.py --only throughput --floor  # and the floor addon
     .venv/bin/python scripts/bench.py --only latency --levels 1,64
 """
 
