@@ -29,6 +29,7 @@ from addons.llama_config import LlamaConfig
 from addons.recorder import CassetteRecorder
 from addons.resource_poll import ResourcePoll
 from addons.routes import ModelLabels
+from addons.streaming_log import StreamingLog
 from addons.tap import TrafficTap
 from addons.upstream import UpstreamGuard
 
@@ -52,6 +53,8 @@ def compose() -> list[object]:
         # First: it resolves the file and the environment into the options of all the others.
         LlamaConfig(context),
         Listen(context),
+        # mitmproxy's info line per streamed answer: out of the log, and off the first token's path.
+        StreamingLog(),
         ErrorPages(),
         exporter,
         # Before the history: its done() hands the requests still waiting for a poll on.
