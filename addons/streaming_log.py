@@ -1,9 +1,9 @@
 """Leaves mitmproxy's line per streamed message out of the proxy's log.
 
 For each response it streams, mitmproxy logs ``Streaming response from HOST.`` at info
-(``Streaming request to HOST.`` for a request body it streams). Almost every answer an Ollama
-client asks for is streamed, so that is a line per request in the proxy's log, saying nothing
-the history and ``/requests`` do not say better. It is also the costliest thing done per
+(``Streaming request to HOST.`` for a request body it streams). The tap streams every answer,
+a non-streamed one too, so that is a line per request in the proxy's log, saying nothing the
+history and ``/requests`` do not say better. It is also the costliest thing done per
 request: mitmdump builds the record, formats it, writes it to its terminal and hands it to
 every addon as a deprecated ``add_log`` event, about 100 microseconds of the event loop, more
 than all of our hooks together (docs/benchmarks.md, issue 12). And it is logged before the
