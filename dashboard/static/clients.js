@@ -9,26 +9,7 @@
     if (!isNum(v)) return "–";
     return v < 1 ? (v * 1000).toFixed(v < 0.01 ? 1 : 0) + " ms" : v.toFixed(v < 10 ? 2 : 1) + " s";
   }
-  function cell(text, cls) {
-    const td = document.createElement("td");
-    td.textContent = text;
-    if (cls) td.className = cls;
-    return td;
-  }
-  function fill(table, rows, cells, empty) {
-    const labels = [...table.tHead.rows[0].cells].map((c) => c.textContent);
-    const body = document.createElement("tbody");
-    if (!rows.length) {
-      const td = cell(empty, "empty");
-      td.colSpan = labels.length;
-      body.insertRow().appendChild(td);
-    }
-    for (const row of rows) {
-      const tr = body.insertRow();
-      cells(row).forEach((td, i) => { td.dataset.label = labels[i]; tr.appendChild(td); });
-    }
-    table.replaceChild(body, table.tBodies[0]);
-  }
+  const { cell, nameCell, fill } = window.llamaTables; // static/tables.js
   function budgetCell(r) {
     if (!isNum(r.daily_token_budget)) return cell(count(r.used_today) + " tokens, no budget");
     const td = cell("", "budget");
@@ -60,13 +41,13 @@
       note.textContent = "in the last " + name + "; budgets per UTC day, renewed in " +
         (renews ? renews + " h" : "under an hour") + (data.note ? " – " + data.note : "");
       fill(table, data.clients, (r) => [
-        cell(r.client, "name"), cell(count(r.requests)),
+        nameCell(r.client), cell(count(r.requests)),
         cell(count(r.prompt_tokens) + " → " + count(r.generated_tokens)), cell(seconds(r.ttft_p95)),
         cell(count(r.errors), r.errors ? "bad" : ""), budgetCell(r),
       ], data.configured ? "no clients" : "no clients configured (security.clients_file)");
       document.getElementById("users").hidden = !data.users.length;
       fill(document.getElementById("users-table"), data.users, (r) => [
-        cell(r.user, "name"), cell(r.client || "–"), cell(count(r.requests)), cell(count(r.tokens)),
+        nameCell(r.user), cell(r.client || "–"), cell(count(r.requests)), cell(count(r.tokens)),
         cell(seconds(r.ttft_p95)), cell(count(r.errors), r.errors ? "bad" : ""),
       ], "no users recorded");
     } catch (exc) {

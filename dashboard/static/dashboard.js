@@ -83,33 +83,7 @@
     if (cls) node.className = cls;
     return node;
   }
-  function nameCell(name) { // long model names elide; the whole name is on hover
-    const td = el("td", null, "name");
-    const span = el("span", name);
-    span.title = name;
-    td.appendChild(span);
-    return td;
-  }
-  function fillTable(table, rows, cells, empty) {
-    const labels = [...table.tHead.rows[0].cells].map((c) => c.textContent);
-    const fresh = document.createElement("tbody");
-    if (!rows.length) {
-      const tr = fresh.insertRow();
-      const td = el("td", empty, "empty");
-      td.colSpan = labels.length;
-      tr.appendChild(td);
-    }
-    for (const row of rows) {
-      const tr = fresh.insertRow();
-      cells(row).forEach((cell, i) => {
-        const td = typeof cell === "object" && cell !== null ? cell : el("td", cell);
-        td.dataset.label = labels[i]; // the card layout on narrow screens shows it
-        tr.appendChild(td);
-      });
-    }
-    table.replaceChild(fresh, table.tBodies[0]);
-    return fresh;
-  }
+  const { nameCell, fill: fillTable } = window.llamaTables; // static/tables.js
   function setStatus(id, state, text) {
     const item = document.getElementById(id);
     item.className = state;

@@ -30,34 +30,7 @@
     const d = new Date(epoch * 1000);
     return d.toISOString().slice(0, 10);
   }
-  function cell(text, cls) {
-    const td = document.createElement("td");
-    td.textContent = text;
-    if (cls) td.className = cls;
-    return td;
-  }
-  function nameCell(name) {
-    const td = cell("", "name");
-    const span = document.createElement("span");
-    span.textContent = name;
-    span.title = name;
-    td.appendChild(span);
-    return td;
-  }
-  function fill(table, rows, cells, empty) {
-    const labels = [...table.tHead.rows[0].cells].map((c) => c.textContent);
-    const body = document.createElement("tbody");
-    if (!rows.length) {
-      const td = cell(empty, "empty");
-      td.colSpan = labels.length;
-      body.insertRow().appendChild(td);
-    }
-    for (const row of rows) {
-      const tr = body.insertRow();
-      cells(row).forEach((td, i) => { td.dataset.label = labels[i]; tr.appendChild(td); });
-    }
-    table.replaceChild(body, table.tBodies[0]);
-  }
+  const { cell, nameCell, fill } = window.llamaTables; // static/tables.js
   function tile(id, value, note) {
     const box = document.getElementById(id);
     box.querySelector(".value").textContent = value;
