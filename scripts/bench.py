@@ -12,7 +12,9 @@ against direct:
   mitmdump and ours with the default configuration (history on), with the queue off and on
   (``max_concurrency``): requests/s, their ratio, each process's CPU per request and the
   addon's share of it, and time to first token at concurrency 1; with ``--floor`` also
-  ``scripts/floor_addon.py``, the least an addon can do to time each token;
+  ``scripts/floor_addon.py``, the least an addon can do to time each token; with ``--quiet``
+  also ``scripts/quiet_plain.py``, plain mitmdump without its log line per streamed message
+  (which ours leaves out), and each ratio against it too;
 - latency: time to first token and inter-token latency (p50, p99) of paced streams at each
   concurrency of ``--levels`` (1, 16, 64, 256), added over direct;
 - streams: ``--streams`` (500) streams at once, each checked to its end against the same answer
@@ -25,6 +27,7 @@ The memory slope over a long steady load is ``scripts/bench_soak.py``.
     .venv/bin/python scripts/bench.py --only throughput --rounds 5   # issue 12's table
     .venv/bin/python scripts/bench.py --only throughput --before /tmp/before  # and another tree
     .venv/bin/python scripts/bench.py --only throughput --floor  # and the floor addon
+    .venv/bin/python scripts/bench.py --only throughput --quiet  # and against a quiet plain
     .venv/bin/python scripts/bench.py --only latency --levels 1,64
 """
 
@@ -231,11 +234,13 @@ def scrape(metrics: str) -> dict[str, float]:
 
 
 def throughput_targets(args: argparse.Namespace) -> list[str]:
-    """Plain mitmdump first (the baseline), with ``--floor`` the floor addon, then ours with
-    the queue off and on, and, with ``--before``, the same two of the other tree."""
+    """Plain mitmdump first (the baseline), with ``--quiet`` plain without its streaming log
+    line, with ``--floor`` the floor addon, then ours with the queue off and on, and, with
+    ``--before``, the same two of the other tree."""
     before = ["before", "before+queue"] if args.before else []
     floor = ["floor"] if args.floor else []
-    return ["mitmdump", *floor, "ours", "ours+queue", *before]
+    quiet = ["quiet"] if args.quiet else []
+    return ["mitmdump", *quiet, *floor, "ours", "ours+queue", *before]
 
 
 def throughput(args: argparse.Namespace, urls: dict[str, Target]) -> dict[str, Any]:
@@ -267,10 +272,11 @@ def throughput(args: argparse.Namespace, urls: dict[str, Target]) -> dict[str, A
     for name in args.workloads:
         plain = runs[(name, "mitmdump")]
         plain_cpu = statistics.median(p["cpu_us"] for p in plain)
+        quiet = runs.get((name, "quiet"))
         for queue in ("", "+queue"):
             row: dict[str, Any] = {}
-            for tree in ("ours", "before", "floor"):
-                target = tree if tree == "floor" else tree + queue
+            for tree in ("ours", "before", "floor", "quiet"):
+                target = tree if tree in ("floor", "quiet") else tree + queue
                 if (name, target) not in runs:
                     continue
                 ours = runs[(name, target)]
@@ -284,6 +290,11 @@ def throughput(args: argparse.Namespace, urls: dict[str, Target]) -> dict[str, A
                     "errors": sum(r["errors"] for r in ours),
                     "rounds": [o["rps"] for o in ours],
                 }
+                if quiet is not None:  # the same against plain without its streaming line
+                    row[tree]["ratio_quiet"] = statistics.median(
+                        o["rps"] / q["rps"] for o, q in zip(ours, quiet, strict=True))
+                    row[tree]["addon_cpu_us_quiet"] = ours_cpu - statistics.median(
+                        q["cpu_us"] for q in quiet)
             report["workloads"][f"{name}{' queue' if queue else ''}"] = {
                 "plain_rps": statistics.median(p["rps"] for p in plain),
                 "plain_cpu_us": plain_cpu, "plain_rounds": [p["rps"] for p in plain],
@@ -302,18 +313,24 @@ def print_throughput(args: argparse.Namespace, report: dict[str, Any]) -> None:
           f"'queue': max_concurrency={args.concurrency}"
           + (f"; before: the same from {args.before}" if args.before else ""))
     print("req/s: median over rounds; ratio: median of the rounds' ours/plain (min-max); cpu: "
-          "the proxy process's CPU us per request, median; addon: ours minus plain")
-    trees = ["ours", *(["before"] if args.before else []), *(["floor"] if args.floor else [])]
+          "the proxy process's CPU us per request, median; addon: ours minus plain"
+          + ("; vs quiet, addon q: the same against plain without its streaming log line "
+             "(scripts/quiet_plain.py)" if args.quiet else ""))
+    trees = ["ours", *(["before"] if args.before else []), *(["floor"] if args.floor else []),
+             *(["quiet"] if args.quiet else [])]
+    quiet_head = f"{'vs quiet':>9}{'addon q':>8}" if args.quiet else ""
     print(f"{'workload':<17}{'tree':<7}{'plain req/s':>12}{'req/s':>9}{'ratio':>7}{'min-max':>11}"
-          f"{'target':>7}{'plain cpu':>10}{'cpu':>7}{'addon':>7}{'errors':>7}")
+          f"{'target':>7}{'plain cpu':>10}{'cpu':>7}{'addon':>7}{'errors':>7}{quiet_head}")
     for name, r in report["workloads"].items():
         target = 0.97 if name.startswith("stream100") else 0.95
         for tree in trees:
             t = r[tree]
+            quiet = (f"{t['ratio_quiet']:>9.2f}{t['addon_cpu_us_quiet']:>8.0f}"
+                     if "ratio_quiet" in t else "")
             print(f"{name:<17}{tree:<7}{r['plain_rps']:>12.1f}{t['rps']:>9.1f}{t['ratio']:>7.2f}"
                   f"{t['ratio_min']:>6.2f}-{t['ratio_max']:.2f}{target:>7.2f}"
                   f"{r['plain_cpu_us']:>10.0f}{t['cpu_us']:>7.0f}{t['addon_cpu_us']:>7.0f}"
-                  f"{t['errors'] + r['plain_errors']:>7}")
+                  f"{t['errors'] + r['plain_errors']:>7}{quiet}")
     t = report["ttft_p50_ms"]
     print(f"TTFT p50 at concurrency 1 ({args.ttft_requests} streams of 5 tokens at 200 tokens/s "
           "per round), ms: plain " + f"{t['mitmdump']:.3f}; " + ", ".join(
@@ -464,6 +481,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--floor", action="store_true",
                         help="throughput: also run mitmdump -s scripts/floor_addon.py (a "
                              "callable per chunk that only reads the clock: the floor)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="throughput: also run plain mitmdump -s scripts/quiet_plain.py "
+                             "(without its log line per streamed message, as ours), and the "
+                             "ratios against it")
     parser.add_argument("--before", type=Path, metavar="DIR",
                         help="throughput: also run the proxy of another checkout (say, "
                              "`git worktree add /tmp/before <commit>`) beside ours")
@@ -502,6 +523,10 @@ def main(argv: list[str]) -> int:
             if args.floor:
                 urls["floor"] = stack.enter_context(service(
                     mitmdump(sim, "-s", "scripts/floor_addon.py"), LISTENING, "floor"))
+            if args.quiet:
+                urls["quiet"] = stack.enter_context(service(
+                    mitmdump(sim, "--set", "stream_large_bodies=1", "-s",
+                             "scripts/quiet_plain.py"), LISTENING, "quiet"))
             if args.before is not None:
                 before = args.before.resolve()
                 for name, queue in (("before", []),
