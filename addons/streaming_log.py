@@ -5,9 +5,9 @@ For each response it streams, mitmproxy logs ``Streaming response from HOST.`` a
 a non-streamed one too, so that is a line per request in the proxy's log, saying nothing the
 history and ``/requests`` do not say better. It is also the costliest thing done per
 request: mitmdump builds the record, formats it, writes it to its terminal and hands it to
-every addon as a deprecated ``add_log`` event, about 100 microseconds of the event loop, more
-than all of our hooks together (docs/benchmarks.md, issue 12). And it is logged before the
-answer's first byte is sent, so the client waits for it.
+every addon as a deprecated ``add_log`` event, about 120 microseconds of the event loop, as
+much as all of our hooks on a short answer (docs/benchmarks.md, issue 12). And it is logged
+before the answer's first byte is sent, so the client waits for it.
 
 This filter drops exactly those two lines on mitmproxy's connection logger, at info, unless
 mitmdump runs with ``--set termlog_verbosity=debug``, where they are kept. Every other line
