@@ -14,7 +14,11 @@ against direct:
   addon's share of it, and time to first token at concurrency 1; with ``--floor`` also
   ``scripts/floor_addon.py``, the least an addon can do to time each token; with ``--quiet``
   also ``scripts/quiet_plain.py``, plain mitmdump without its log line per streamed message
-  (which ours leaves out), and each ratio against it too;
+  (which ours leaves out), and each ratio against it too; with ``--no-history`` also ours with
+  history off, what moving the history writer out of the proxy's process could give back at
+  most; with ``--control`` also a second plain mitmdump, which says how far apart two ratios
+  read on this machine when nothing differs; the targets run in a round's order, reversed
+  every other round;
 - latency: time to first token and inter-token latency (p50, p99) of paced streams at each
   concurrency of ``--levels`` (1, 16, 64, 256), added over direct;
 - streams: ``--streams`` (500) streams at once, each checked to its end against the same answer
@@ -28,6 +32,8 @@ The memory slope over a long steady load is ``scripts/bench_soak.py``.
     .venv/bin/python scripts/bench.py --only throughput --before /tmp/before  # and another tree
     .venv/bin/python scripts/bench.py --only throughput --floor  # and the floor addon
     .venv/bin/python scripts/bench.py --only throughput --quiet  # and against a quiet plain
+    .venv/bin/python scripts/bench.py --only throughput --no-history  # and ours, history off
+    .venv/bin/python scripts/bench.py --only throughput --control  # and plain against itself
     .venv/bin/python scripts/bench.py --only latency --levels 1,64
 """
 
@@ -46,7 +52,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,32 +246,90 @@ def throughput_targets(args: argparse.Namespace) -> list[str]:
     before = ["before", "before+queue"] if args.before else []
     floor = ["floor"] if args.floor else []
     quiet = ["quiet"] if args.quiet else []
-    return ["mitmdump", *quiet, *floor, "ours", "ours+queue", *before]
+    nohist = ["nohist"] if args.no_history else []
+    control = ["plain2"] if args.control else []
+    return ["mitmdump", *control, *quiet, *floor, *nohist, "ours", "ours+queue", *before]
 
 
-def throughput(args: argparse.Namespace, urls: dict[str, Target]) -> dict[str, Any]:
+Command = tuple[list[str], dict[str, str] | None]  # a service's argv, and what it adds to env
+
+
+def throughput_commands(args: argparse.Namespace, sim: str, tmp: str) -> dict[str, Command]:
+    """How to start each target of ``throughput_targets``, by name."""
+    def ours(name: str, *extra: str, root: Path = ROOT) -> list[str]:
+        return mitmdump(sim, "-s", str(root / "addons/llama_metrics.py"), "--set",
+                        "metrics_port=0", "--set", f"history_path={tmp}/history-{name}.db",
+                        *extra)
+
+    queue = ("--set", f"max_concurrency={args.concurrency}")
+    commands: dict[str, Command] = {
+        "mitmdump": (mitmdump(sim, "--set", "stream_large_bodies=1"), None),
+        "plain2": (mitmdump(sim, "--set", "stream_large_bodies=1"), None),
+        "quiet": (mitmdump(sim, "--set", "stream_large_bodies=1", "-s",
+                           "scripts/quiet_plain.py"), None),
+        "floor": (mitmdump(sim, "-s", "scripts/floor_addon.py"), None),
+        "nohist": (mitmdump(sim, "-s", "addons/llama_metrics.py", "--set", "metrics_port=0",
+                            "--set", "history_path="), None),
+        "ours": (ours("ours"), None),
+        "ours+queue": (ours("queue", *queue), None),
+    }
+    if args.before is not None:
+        before = args.before.resolve()
+        env = {"PYTHONPATH": str(before)}
+        commands["before"] = (ours("before", root=before), env)
+        commands["before+queue"] = (ours("before-queue", *queue, root=before), env)
+    return {name: commands[name] for name in throughput_targets(args)}
+
+
+def start_all(stack: ExitStack, commands: dict[str, Command]) -> dict[str, Target]:
+    """Each service of ``commands`` started, to be stopped with ``stack``."""
+    return {name: stack.enter_context(service(argv, LISTENING, name, env=env))
+            for name, (argv, env) in commands.items()}
+
+
+def round_order(targets: list[str], round_no: int) -> list[str]:
+    """The targets in the order of one round: as given, and reversed every other round, so
+    that no target always runs first or last after the others (a machine that slows down or
+    speeds up within a round then weighs on each the same over an even number of rounds)."""
+    return list(reversed(targets)) if round_no % 2 else list(targets)
+
+
+def throughput_round(args: argparse.Namespace, urls: dict[str, Target], round_no: int,
+                     runs: dict[tuple[str, str], list[dict[str, float]]],
+                     ttfts: dict[str, Result]) -> None:
+    """One round of ``throughput``: each workload against each target, then TTFT of each."""
+    targets = round_order(throughput_targets(args), round_no)
+    for name in args.workloads:
+        for target in targets:
+            where = urls[target]
+            cpu = where.cpu_seconds()
+            run = bench_wrk.load(where.url, bench_wrk.WORKLOADS[name], seconds=args.seconds,
+                                 concurrency=args.concurrency)
+            runs[(name, target)].append({
+                "rps": run.rate, "requests": run.requests, "errors": run.errors,
+                "cpu_us": 1e6 * (where.cpu_seconds() - cpu) / max(1, run.requests)})
+    for target in targets:
+        # Paced like a real model (the simulator's X-Sim-Token-Rate), so the first token
+        # travels alone rather than in a burst of the whole answer.
+        ttfts[target].add(asyncio.run(load(
+            urls[target].url, concurrency=1, requests=args.ttft_requests, tokens=5,
+            stream=True, headers={"X-Sim-Token-Rate": "200"})))
+
+
+def throughput(args: argparse.Namespace, urls: dict[str, Target],
+               start: Callable[[ExitStack], dict[str, Target]] | None = None) -> dict[str, Any]:
     """Each workload against plain mitmdump and ours (queue off, on), interleaved in rounds;
-    and time to first token at concurrency 1."""
+    and time to first token at concurrency 1. With ``start``, every target is a new process
+    each round (what ``start`` returns, stopped at the round's end)."""
     targets = throughput_targets(args)
     runs: dict[tuple[str, str], list[dict[str, float]]] = {
         (w, t): [] for w in args.workloads for t in targets}
     ttfts = {t: Result() for t in targets}
     for round_no in range(args.rounds):
-        for name in args.workloads:
-            for target in targets:
-                where = urls[target]
-                cpu = where.cpu_seconds()
-                run = bench_wrk.load(where.url, bench_wrk.WORKLOADS[name], seconds=args.seconds,
-                                     concurrency=args.concurrency)
-                runs[(name, target)].append({
-                    "rps": run.rate, "requests": run.requests, "errors": run.errors,
-                    "cpu_us": 1e6 * (where.cpu_seconds() - cpu) / max(1, run.requests)})
-        for target in targets:
-            # Paced like a real model (the simulator's X-Sim-Token-Rate), so the first token
-            # travels alone rather than in a burst of the whole answer.
-            ttfts[target].add(asyncio.run(load(
-                urls[target].url, concurrency=1, requests=args.ttft_requests, tokens=5,
-                stream=True, headers={"X-Sim-Token-Rate": "200"})))
+        with ExitStack() as round_stack:
+            if start is not None:
+                urls = {**urls, **start(round_stack)}
+            throughput_round(args, urls, round_no, runs, ttfts)
         print(f"throughput round {round_no + 1}/{args.rounds} done (load average "
               f"{os.getloadavg()[0]:.2f})", file=sys.stderr)
     report: dict[str, Any] = {"workloads": {}, "ttft_p50_ms": {}, "load_average": os.getloadavg()}
@@ -275,8 +339,8 @@ def throughput(args: argparse.Namespace, urls: dict[str, Target]) -> dict[str, A
         quiet = runs.get((name, "quiet"))
         for queue in ("", "+queue"):
             row: dict[str, Any] = {}
-            for tree in ("ours", "before", "floor", "quiet"):
-                target = tree if tree in ("floor", "quiet") else tree + queue
+            for tree in ("ours", "before", "floor", "quiet", "nohist", "plain2"):
+                target = tree if tree in ("floor", "quiet", "nohist", "plain2") else tree + queue
                 if (name, target) not in runs:
                     continue
                 ours = runs[(name, target)]
@@ -289,6 +353,7 @@ def throughput(args: argparse.Namespace, urls: dict[str, Target]) -> dict[str, A
                     "addon_cpu_us": ours_cpu - plain_cpu,
                     "errors": sum(r["errors"] for r in ours),
                     "rounds": [o["rps"] for o in ours],
+                    "cpu_rounds": [o["cpu_us"] for o in ours],
                 }
                 if quiet is not None:  # the same against plain without its streaming line
                     row[tree]["ratio_quiet"] = statistics.median(
@@ -298,6 +363,7 @@ def throughput(args: argparse.Namespace, urls: dict[str, Target]) -> dict[str, A
             report["workloads"][f"{name}{' queue' if queue else ''}"] = {
                 "plain_rps": statistics.median(p["rps"] for p in plain),
                 "plain_cpu_us": plain_cpu, "plain_rounds": [p["rps"] for p in plain],
+                "plain_cpu_rounds": [p["cpu_us"] for p in plain],
                 "plain_errors": sum(p["errors"] for p in plain), **row}
     for target, r in ttfts.items():
         report["ttft_p50_ms"][target] = 1000 * statistics.median(r.ttfts)
@@ -308,16 +374,21 @@ def throughput(args: argparse.Namespace, urls: dict[str, Target]) -> dict[str, A
 def print_throughput(args: argparse.Namespace, report: dict[str, Any]) -> None:
     print(f"\nthroughput: {'wrk' if bench_wrk.have_wrk() else 'aiohttp (wrk not installed)'}"
           f", {args.rounds} rounds x {args.seconds:g} s per workload and target at concurrency "
-          f"{args.concurrency}, targets interleaved; plain mitmdump: --set stream_large_bodies=1,"
-          " no addon; ours: -s addons/llama_metrics.py, default configuration (history on), "
+          f"{args.concurrency}, targets interleaved (each round's order the last's reversed); "
+          "plain mitmdump: --set stream_large_bodies=1, no addon; ours: -s "
+          "addons/llama_metrics.py, default configuration (history on), "
           f"'queue': max_concurrency={args.concurrency}"
-          + (f"; before: the same from {args.before}" if args.before else ""))
+          + (f"; before: the same from {args.before}" if args.before else "")
+          + ("; nohist: ours with history_path= (history off)" if args.no_history else "")
+          + ("; plain2: a second plain mitmdump" if args.control else "")
+          + ("; every target a new process each round" if args.fresh else ""))
     print("req/s: median over rounds; ratio: median of the rounds' ours/plain (min-max); cpu: "
           "the proxy process's CPU us per request, median; addon: ours minus plain"
           + ("; vs quiet, addon q: the same against plain without its streaming log line "
              "(scripts/quiet_plain.py)" if args.quiet else ""))
     trees = ["ours", *(["before"] if args.before else []), *(["floor"] if args.floor else []),
-             *(["quiet"] if args.quiet else [])]
+             *(["nohist"] if args.no_history else []), *(["quiet"] if args.quiet else []),
+             *(["plain2"] if args.control else [])]
     quiet_head = f"{'vs quiet':>9}{'addon q':>8}" if args.quiet else ""
     print(f"{'workload':<17}{'tree':<7}{'plain req/s':>12}{'req/s':>9}{'ratio':>7}{'min-max':>11}"
           f"{'target':>7}{'plain cpu':>10}{'cpu':>7}{'addon':>7}{'errors':>7}{quiet_head}")
@@ -485,6 +556,16 @@ def main(argv: list[str]) -> int:
                         help="throughput: also run plain mitmdump -s scripts/quiet_plain.py "
                              "(without its log line per streamed message, as ours), and the "
                              "ratios against it")
+    parser.add_argument("--no-history", action="store_true",
+                        help="throughput: also run ours with history off (history_path=): "
+                             "the most a history writer in another process could give back")
+    parser.add_argument("--control", action="store_true",
+                        help="throughput: also run a second plain mitmdump (plain2), "
+                             "the same as the first: what a ratio reads with no difference")
+    parser.add_argument("--fresh", action="store_true",
+                        help="throughput: start every target anew each round, plain mitmdump "
+                             "too (two processes of one program can differ by a few percent "
+                             "for as long as they run)")
     parser.add_argument("--before", type=Path, metavar="DIR",
                         help="throughput: also run the proxy of another checkout (say, "
                              "`git worktree add /tmp/before <commit>`) beside ours")
@@ -513,33 +594,14 @@ def main(argv: list[str]) -> int:
         if "streams" in parts:  # first, so "before" is a fresh process's memory
             report["streams"] = streams(args, urls, urls["proxy"].metrics_url())
         if "throughput" in parts:
-            urls["ours"] = stack.enter_context(service(
-                mitmdump(sim, "-s", "addons/llama_metrics.py", "--set", "metrics_port=0",
-                         "--set", f"history_path={tmp}/history.db"), LISTENING, "ours"))
-            urls["ours+queue"] = stack.enter_context(service(
-                mitmdump(sim, "-s", "addons/llama_metrics.py", "--set", "metrics_port=0",
-                         "--set", f"history_path={tmp}/history-queue.db",
-                         "--set", f"max_concurrency={args.concurrency}"), LISTENING, "ours"))
-            if args.floor:
-                urls["floor"] = stack.enter_context(service(
-                    mitmdump(sim, "-s", "scripts/floor_addon.py"), LISTENING, "floor"))
-            if args.quiet:
-                urls["quiet"] = stack.enter_context(service(
-                    mitmdump(sim, "--set", "stream_large_bodies=1", "-s",
-                             "scripts/quiet_plain.py"), LISTENING, "quiet"))
-            if args.before is not None:
-                before = args.before.resolve()
-                for name, queue in (("before", []),
-                                    ("before+queue", ["--set",
-                                                      f"max_concurrency={args.concurrency}"])):
-                    urls[name] = stack.enter_context(service(
-                        mitmdump(sim, "-s", str(before / "addons/llama_metrics.py"),
-                                 "--set", "metrics_port=0",
-                                 "--set", f"history_path={tmp}/history-{name}.db", *queue),
-                        LISTENING, name, env={"PYTHONPATH": str(before)}))
-            report["throughput"] = throughput(args, urls)
-            for name in throughput_targets(args)[1:]:
-                del urls[name]  # the latency runs compare direct and proxy
+            commands = throughput_commands(args, sim, tmp)
+            if args.fresh:  # throughput() starts them, plain mitmdump too, every round
+                report["throughput"] = throughput(
+                    args, urls, start=lambda round_stack: start_all(round_stack, commands))
+            else:
+                commands.pop("mitmdump")  # the one started above
+                started = start_all(stack, commands)
+                report["throughput"] = throughput(args, {**urls, **started})
         if "latency" in parts:
             report["latency"] = sweep(args, urls)
 
