@@ -34,10 +34,10 @@ from typing import Any
 import ollama
 import openai
 import pytest
-import simple_websocket
 
 from tests.history_files import row_count
 from tests.reliability.wire import family_delta, peak_rss_bytes, requests_total
+from tests.support import websocket
 from tests.support.ports import free_port
 from tests.support.processes import ENV as BASE_ENV
 from tests.support.processes import MITMDUMP, ROOT, Proxy, run_proxy, run_service
@@ -289,7 +289,7 @@ def test_dashboard_needs_the_token_on_every_route(guarded: dict[str, Any]) -> No
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and TOKEN not in cookie
     pair = {"Cookie": cookie.split(";", 1)[0]}
     assert get(url + "/api/snapshot", headers=pair)[0] == 200
-    ws = simple_websocket.Client.connect(url.replace("http", "ws") + "/ws", headers=pair)
+    ws = websocket.connect(url.replace("http", "ws") + "/ws", headers=pair)
     try:
         assert json.loads(ws.receive(timeout=20))["type"] == "hello"
     finally:
