@@ -17,8 +17,8 @@ against direct:
   (which ours leaves out), and each ratio against it too; with ``--no-history`` also ours with
   history off, what moving the history writer out of the proxy's process could give back at
   most; with ``--control`` also a second plain mitmdump, which says how far apart two ratios
-  read on this machine when nothing differs; the targets run in a round's order, reversed
-  every other round;
+  read on this machine when nothing differs; with ``--fresh`` every target, plain included, is
+  a new process each round; the targets run in a round's order, reversed every other round;
 - latency: time to first token and inter-token latency (p50, p99) of paced streams at each
   concurrency of ``--levels`` (1, 16, 64, 256), added over direct;
 - streams: ``--streams`` (500) streams at once, each checked to its end against the same answer
@@ -33,7 +33,7 @@ The memory slope over a long steady load is ``scripts/bench_soak.py``.
     .venv/bin/python scripts/bench.py --only throughput --floor  # and the floor addon
     .venv/bin/python scripts/bench.py --only throughput --quiet  # and against a quiet plain
     .venv/bin/python scripts/bench.py --only throughput --no-history  # and ours, history off
-    .venv/bin/python scripts/bench.py --only throughput --control  # and plain against itself
+    .venv/bin/python scripts/bench.py --only throughput --fresh --control  # on a shared machine
     .venv/bin/python scripts/bench.py --only latency --levels 1,64
 """
 
