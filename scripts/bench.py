@@ -287,6 +287,13 @@ def start_all(stack: ExitStack, commands: dict[str, Command]) -> dict[str, Targe
             for name, (argv, env) in commands.items()}
 
 
+def compared_trees(args: argparse.Namespace) -> list[str]:
+    """The targets compared with plain mitmdump, ours first, each once: a tree with a queue
+    variant (ours, before) stands for both, its ``+queue`` target in the queue rows."""
+    others = [t for t in throughput_targets(args)[1:] if not t.endswith("+queue")]
+    return ["ours", *(t for t in others if t != "ours")]
+
+
 def round_order(targets: list[str], round_no: int) -> list[str]:
     """The targets in the order of one round: as given, and reversed every other round, so
     that no target always runs first or last after the others (a machine that slows down or
@@ -339,10 +346,8 @@ def throughput(args: argparse.Namespace, urls: dict[str, Target],
         quiet = runs.get((name, "quiet"))
         for queue in ("", "+queue"):
             row: dict[str, Any] = {}
-            for tree in ("ours", "before", "floor", "quiet", "nohist", "plain2"):
-                target = tree if tree in ("floor", "quiet", "nohist", "plain2") else tree + queue
-                if (name, target) not in runs:
-                    continue
+            for tree in compared_trees(args):
+                target = tree + queue if (name, tree + queue) in runs else tree
                 ours = runs[(name, target)]
                 ratios = [o["rps"] / p["rps"] for o, p in zip(ours, plain, strict=True)]
                 ours_cpu = statistics.median(o["cpu_us"] for o in ours)
@@ -386,15 +391,12 @@ def print_throughput(args: argparse.Namespace, report: dict[str, Any]) -> None:
           "the proxy process's CPU us per request, median; addon: ours minus plain"
           + ("; vs quiet, addon q: the same against plain without its streaming log line "
              "(scripts/quiet_plain.py)" if args.quiet else ""))
-    trees = ["ours", *(["before"] if args.before else []), *(["floor"] if args.floor else []),
-             *(["nohist"] if args.no_history else []), *(["quiet"] if args.quiet else []),
-             *(["plain2"] if args.control else [])]
     quiet_head = f"{'vs quiet':>9}{'addon q':>8}" if args.quiet else ""
     print(f"{'workload':<17}{'tree':<7}{'plain req/s':>12}{'req/s':>9}{'ratio':>7}{'min-max':>11}"
           f"{'target':>7}{'plain cpu':>10}{'cpu':>7}{'addon':>7}{'errors':>7}{quiet_head}")
     for name, r in report["workloads"].items():
         target = 0.97 if name.startswith("stream100") else 0.95
-        for tree in trees:
+        for tree in compared_trees(args):
             t = r[tree]
             quiet = (f"{t['ratio_quiet']:>9.2f}{t['addon_cpu_us_quiet']:>8.0f}"
                      if "ratio_quiet" in t else "")

@@ -28,6 +28,8 @@ def test_plain_comes_first_and_each_option_adds_its_target(bench: ModuleType) ->
         "mitmdump", "plain2", "quiet", "floor", "nohist", "ours", "ours+queue", "before",
         "before+queue"]
 
+    assert bench.compared_trees(args) == ["ours", "plain2", "quiet", "floor", "nohist", "before"]
+
 
 def test_every_other_round_runs_the_targets_in_reverse(bench: ModuleType) -> None:
     targets = ["mitmdump", "quiet", "ours", "ours+queue"]
